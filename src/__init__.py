@@ -1,0 +1,1 @@
+"""Lightning + gin project template: training, run folders and results analysis."""

@@ -1,0 +1,14 @@
+"""Callbacks chosen by name. Importing this package registers every callback."""
+
+from src.callbacks import (  # noqa: F401  (registration)
+    checkpoint,
+    heartbeat,
+    history,
+    lr_schedule,
+    meta_saver,
+    progress_log,
+    rng_state,
+)
+from src.callbacks.registry import CALLBACKS
+
+__all__ = ["CALLBACKS"]

@@ -1,0 +1,49 @@
+"""Checkpoints: `last.ckpt` every epoch and `best.ckpt` by the monitored metric (default: valid accuracy),
+written atomically (temporary file in the same folder, fsync, rename): a crash never leaves half a checkpoint."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from src import run_dir as layout
+from src.callbacks.registry import CALLBACKS
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o666 & ~layout.UMASK)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location=None, weights_only=None):
+        return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
+
+
+@CALLBACKS.register("checkpoint")
+def checkpoint(run_dir: str, monitor: str = "valid_acc", mode: str = "max") -> ModelCheckpoint:
+    return ModelCheckpoint(
+        dirpath=run_dir,
+        filename=Path(layout.BEST_CKPT).stem,
+        monitor=monitor,
+        mode=mode,
+        save_top_k=1,
+        save_last=True,
+        save_on_train_epoch_end=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )

@@ -1,0 +1,116 @@
+"""MetaSaver: `meta.json` (command, host, git commit and dirty flag, versions, every attempt's start/end) and
+`git_diff.patch`; `finish()` touches `FINISHED`, which the training loop calls only after a successful end."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import shlex
+import socket
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from src import run_dir as layout
+from src.callbacks.registry import CALLBACKS
+
+PACKAGES = ("torch", "pytorch-lightning", "gin-config", "numpy", "pandas", "scikit-learn")
+CODE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def now_iso() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=CODE_ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+class MetaSaver(pl.Callback):
+    def __init__(self, run_dir: str | Path):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / layout.META
+        self.meta: dict = {}
+        self.started = time.time()
+
+    def _save(self) -> None:
+        layout.write_atomic(self.path, json.dumps(self.meta, indent=2, default=str) + "\n")
+
+    def on_fit_start(self, trainer, pl_module):
+        if not trainer.is_global_zero:
+            return
+        for marker in (layout.FINISHED, layout.FAILED):
+            (self.run_dir / marker).unlink(missing_ok=True)
+        self.meta = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        commit = git("rev-parse", "HEAD")
+        status = git("status", "--porcelain", "--untracked-files=no")
+        self.meta.update(
+            command=shlex.join([sys.executable, *sys.argv]),
+            argv=sys.argv,
+            cwd=os.getcwd(),
+            hostname=socket.gethostname(),
+            save_dir=str(self.run_dir.resolve()),
+            git_commit=commit.strip() if commit else None,
+            git_dirty=bool(status.strip()) if status is not None else None,
+            versions=versions(),
+        )
+        self.started = time.time()
+        self.meta.setdefault("attempts", []).append(
+            {"start": now_iso(), "hostname": self.meta["hostname"], "pid": os.getpid(),
+             "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None}
+        )
+        self.meta.setdefault("start_time", self.meta["attempts"][0]["start"])
+        self._save()
+        diff = git("diff", "HEAD")
+        if diff is not None:
+            layout.write_atomic(self.run_dir / layout.GIT_DIFF, diff)
+
+    def on_train_start(self, trainer, pl_module):
+        # Lightning restores the loop counters after on_fit_start: the start epoch is known only now.
+        if trainer.is_global_zero and self.meta.get("attempts"):
+            self.meta["attempts"][-1]["start_epoch"] = trainer.current_epoch
+            self._save()
+
+    def _end_attempt(self, **extra) -> None:
+        if not self.meta.get("attempts"):
+            return
+        duration = time.time() - self.started
+        self.meta["attempts"][-1].update(end=now_iso(), duration_s=round(duration, 3), **extra)
+        self.meta["execution_time_s"] = round(sum(a.get("duration_s", 0) for a in self.meta["attempts"]), 3)
+        self._save()
+
+    def on_exception(self, trainer, pl_module, exception):
+        if trainer.is_global_zero:
+            self._end_attempt(error=f"{type(exception).__name__}: {exception}")
+
+    def finish(self) -> None:
+        """Record the end of a successful run and touch FINISHED (last, so runners see a complete folder)."""
+        self._end_attempt()
+        self.meta["end_time"] = self.meta.get("attempts", [{}])[-1].get("end", now_iso())
+        self._save()
+        layout.touch(self.run_dir / layout.FINISHED, self.meta["end_time"] + "\n")
+
+
+@CALLBACKS.register("meta_saver")
+def meta_saver(run_dir: str) -> MetaSaver:
+    return MetaSaver(run_dir)

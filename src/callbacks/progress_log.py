@@ -1,0 +1,74 @@
+"""ProgressLog: a plain log line every N steps and at each epoch end, readable in `stdout.txt` and SLURM logs:
+
+    step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+
+from src.callbacks.history import batch_size_of
+from src.callbacks.registry import CALLBACKS
+
+
+def hms(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class ProgressLog(pl.Callback):
+    def __init__(self, every_n_steps: int = 50):
+        self.every_n_steps = every_n_steps
+        self._reset()
+
+    def _reset(self) -> None:
+        self.data_time = self.step_time = 0.0
+        self.n_steps = self.n_examples = 0
+        self.window_start = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module):
+        self.start, self.start_step = time.perf_counter(), trainer.global_step
+        self.batch_end = time.perf_counter()
+        self._reset()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self.batch_end = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self.batch_start = time.perf_counter()
+        self.data_time += self.batch_start - self.batch_end
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.batch_end = time.perf_counter()
+        self.step_time += self.batch_end - self.batch_start
+        self.n_steps += 1
+        self.n_examples += batch_size_of(batch)
+        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+            self._print_step(trainer, loss)
+
+    def _print_step(self, trainer, loss: float) -> None:
+        now = time.perf_counter()
+        total = trainer.estimated_stepping_batches
+        done = trainer.global_step - self.start_step
+        elapsed = now - self.start
+        left = elapsed / max(done, 1) * (total - trainer.global_step)
+        rate = self.n_examples * trainer.world_size / max(now - self.window_start, 1e-9)
+        n = max(self.n_steps, 1)
+        print(f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
+              f"data {1000 * self.data_time / n:.1f} ms, step {1000 * self.step_time / n:.1f} ms | "
+              f"elapsed {hms(elapsed)} | left {hms(left)}", flush=True)
+        self._reset()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.is_global_zero:
+            metrics = " | ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items())
+                                 if getattr(v, "numel", lambda: 1)() == 1)
+            print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} | {metrics}", flush=True)
+
+
+@CALLBACKS.register("progress_log")
+def progress_log(run_dir: str, every_n_steps: int = 50) -> ProgressLog:
+    return ProgressLog(every_n_steps=every_n_steps)

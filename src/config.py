@@ -1,0 +1,45 @@
+"""Load the user's gin configs and bindings ('#'-joined on the command line), turning gin's errors into one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import gin
+
+from src.errors import UserError
+
+
+def split_joined(text: str | None) -> list[str]:
+    """'a.gin#b.gin' -> ['a.gin', 'b.gin']; empty parts are dropped."""
+    return [part.strip() for part in (text or "").split("#") if part.strip()]
+
+
+def register_everything() -> None:
+    """Import every package that registers gin configurables, so any config can refer to them."""
+    import src.callbacks  # noqa: F401
+    import src.data  # noqa: F401
+    import src.loggers  # noqa: F401
+    import src.models  # noqa: F401
+    import src.modules  # noqa: F401
+    import src.training_loop  # noqa: F401
+
+
+def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
+    """Parse configs then bindings into gin's global config (cleared first)."""
+    register_everything()
+    for path in config_files:
+        if not Path(path).is_file():
+            raise UserError(f"Config file {path!r} does not exist.")
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings(list(config_files), list(bindings))
+    except (ValueError, SyntaxError, KeyError, TypeError) as e:
+        gin.clear_config()
+        raise UserError(f"Bad gin config: {one_line(e)}") from e
+
+
+def one_line(error: BaseException) -> str:
+    """Gin appends '  In file ..., line N' context lines: keep them, on one line."""
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

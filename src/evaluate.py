@@ -1,0 +1,22 @@
+"""Evaluate a trained run's checkpoint on the test split: eval_results_<checkpoint>.json in the run folder."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from src import run_dir as layout
+
+
+def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]:
+    import pytorch_lightning as pl
+
+    from src.data import DATA
+    from src.reload import build_module
+
+    lit, args = build_module(run_dir, checkpoint)
+    datamodule = DATA.get(args["data"])(seed=args["seed"])
+    trainer = pl.Trainer(logger=False, callbacks=[], enable_progress_bar=sys.stdout.isatty(),
+                         enable_model_summary=False, accelerator=args["accelerator"], devices=1)
+    metrics = {"checkpoint": checkpoint, **trainer.test(lit, datamodule=datamodule, verbose=False)[0]}
+    return metrics, layout.write_eval_results(run_dir, metrics, checkpoint)

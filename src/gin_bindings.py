@@ -1,0 +1,60 @@
+"""Read a gin config text into a flat dict `{"scope/configurable.param": value}` with gin's own parser.
+
+Handles scopes, macros (resolved to their values), multi-line values and configurable references
+(`@cnn` -> "@cnn", `@cnn()` -> "@cnn()"). Needs no configurable to be registered: analysis code uses it
+without importing any training code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gin import config_parser
+
+
+class _Macro:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _Delegate(config_parser.ParserDelegate):
+    def configurable_reference(self, scoped_configurable_name: str, evaluate: bool) -> str:
+        return f"@{scoped_configurable_name}" + ("()" if evaluate else "")
+
+    def macro(self, macro_name: str) -> _Macro:
+        return _Macro(macro_name)
+
+
+def _resolve(value: Any, macros: dict[str, Any], depth: int = 0) -> Any:
+    if isinstance(value, _Macro):
+        if value.name not in macros or depth > 20:
+            return f"%{value.name}"
+        return _resolve(macros[value.name], macros, depth + 1)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolve(v, macros, depth) for v in value)
+    if isinstance(value, dict):
+        return {k: _resolve(v, macros, depth) for k, v in value.items()}
+    return value
+
+
+def parse_bindings(text: str) -> dict[str, Any]:
+    """Every binding of a gin config text; macros appear under their own name and are substituted in values.
+
+    Raises ValueError/SyntaxError for malformed text.
+    """
+    raw: dict[str, Any] = {}
+    macros: dict[str, Any] = {}
+    for statement in config_parser.ConfigParser(text, _Delegate()):
+        if not isinstance(statement, config_parser.BindingStatement):
+            continue  # imports and includes carry no values
+        selector = f"{statement.scope}/{statement.selector}" if statement.scope else statement.selector
+        if statement.arg_name:
+            raw[f"{selector}.{statement.arg_name}"] = statement.value
+        else:
+            raw[selector] = macros[selector] = statement.value
+    return {key: _resolve(value, macros) for key, value in raw.items()}
+
+
+def scalar_hparams(bindings: dict[str, Any]) -> dict[str, Any]:
+    """The bindings as tracker-friendly scalars (lists and dicts become their repr)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) or v is None else repr(v) for k, v in bindings.items()}

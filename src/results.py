@@ -1,0 +1,110 @@
+"""Results analysis over run folders: no training code imported (load_model imports it lazily, when called).
+
+    C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
+    H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
+    df = load_runs("results/tune_lr/**")   # one row per run: status, config, best/final metrics
+    module = load_model(run)   # the trained LightningModule, eval mode
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from src import run_dir as layout
+from src.errors import UserError
+from src.gin_bindings import parse_bindings
+
+PathLike = str | os.PathLike
+
+
+def _require_run(run_dir: PathLike) -> Path:
+    run_dir = Path(run_dir)
+    if not layout.is_run_dir(run_dir):
+        raise UserError(f"{str(run_dir)!r} is not a run folder (no {layout.CONFIG} inside).")
+    return run_dir
+
+
+def load_C(run_dir: PathLike) -> dict:
+    """The run's operative gin bindings: {"scope/configurable.param": value}, macros resolved."""
+    path = _require_run(run_dir) / layout.CONFIG
+    try:
+        return parse_bindings(path.read_text())
+    except (SyntaxError, ValueError) as e:
+        raise UserError(f"{path} is not valid gin: {str(e).splitlines()[0]}") from e
+
+
+def load_eval(run_dir: PathLike) -> dict:
+    """eval_results.json -> eval_<metric>; eval_results_<name>.json -> eval_<name>_<metric>."""
+    found = {}
+    for path in sorted(Path(run_dir).glob("eval_results*.json")):
+        prefix = "eval_" + path.stem[len("eval_results_"):] + "_" if path.stem != "eval_results" else "eval_"
+        try:
+            values = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        found.update({prefix + k: v for k, v in values.items() if k != "checkpoint"})
+    return found
+
+
+def load_H(run_dir: PathLike) -> pd.DataFrame:
+    """history.csv (one row per epoch) with every eval_* result as a constant column."""
+    run_dir = _require_run(run_dir)
+    try:
+        history = pd.read_csv(run_dir / layout.HISTORY)
+    except (FileNotFoundError, pd.errors.EmptyDataError):
+        history = pd.DataFrame({"epoch": pd.Series(dtype=int)})
+    for key, value in load_eval(run_dir).items():
+        history[key] = value
+    return history
+
+
+def load_HC(run_dir: PathLike) -> tuple[pd.DataFrame, dict]:
+    return load_H(run_dir), load_C(run_dir)
+
+
+def find_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Path]:
+    """Run folders named by, or found (recursively) under, the given paths and glob patterns."""
+    items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
+    found: list[Path] = []
+    for item in items:
+        for match in sorted(glob.glob(str(item), recursive=True)) or [str(item)]:
+            for root, dirs, _ in os.walk(match):
+                if layout.is_run_dir(root):
+                    found.append(Path(root))
+                    dirs.clear()  # runs do not nest
+                else:
+                    dirs.sort()
+    return list(dict.fromkeys(found))
+
+
+def summarize(history: pd.DataFrame) -> dict:
+    """best_* (max accuracy, min loss) and final_* of every metric column, and the number of epochs."""
+    row: dict = {"epochs": int(history["epoch"].max()) if len(history) else 0}
+    for column in history.columns:
+        if column.startswith("eval_"):
+            row[column] = history[column].iloc[0] if len(history) else None
+        elif column.endswith(("_acc", "_loss")) and len(history):
+            best = history[column].max() if column.endswith("_acc") else history[column].min()
+            row[f"best_{column}"], row[f"final_{column}"] = best, history[column].iloc[-1]
+    return row
+
+
+def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = None) -> pd.DataFrame:
+    """One row per run: path, status, every config binding, best_/final_ metrics, eval_ results, epochs."""
+    rows = []
+    for run in find_runs(paths_or_glob):
+        rows.append({"run": str(run), "status": layout.status(run, now), **summarize(load_H(run)), **load_C(run)})
+    return pd.DataFrame(rows)
+
+
+def load_model(run_dir: PathLike, checkpoint: str = "best"):
+    """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
+    from src.reload import build_module  # training code, imported only here
+
+    return build_module(run_dir, checkpoint)[0]

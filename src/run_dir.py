@@ -1,0 +1,146 @@
+"""The run-folder layout: every file name a run writes, and the run's status. The one place that owns both.
+
+A run folder (SAVE_DIR) holds (see results/README.md for the full description):
+
+    config.gin            operative gin config (every parameter actually used)
+    configs/              copies of the input config files
+    bindings.txt          the -b bindings, one per line
+    meta.json             command, host, git commit, versions, start/end times of every attempt
+    git_diff.patch        uncommitted changes of the code at start
+    stdout.txt stderr.txt everything printed (appended on resume)
+    history.csv           one row per epoch
+    tensorboard/          TensorBoard event files
+    last.ckpt best.ckpt   checkpoints (last epoch, best by the monitored metric)
+    eval_results.json     test metrics of the best checkpoint after training
+    eval_results_<ckpt>.json  written by bin/evaluate.py
+    HEARTBEAT             touched every few seconds while the run is alive
+    FINISHED              touched only after a successful end
+    FAILED                the error of the last attempt, if it failed
+
+This module imports nothing heavy: results analysis and runners use it too.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+CONFIG = "config.gin"
+INPUT_CONFIGS = "configs"
+BINDINGS = "bindings.txt"
+META = "meta.json"
+GIT_DIFF = "git_diff.patch"
+STDOUT = "stdout.txt"
+STDERR = "stderr.txt"
+HISTORY = "history.csv"
+TENSORBOARD = "tensorboard"
+LAST_CKPT = "last.ckpt"
+BEST_CKPT = "best.ckpt"
+EVAL_RESULTS = "eval_results.json"
+HEARTBEAT = "HEARTBEAT"
+FINISHED = "FINISHED"
+FAILED = "FAILED"
+
+UMASK = os.umask(0o022)
+os.umask(UMASK)
+
+CHECKPOINTS = {"best": BEST_CKPT, "last": LAST_CKPT}
+
+STATUSES = ("finished", "running", "dead", "failed", "pending")
+# A heartbeat older than this many intervals means the process is gone.
+STALE_HEARTBEATS = 4
+MIN_STALE_SECONDS = 120.0
+
+
+def eval_results_name(checkpoint: str) -> str:
+    return f"eval_results_{checkpoint}.json"
+
+
+def is_run_dir(path: str | os.PathLike) -> bool:
+    """A folder is a run folder once it holds its operative config."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file so that readers see the old or the new content, never a half-written one."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def touch(path: str | os.PathLike, text: str = "") -> None:
+    write_atomic(path, text)
+
+
+def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> bool:
+    beat = Path(run_dir) / HEARTBEAT
+    try:
+        age = (time.time() if now is None else now) - beat.stat().st_mtime
+        interval = float(beat.read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return True
+    return age > max(STALE_HEARTBEATS * interval, MIN_STALE_SECONDS)
+
+
+def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
+    """finished | failed | running (fresh HEARTBEAT) | dead (stale HEARTBEAT) | pending (never started)."""
+    run_dir = Path(run_dir)
+    if (run_dir / FINISHED).exists():
+        return "finished"
+    if (run_dir / FAILED).exists():
+        return "failed"
+    if (run_dir / HEARTBEAT).exists():
+        return "dead" if heartbeat_is_stale(run_dir, now) else "running"
+    return "pending"
+
+
+def save_inputs(run_dir: str | os.PathLike, config_files, bindings) -> None:
+    """Copies of the input config files (under configs/) and the bindings, one per line."""
+    run_dir = Path(run_dir)
+    folder = run_dir / INPUT_CONFIGS
+    folder.mkdir(exist_ok=True)
+    used: set[str] = set()
+    for i, path in enumerate(config_files):
+        name = Path(path).name if Path(path).name not in used else f"{i}_{Path(path).name}"
+        used.add(name)
+        write_atomic(folder / name, Path(path).read_text())
+    write_atomic(run_dir / BINDINGS, "".join(f"{b}\n" for b in bindings))
+
+
+def write_eval_results(run_dir: str | os.PathLike, metrics: dict, checkpoint: str | None = None) -> Path:
+    """eval_results.json (after training) or eval_results_<checkpoint>.json (bin/evaluate.py)."""
+    import json
+
+    path = Path(run_dir) / (eval_results_name(checkpoint) if checkpoint else EVAL_RESULTS)
+    write_atomic(path, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def last_epoch(run_dir: str | os.PathLike) -> int:
+    """The last epoch recorded in history.csv (0 if none)."""
+    import csv
+
+    try:
+        with open(Path(run_dir) / HISTORY, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return 0
+    return int(rows[-1]["epoch"]) if rows else 0
+
+
+def tee_output(run_dir: str | os.PathLike):
+    """Context manager copying stdout/stderr into the run's stdout.txt/stderr.txt (appending)."""
+    from src.tee import tee_output as tee
+
+    return tee(Path(run_dir) / STDOUT, Path(run_dir) / STDERR)

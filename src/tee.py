@@ -1,0 +1,55 @@
+"""Copy everything printed to stdout/stderr into files of the run folder (appending, so resumes keep history)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import IO, Iterator
+
+
+class Tee:
+    """A text stream that writes to the original stream and to a file."""
+
+    def __init__(self, stream: IO[str], file: IO[str]):
+        self.stream = stream
+        self.file = file
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self.file.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.file.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def tee_output(stdout_path: str | Path, stderr_path: str | Path) -> Iterator[None]:
+    with open(stdout_path, "a", buffering=1) as out, open(stderr_path, "a", buffering=1) as err:
+        old_out, old_err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = Tee(old_out, out), Tee(old_err, err)
+        # Lightning logs through handlers that captured the original stderr at import time.
+        handler = logging.StreamHandler(err)
+        lightning_loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "pytorch_lightning")]
+        for logger in lightning_loggers:
+            logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            for logger in lightning_loggers:
+                logger.removeHandler(handler)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = old_out, old_err

@@ -1,0 +1,44 @@
+"""Shared test helpers: the repository root and a fast in-process training on toy digits."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# Small and fast: toy digits, a narrow CNN, no sanity check, no TensorBoard.
+FAST = [
+    "digits.toy = True",
+    "digits.batch_size = 32",
+    "cnn.width = 8",
+    "training_loop.loggers = []",
+    "training_loop.num_sanity_val_steps = 0",
+    "training_loop.n_epochs = 3",
+]
+
+
+@pytest.fixture
+def train():
+    """train(save_dir, *bindings, configs=("configs/cnn.gin",)) -> metrics, in this process."""
+
+    def run(save_dir, *bindings, configs=("configs/cnn.gin",)):
+        from src import config
+        from src.training_loop import training_loop
+
+        files = [str(ROOT / c) for c in configs]
+        all_bindings = [*FAST, *bindings]
+        config.parse(files, all_bindings)
+        return training_loop(str(save_dir), config_files=files, bindings=all_bindings)
+
+    return run
+
+
+@pytest.fixture
+def env():
+    """Environment for subprocesses running bin/ scripts."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "DATA_DIR": os.environ.get("DATA_DIR", "data")}

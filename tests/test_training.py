@@ -1,0 +1,129 @@
+"""Real (short) trainings on toy digits through training_loop, in this process."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from src import run_dir as layout
+from src.errors import UserError
+
+METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
+
+
+def test_training_learns_and_fills_the_run_folder(train, tmp_path):
+    run = tmp_path / "run"
+    metrics = train(run, "training_loop.n_epochs = 4")
+    history = pd.read_csv(run / layout.HISTORY)
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert history["valid_acc"].iloc[-1] > history["valid_acc"].iloc[0]
+    assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
+    assert metrics["test_acc"] > 0.5
+    for name in (layout.CONFIG, layout.BINDINGS, layout.META, layout.STDOUT, layout.STDERR, layout.LAST_CKPT,
+                 layout.BEST_CKPT, layout.EVAL_RESULTS, layout.HEARTBEAT, layout.FINISHED):
+        assert (run / name).exists(), name
+    assert (run / layout.INPUT_CONFIGS / "cnn.gin").read_text() == open("configs/cnn.gin").read()
+    assert "training_loop.n_epochs = 4" in (run / layout.BINDINGS).read_text().splitlines()
+    assert "training_loop.n_epochs = 4" in (run / layout.CONFIG).read_text()
+    meta = json.loads((run / layout.META).read_text())
+    assert {"command", "argv", "hostname", "git_commit", "git_dirty", "versions", "attempts"} <= set(meta)
+    assert meta["attempts"][0]["end"] and meta["execution_time_s"] > 0
+    assert "epoch 4/4" in (run / layout.STDOUT).read_text()
+    assert json.loads((run / layout.EVAL_RESULTS).read_text())["test_acc"] == pytest.approx(metrics["test_acc"])
+    assert layout.status(run) == "finished"
+
+
+def test_resume_equals_uninterrupted_run(train, tmp_path):
+    train(tmp_path / "straight", "training_loop.n_epochs = 4", "cnn.dropout = 0.3")
+    train(tmp_path / "resumed", "training_loop.n_epochs = 2", "cnn.dropout = 0.3")
+    stopped = pd.read_csv(tmp_path / "resumed" / layout.HISTORY)
+    assert list(stopped["epoch"]) == [1, 2]
+    train(tmp_path / "resumed", "training_loop.n_epochs = 4", "cnn.dropout = 0.3")
+
+    straight = pd.read_csv(tmp_path / "straight" / layout.HISTORY)[METRICS]
+    resumed = pd.read_csv(tmp_path / "resumed" / layout.HISTORY)[METRICS]
+    pd.testing.assert_frame_equal(straight, resumed, check_exact=True)
+    eval_a = json.loads((tmp_path / "straight" / layout.EVAL_RESULTS).read_text())
+    eval_b = json.loads((tmp_path / "resumed" / layout.EVAL_RESULTS).read_text())
+    assert eval_a == eval_b
+    meta = json.loads((tmp_path / "resumed" / layout.META).read_text())
+    assert [a["start_epoch"] for a in meta["attempts"]] == [0, 2]
+    assert meta["attempts"][1]["resumed_from"].endswith(layout.LAST_CKPT)
+    assert "Resuming from" in (tmp_path / "resumed" / layout.STDOUT).read_text()
+
+
+def test_history_dropped_past_the_checkpoint(train, tmp_path):
+    """Rows written after the checkpoint we resume from (a crash between the two) are not duplicated."""
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 2")
+    history = (run / layout.HISTORY).read_text()
+    (run / layout.HISTORY).write_text(history + history.splitlines()[-1].replace("2,", "3,", 1) + "\n")
+    (run / layout.FINISHED).unlink()
+    train(run, "training_loop.n_epochs = 3")
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2, 3]
+
+
+def test_resume_false_refuses_existing_checkpoint(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1")
+    before = (run / layout.LAST_CKPT).read_bytes()
+    with pytest.raises(UserError, match="already holds a checkpoint"):
+        train(run, "training_loop.n_epochs = 2", "training_loop.resume = False")
+    assert (run / layout.LAST_CKPT).read_bytes() == before
+
+
+def test_finished_run_is_not_retrained(train, tmp_path, capsys):
+    run = tmp_path / "run"
+    first = train(run, "training_loop.n_epochs = 1")
+    mtime = (run / layout.LAST_CKPT).stat().st_mtime_ns
+    again = train(run, "training_loop.n_epochs = 1")
+    assert "nothing to do" in capsys.readouterr().out
+    assert (run / layout.LAST_CKPT).stat().st_mtime_ns == mtime
+    assert again["test_acc"] == pytest.approx(first["test_acc"])
+
+
+def test_results_api_on_trained_runs(train, tmp_path):
+    from src.evaluate import evaluate
+    from src.results import load_C, load_H, load_HC, load_model, load_runs
+
+    run = tmp_path / "exp" / "a"
+    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
+    train(tmp_path / "exp" / "b", "training_loop.n_epochs = 1", "supervised.lr = 0.001")
+
+    metrics, path = evaluate(run, "last")
+    assert path.name == "eval_results_last.json" and 0 <= metrics["test_acc"] <= 1
+
+    history, config = load_HC(run)
+    assert config["supervised.lr"] == 0.01 and config["training_loop.model"] == "cnn"
+    assert list(history["epoch"]) == [1, 2]
+    assert {"eval_test_acc", "eval_last_test_acc"} <= set(history.columns)
+    assert load_H(run)["eval_last_test_acc"].iloc[0] == pytest.approx(metrics["test_acc"])
+    assert load_C(run) == config
+
+    runs = load_runs(tmp_path / "exp")
+    assert sorted(runs["supervised.lr"]) == [0.001, 0.01]
+    assert set(runs["status"]) == {"finished"}
+    assert sorted(runs["epochs"]) == [1, 2]
+    assert {"best_valid_acc", "final_valid_loss", "eval_test_acc"} <= set(runs.columns)
+    assert len(load_runs(str(tmp_path / "exp" / "*"))) == 2
+
+    # load_model rebuilds from config.gin alone; its predictions equal the trained module's (best.ckpt).
+    module = load_model(run)
+    assert not module.training
+    from src.data import DATA
+
+    x, _ = next(iter(DATA.get("digits")(toy=True).test_dataloader()))
+    state = torch.load(run / layout.BEST_CKPT, weights_only=True)["state_dict"]
+    reference = load_model(run)
+    reference.load_state_dict(state)
+    with torch.no_grad():
+        assert torch.equal(module(x), reference(x))
+        assert module(x).argmax(-1).float().mean() >= 0  # a real forward pass on real data
+
+
+def test_lr_schedule_multiplies_lr(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.callbacks = ['lr_schedule']", "lr_schedule.schedule = [(0, 1.0), (2, 0.1)]",
+          "supervised.lr = 0.01")
+    assert list(pd.read_csv(run / layout.HISTORY)["lr"]) == pytest.approx([0.01, 0.01, 0.001])
