@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 
 from src.errors import UserError
@@ -16,11 +17,19 @@ def first_line(error: BaseException) -> str:
     return " ".join(line.strip() for line in lines) or type(error).__name__
 
 
+def load_env_file() -> None:
+    """Load the project's git-ignored .env (machine paths, tracker tokens); variables already set win."""
+    from dotenv import load_dotenv
+
+    load_dotenv(Path(__file__).resolve().parents[1] / ".env", override=False)
+
+
 def run_main(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
              argv: Sequence[str] | None = None) -> int:
     """Parse arguments and run `main`; errors become one line on stderr and a non-zero exit code."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
+    load_env_file()
     try:
         main(args)
     except UserError as e:

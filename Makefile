@@ -1,0 +1,30 @@
+# `make train` and `make test` set up .venv on first use (again only when a requirements file changes).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+RESULTS_DIR ?= results
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: help setup train test clean-venv
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	touch $(STAMP)
+
+setup: $(STAMP)  ## create .venv with the pinned packages (once)
+
+train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into $(RESULTS_DIR)/cnn
+	$(PY) bin/train.py $(RESULTS_DIR)/cnn configs/cnn.gin
+
+test: $(STAMP)  ## run the whole test suite
+	$(PY) -m pytest -q tests
+
+clean-venv:  ## delete .venv
+	rm -rf $(VENV)

@@ -1,0 +1,101 @@
+"""bin/ scripts: end to end in a subprocess, and bad inputs (in-process: one line, non-zero exit, nothing left)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from src import run_dir as layout
+from src.cli import download_main, evaluate_main, train_main
+from tests.conftest import FAST, ROOT
+
+
+def test_train_then_evaluate_end_to_end(tmp_path, env):
+    run = tmp_path / "cli_run"
+    bindings = "#".join([*FAST, "training_loop.n_epochs = 2"])
+    train = subprocess.run([sys.executable, "bin/train.py", str(run), "configs/cnn.gin#configs/debug.gin",
+                            "-b", bindings], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert train.returncode == 0, train.stderr
+    assert (run / layout.FINISHED).exists()
+    assert sorted(p.name for p in (run / layout.INPUT_CONFIGS).iterdir()) == ["cnn.gin", "debug.gin"]
+    assert "step 1/" in (run / layout.STDOUT).read_text()  # progress lines reach stdout.txt
+    meta = json.loads((run / layout.META).read_text())
+    assert meta["argv"][0] == "bin/train.py" and "cli_run" in meta["command"]
+
+    evaluate = subprocess.run([sys.executable, "bin/evaluate.py", str(run), "--checkpoint", "last"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+    assert evaluate.returncode == 0, evaluate.stderr
+    result = json.loads((run / "eval_results_last.json").read_text())
+    assert result["checkpoint"] == "last" and 0 <= result["test_acc"] <= 1
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["-b", "training_loop.model = 'cnnn'"], "Unknown model 'cnnn'. Did you mean 'cnn'?"),
+        (["-b", "training_loop.data = 'digitz'"], "Unknown data set 'digitz'"),
+        (["-b", "training_loop.callbacks = ['heartbeet']"], "Did you mean 'heartbeat'?"),
+        (["-b", "training_loop.loggers = ['tensorbord']"], "Unknown logger 'tensorbord'"),
+        (["-b", "cnn.widht = 3"], "widht"),
+        (["-b", "no_such_thing.x = 3"], "no_such_thing"),
+        (["-b", "training_loop.n_epochs = "], "Bad gin config"),
+        (["-b", "training_loop.n_epochs = 0"], "n_epochs must be a positive integer, got 0"),
+        (["-b", "training_loop.n_epochs = -3"], "got -3"),
+        (["-b", "digits.batch_size = 0"], "batch_size must be a positive integer, got 0"),
+        (["-b", "supervised.optimizer = 'adamm'"], "Unknown optimizer 'adamm'"),
+    ],
+)
+def test_train_bad_input_is_one_line(tmp_path, capsys, extra, expected):
+    run = tmp_path / "run"
+    code = train_main([str(run), str(ROOT / "configs/cnn.gin"), *extra])
+    assert code != 0
+    assert expected in one_error_line(capsys)
+    assert not run.exists()  # nothing half-created for a run that never started
+
+
+def test_train_missing_config_file(tmp_path, capsys):
+    assert train_main([str(tmp_path / "run"), "configs/nope.gin"]) == 2
+    assert "Config file 'configs/nope.gin' does not exist" in one_error_line(capsys)
+
+
+def test_train_save_dir_is_a_file(tmp_path, capsys):
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert train_main([str(target), str(ROOT / "configs/cnn.gin")]) == 2
+    assert "is a file" in one_error_line(capsys)
+
+
+def test_train_missing_cifar10(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "empty"))
+    code = train_main([str(tmp_path / "run"), str(ROOT / "configs/cnn_full.gin")])
+    assert code == 2 and "bin/download_data.py cifar10" in one_error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_debug_flag_shows_traceback(tmp_path):
+    with pytest.raises(Exception, match="cnnn"):
+        train_main([str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", "training_loop.model='cnnn'",
+                    "--debug"])
+
+
+def test_evaluate_without_checkpoint(tmp_path, capsys):
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "is not a run folder" in one_error_line(capsys)
+    (tmp_path / layout.CONFIG).write_text("training_loop.n_epochs = 1\n")
+    assert evaluate_main([str(tmp_path)]) == 2
+    assert "has no best.ckpt" in one_error_line(capsys)
+    assert evaluate_main([str(tmp_path), "--checkpoint", "worst"]) == 2
+    assert "Valid checkpoints: best, last" in one_error_line(capsys)
+
+
+def test_download_unknown_name(tmp_path, capsys):
+    assert download_main(["imagenet", "--data-dir", str(tmp_path)]) == 2
+    assert "Valid names: cifar10" in one_error_line(capsys)

@@ -1,0 +1,159 @@
+"""Data sets: shapes, stable splits, per-epoch shuffling; CIFAR-10 reader and downloader on generated archives."""
+
+import hashlib
+import http.server
+import io
+import pickle
+import tarfile
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+
+from src.data import DATA
+from src.data.cifar10 import augment
+from src.data.download import download
+from src.data.in_memory import EpochBatchSampler
+from src.errors import UserError
+
+
+def test_digits_shapes_and_sizes():
+    dm = DATA.get("digits")(batch_size=32)
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 1197, "valid": 300, "test": 300}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 1, 8, 8) and x.dtype == torch.float32 and y.shape == (32,)
+    assert 0 <= x.min() and x.max() <= 1
+    toy = DATA.get("digits")(toy=True)
+    assert {k: len(v) for k, v in toy.splits.items()} == {"train": 200, "valid": 50, "test": 50}
+
+
+def test_digits_splits_are_stable_and_disjoint():
+    a, b = DATA.get("digits")(seed=0), DATA.get("digits")(seed=5)  # the training seed does not move the split
+    for name in ("train", "valid", "test"):
+        assert torch.equal(a.splits[name].x, b.splits[name].x)
+    assert sum(len(split) for split in a.splits.values()) == 1797
+    assert a.splits["train"].y[:20].tolist() != sorted(a.splits["train"].y[:20].tolist())  # shuffled before the cut
+
+
+def test_epoch_sampler_depends_only_on_seed_and_epoch():
+    s = EpochBatchSampler(10, batch_size=4, shuffle=True, seed=1)
+    first = [b.tolist() for b in s]
+    s.set_epoch(1)
+    second = [b.tolist() for b in s]
+    s.set_epoch(0)
+    assert [b.tolist() for b in s] == first != second
+    assert sorted(sum(first, [])) == list(range(10)) and len(s) == 3 == len(first)
+    assert len(EpochBatchSampler(10, 4, shuffle=False, drop_last=True)) == 2
+
+
+def make_cifar_archive(tmp_path, n_per_batch=12):
+    """A tiny archive with the real CIFAR-10 layout: cifar-10-batches-py/data_batch_1..5, test_batch."""
+    rng = np.random.RandomState(0)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            batch = {b"data": rng.randint(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                     b"labels": [int(v) for v in rng.randint(0, 10, n_per_batch)]}
+            payload = pickle.dumps(batch)
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    path = tmp_path / "cifar-10-python.tar.gz"
+    path.write_bytes(buffer.getvalue())
+    return path, hashlib.md5(buffer.getvalue()).hexdigest()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = partial(Quiet, directory=str(www))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_download_and_read_cifar10(tmp_path, served):
+    www, base = served
+    archive, md5 = make_cifar_archive(www)
+    data_dir = tmp_path / "data"
+    folder = download("cifar10", data_dir, url=f"{base}/{archive.name}", md5=md5, quiet=True)
+    assert folder == data_dir / "cifar-10-batches-py" and (folder / "test_batch").is_file()
+    assert not list(data_dir.glob("*.part")) and not list(data_dir.glob(".unpack-*"))
+
+    dm = DATA.get("cifar10")(root=str(data_dir), n_valid=10, batch_size=8)
+    assert {k: len(v) for k, v in dm.splits.items()} == {"train": 50, "valid": 10, "test": 12}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.long
+    # the second call finds the folder and downloads nothing
+    assert download("cifar10", data_dir, url=f"{base}/missing", md5=md5, quiet=True) == folder
+
+
+def test_download_bad_checksum_keeps_nothing(tmp_path, served):
+    www, base = served
+    archive, _ = make_cifar_archive(www)
+    data_dir = tmp_path / "data"
+    with pytest.raises(UserError, match="Checksum mismatch"):
+        download("cifar10", data_dir, url=f"{base}/{archive.name}", md5="0" * 32, quiet=True)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_download_unreachable_is_one_clear_error(tmp_path, served):
+    _, base = served
+    with pytest.raises(UserError, match="Cannot download"):
+        download("cifar10", tmp_path / "data", url=f"{base}/nope.tar.gz", quiet=True)
+    assert not list((tmp_path / "data").glob("*"))
+
+
+def test_cifar10_missing_says_how_to_get_it(tmp_path):
+    with pytest.raises(UserError, match="bin/download_data.py cifar10"):
+        DATA.get("cifar10")(root=str(tmp_path))
+
+
+def test_cifar10_corrupt_batch_is_reported(tmp_path, served):
+    www, base = served
+    archive, md5 = make_cifar_archive(www)
+    folder = download("cifar10", tmp_path, url=f"{base}/{archive.name}", md5=md5, quiet=True)
+    (folder / "data_batch_3").write_bytes(b"garbage")
+    with pytest.raises(UserError, match="data_batch_3 is corrupt"):
+        DATA.get("cifar10")(root=str(tmp_path))
+
+
+def test_cifar10_reader_refuses_code_in_pickles(tmp_path, served):
+    www, base = served
+    archive, md5 = make_cifar_archive(www)
+    folder = download("cifar10", tmp_path, url=f"{base}/{archive.name}", md5=md5, quiet=True)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(UserError, match="corrupt"):
+        DATA.get("cifar10")(root=str(tmp_path))
+
+
+def test_cifar10_toy_and_augmentation(tmp_path, served):
+    www, base = served
+    archive, md5 = make_cifar_archive(www, n_per_batch=130)
+    download("cifar10", tmp_path, url=f"{base}/{archive.name}", md5=md5, quiet=True)
+    toy = DATA.get("cifar10")(root=str(tmp_path), toy=True)
+    assert {k: len(v) for k, v in toy.splits.items()} == {"train": 500, "valid": 100, "test": 100}
+    x = torch.arange(2 * 3 * 32 * 32, dtype=torch.float32).view(2, 3, 32, 32)
+    torch.manual_seed(0)
+    outs = [augment(x) for _ in range(5)]
+    assert all(out.shape == x.shape for out in outs)
+    assert any(not torch.equal(out, x) for out in outs)
+    # every output pixel is either padding (0) or a pixel of the same image
+    for out in outs:
+        for i in range(2):
+            assert set(out[i].unique().tolist()) <= set(x[i].unique().tolist()) | {0.0}
