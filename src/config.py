@@ -8,6 +8,7 @@ from typing import Sequence
 import gin
 
 from src.errors import UserError
+from src.run_dir import CODE_ROOT
 
 
 def split_joined(text: str | None) -> list[str]:
@@ -32,6 +33,7 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
         if not Path(path).is_file():
             raise UserError(f"Config file {path!r} does not exist.")
     gin.clear_config()
+    gin.add_config_file_search_path(str(CODE_ROOT))  # `include 'configs/cnn.gin'` works from any folder
     try:
         gin.parse_config_files_and_bindings(list(config_files), list(bindings))
     except (ValueError, SyntaxError, KeyError, TypeError) as e:

@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+CODE_ROOT = Path(__file__).resolve().parents[1]  # the repository: bin/, src/, configs/
+
 CONFIG = "config.gin"
 INPUT_CONFIGS = "configs"
 BINDINGS = "bindings.txt"

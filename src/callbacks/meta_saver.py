@@ -21,7 +21,6 @@ from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
 
 PACKAGES = ("torch", "pytorch-lightning", "gin-config", "numpy", "pandas", "scikit-learn")
-CODE_ROOT = Path(__file__).resolve().parents[2]
 
 
 def now_iso() -> str:
@@ -30,7 +29,7 @@ def now_iso() -> str:
 
 def git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=CODE_ROOT, capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["git", *args], cwd=layout.CODE_ROOT, capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout if out.returncode == 0 else None

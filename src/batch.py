@@ -1,0 +1,91 @@
+"""The batch file (`batch.sh`): one training job per line, runnable with plain bash and readable by the runners.
+
+    job '/abs/results/tune_lr/small/lr=0.001' '/abs/experiments/tune_lr/small/configs/lr=0.001.gin'
+
+`job` (defined at the top of the file) runs `bin/train.py` with the line's arguments: the run folder first,
+then the configs. A failing line is counted and recorded in the run's FAILED file; the others still run; the
+script exits non-zero if any failed. Ctrl-C stops the whole batch (re-running it resumes).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from src.errors import UserError
+from src.run_dir import CODE_ROOT as ROOT, write_atomic
+TRAIN = "bin/train.py"
+
+PREAMBLE = """\
+#!/usr/bin/env bash
+# {title}
+# Each job line trains (or resumes) one run; re-running this file is safe. Run it with one of:
+#   bash {path}
+#   bin/run_local.py {path} --jobs 2
+#   bin/run_slurm.py {path} --max-jobs 8
+set -u
+cd {root}
+PYTHON="${{PYTHON:-{python}}}"
+failed=0
+job() {{
+    "$PYTHON" {train} "$@"
+    local code=$?
+    if [ "$code" -eq 130 ]; then echo "batch: interrupted; run it again to resume" >&2; exit 130; fi
+    if [ "$code" -ne 0 ]; then
+        failed=$((failed + 1))
+        echo "batch: job failed (exit $code): $1" >&2
+        if [ -d "$1" ] && [ ! -e "$1/FAILED" ]; then echo "exit code $code" > "$1/FAILED"; fi
+    fi
+    return 0
+}}
+"""
+EPILOGUE = """\
+if [ "$failed" -gt 0 ]; then echo "batch: $failed job(s) failed" >&2; exit 1; fi
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    args: tuple[str, ...]  # bin/train.py arguments: SAVE_DIR CONFIGS [-b BINDINGS]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.args[0])
+
+    def command(self, python: str = sys.executable) -> list[str]:
+        return [python, str(ROOT / TRAIN), *self.args]
+
+    def line(self) -> str:
+        return "job " + " ".join(shlex.quote(a) for a in self.args)
+
+
+def write_batch(path: str | Path, jobs: list[Job], title: str) -> Path:
+    path = Path(path)
+    text = PREAMBLE.format(title=title, path=path, root=shlex.quote(str(ROOT)), python=shlex.quote(sys.executable),
+                           train=TRAIN)
+    text += "".join(job.line() + "\n" for job in jobs) + EPILOGUE
+    write_atomic(path, text)
+    path.chmod(0o755)
+    return path
+
+
+def read_batch(path: str | Path) -> list[Job]:
+    """The jobs of a batch file; a missing, empty or job-less file is an error."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Batch file {str(path)!r} does not exist; write one with `main.py prepare`.")
+    jobs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("job "):
+            try:
+                args = tuple(shlex.split(line)[1:])
+            except ValueError as e:
+                raise UserError(f"{path}:{number}: cannot parse job line ({e}).") from e
+            if not args:
+                raise UserError(f"{path}:{number}: job line without a run folder.")
+            jobs.append(Job(args))
+    if not jobs:
+        raise UserError(f"Batch file {str(path)!r} has no job lines: nothing to run.")
+    return jobs

@@ -1,0 +1,101 @@
+"""CIFAR-10 from the standard `cifar-10-batches-py` folder under DATA_DIR (get it with `bin/download_data.py cifar10`).
+
+Images stay uint8 in memory (150 MB); each batch is normalised, and augmented for training, as a whole.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from src.data.in_memory import InMemoryDataModule, Split, data_dir
+from src.data.registry import DATA
+from src.data.splits import split_arrays
+from src.errors import UserError
+
+FOLDER = "cifar-10-batches-py"
+TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_FILE = "test_batch"
+MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(1, 3, 1, 1)
+STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """The batch files are pickles: allow only the numpy objects they contain, never arbitrary code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+               ("numpy", "ndarray"), ("numpy", "dtype")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+        return super().find_class(module, name)
+
+
+def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file -> (uint8 images N x 3 x 32 x 32, int64 labels N)."""
+    try:
+        with open(path, "rb") as f:
+            batch = _NumpyOnlyUnpickler(f, encoding="bytes").load()
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except FileNotFoundError:
+        raise
+    except Exception as e:
+        raise UserError(f"CIFAR-10 file {path} is corrupt ({e}); delete {path.parent} and run "
+                        "`bin/download_data.py cifar10` again.") from e
+    if len(images) != len(labels):
+        raise UserError(f"CIFAR-10 file {path} is corrupt: {len(images)} images but {len(labels)} labels.")
+    return images, labels
+
+
+def read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    folder = root / FOLDER
+    missing = [name for name in TRAIN_FILES + [TEST_FILE] if not (folder / name).is_file()]
+    if missing:
+        raise UserError(f"CIFAR-10 not found in {folder} (missing {missing[0]}); get it with "
+                        f"`bin/download_data.py cifar10 --data-dir {root}` (or set DATA_DIR).")
+    train = [read_batch(folder / name) for name in TRAIN_FILES]
+    x_test, y_test = read_batch(folder / TEST_FILE)
+    return np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """Random horizontal flip and random 32x32 crop of the 4-pixel zero-padded image, for a whole batch."""
+    n, c, h, w = x.shape
+    x = torch.where(torch.rand(n, 1, 1, 1) < 0.5, x.flip(3), x)
+    padded = F.pad(x, (4, 4, 4, 4))
+    top, left = torch.randint(0, 9, (n,)), torch.randint(0, 9, (n,))
+    rows = (top[:, None] + torch.arange(h))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(w))[:, None, None, :]
+    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+
+
+@DATA.register("cifar10")
+class Cifar10(InMemoryDataModule):
+    """Train 45,000 / valid 5,000 (seeded split of the training batches) / test 10,000 (toy: 500 / 100 / 100)."""
+
+    input_shape = (3, 32, 32)
+    n_classes = 10
+
+    def __init__(self, batch_size=128, seed=0, toy=False, augmentation=True, root=None, n_valid=5000):
+        self.toy, self.augmentation, self.n_valid = toy, augmentation, n_valid
+        self.root = Path(root or data_dir())
+        super().__init__(batch_size=batch_size, seed=seed)
+
+    def load(self) -> dict[str, Split]:
+        x_train, y_train, x_test, y_test = read_folder(self.root)
+        n_valid = 100 if self.toy else self.n_valid
+        splits = split_arrays(x_train, y_train, n_valid=n_valid, n_test=0, limit=600 if self.toy else None)
+        test = slice(0, 100 if self.toy else None)
+        splits["test"] = Split(torch.as_tensor(x_test[test]), torch.as_tensor(y_test[test]))
+        return splits
+
+    def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
+        x = (x.float() / 255.0 - MEAN) / STD
+        return augment(x) if train and self.augmentation else x
+

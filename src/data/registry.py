@@ -1,0 +1,5 @@
+"""The registry of data sets: `training_loop.data = 'digits'`."""
+
+from src.registry import Registry
+
+DATA = Registry("data set")

@@ -1,0 +1,144 @@
+"""Experiments: search spaces, `prepare` (one config per point + batch.sh of the unfinished runs) and the
+`main.py prepare|report` command line shared by every experiment folder.
+
+An experiment folder holds `template_config.gin` and a short `main.py` that defines its search spaces:
+
+    GRIDS = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
+    sys.exit(experiment_main(Path(__file__).parent, GRIDS, swept=["supervised.lr"]))
+
+A point is a dict of gin bindings; its config is the template followed by those bindings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+import os
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from src import run_dir as layout
+from src.batch import Job, write_batch
+
+Point = dict[str, Any]
+
+
+def grid(axes: dict[str, Sequence], fixed: dict[str, Any] | None = None) -> list[Point]:
+    """Every combination of the axes' values (first axis slowest), each with the fixed bindings."""
+    keys = list(axes)
+    return [{**dict(zip(keys, values)), **(fixed or {})} for values in itertools.product(*axes.values())]
+
+
+def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str, Any] | None = None) -> list[Point]:
+    """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform."""
+    rng = random.Random(seed)
+
+    def draw(spec):
+        if isinstance(spec, list):
+            return rng.choice(spec)
+        kind, low, high = spec
+        if kind == "log":
+            return float(f"{10 ** rng.uniform(math.log10(low), math.log10(high)):.3g}")
+        if kind == "uniform":
+            return float(f"{rng.uniform(low, high):.3g}")
+        raise ValueError(f"unknown distribution {kind!r} (use a list, ('log', lo, hi) or ('uniform', lo, hi))")
+
+    return [{**{k: draw(v) for k, v in space.items()}, **(fixed or {})} for _ in range(n)]
+
+
+def gin_value(value: Any) -> str:
+    return repr(value)  # Python literals (numbers, 'strings', lists, tuples, True/None) are gin literals
+
+
+def run_name(point: Point, swept: Sequence[str]) -> str:
+    """A readable folder name from the swept values: 'lr=0.001_seed=0'."""
+    short = {key: key.rsplit(".", 1)[-1] for key in swept}
+    if len(set(short.values())) < len(short):
+        short = {key: key for key in swept}
+    name = "_".join(f"{short[key]}={point[key]}" for key in swept)
+    return re.sub(r"[^A-Za-z0-9._=+-]", "-", name) or "run"
+
+
+def config_text(template: str, point: Point) -> str:
+    lines = [f"{key} = {gin_value(value)}" for key, value in point.items()]
+    return template.rstrip() + "\n\n# Point of the search (written by prepare)\n" + "\n".join(lines) + "\n"
+
+
+@dataclass
+class Prepared:
+    batch: Path
+    todo: list[str] = field(default_factory=list)
+    finished: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)  # finished runs whose config differs: kept, not re-run
+
+
+def results_root() -> Path:
+    return Path(os.environ.get("RESULTS_DIR") or layout.CODE_ROOT / "results")
+
+
+def prepare(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str] | None = None,
+            results_dir: Path | None = None) -> Prepared:
+    """Write <experiment>/<name>/configs/<run>.gin for every point and <experiment>/<name>/batch.sh of the runs
+    not finished. A finished run whose stored config differs from the new one is reported and left alone."""
+    experiment_dir = Path(experiment_dir).resolve()
+    swept = list(swept or [k for k in points[0] if len({repr(p.get(k)) for p in points}) > 1])
+    out = experiment_dir / name
+    configs = out / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    runs = (results_dir or results_root()).resolve() / experiment_dir.name / name
+    template = (experiment_dir / "template_config.gin").read_text()
+    prepared = Prepared(batch=out / "batch.sh")
+    jobs = []
+    names = [run_name(point, swept) for point in points]
+    if len(set(names)) < len(names):
+        names = [f"{i:03d}_{n}" for i, n in enumerate(names)]
+    for point, run in zip(points, names):
+        text = config_text(template, point)
+        config, run_dir = configs / f"{run}.gin", runs / run
+        stored = run_dir / layout.INPUT_CONFIGS / config.name
+        if layout.status(run_dir) == "finished":
+            if stored.is_file() and stored.read_text() != text:
+                prepared.changed.append(run)
+            else:
+                prepared.finished.append(run)
+                layout.write_atomic(config, text)
+            continue
+        layout.write_atomic(config, text)
+        prepared.todo.append(run)
+        jobs.append(Job((str(run_dir), str(config))))
+    title = f"{experiment_dir.name}/{name}: {len(jobs)} of {len(points)} runs to do, results in {runs}"
+    write_batch(prepared.batch, jobs, title)
+    return prepared
+
+
+def experiment_main(experiment_dir: Path, searches: dict[str, list[Point]], swept: Sequence[str] | None = None,
+                    metric: str = "valid_acc", argv: Sequence[str] | None = None) -> int:
+    """`main.py prepare [--name N]` / `main.py report [--name N]` for an experiment folder."""
+    from src.cli import run_main
+
+    parser = argparse.ArgumentParser(prog=f"{Path(experiment_dir).name}/main.py")
+    parser.add_argument("command", choices=["prepare", "report"])
+    parser.add_argument("--name", default=next(iter(searches)), help=f"search space: {', '.join(searches)}")
+
+    def main(args):
+        from src.errors import UserError
+
+        if args.name not in searches:
+            raise UserError(f"Unknown search {args.name!r}. Valid names: {', '.join(searches)}.")
+        points = searches[args.name]
+        if args.command == "prepare":
+            done = prepare(Path(experiment_dir), args.name, points, swept)
+            for run in done.changed:
+                print(f"changed: {run} finished with another config; kept as is (delete its folder to re-run)")
+            print(f"{len(done.todo)} to run, {len(done.finished)} finished, {len(done.changed)} changed: "
+                  f"{done.batch}")
+        else:
+            from src.report import report
+
+            report(Path(experiment_dir), args.name, points, swept, metric)
+
+    return run_main(main, parser, argv)
