@@ -26,12 +26,13 @@ def load_env_file() -> None:
 
 def run_main(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
              argv: Sequence[str] | None = None) -> int:
-    """Parse arguments and run `main`; errors become one line on stderr and a non-zero exit code."""
+    """Parse arguments and run `main` (its int result is the exit code); errors become one line on stderr and a
+    non-zero exit code."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args(argv)
     load_env_file()
     try:
-        main(args)
+        result = main(args)
     except UserError as e:
         if args.debug:
             raise
@@ -45,7 +46,7 @@ def run_main(main: Callable[[argparse.Namespace], object], parser: argparse.Argu
             raise
         print(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

@@ -35,7 +35,7 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
     gin.clear_config()
     gin.add_config_file_search_path(str(CODE_ROOT))  # `include 'configs/cnn.gin'` works from any folder
     try:
-        gin.parse_config_files_and_bindings(list(config_files), list(bindings))
+        gin.parse_config_files_and_bindings(list(config_files), list(bindings), finalize_config=False)
     except (ValueError, SyntaxError, KeyError, TypeError) as e:
         gin.clear_config()
         raise UserError(f"Bad gin config: {one_line(e)}") from e

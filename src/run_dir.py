@@ -11,6 +11,7 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     history.csv           one row per epoch
     tensorboard/          TensorBoard event files
     last.ckpt best.ckpt   checkpoints (last epoch, best by the monitored metric)
+    hpc_ckpt_<n>.ckpt     Lightning's checkpoint when SLURM warned of preemption (resumed from if newest)
     eval_results.json     test metrics of the best checkpoint after training
     eval_results_<ckpt>.json  written by bin/evaluate.py
     HEARTBEAT             touched every few seconds while the run is alive
@@ -40,6 +41,7 @@ HISTORY = "history.csv"
 TENSORBOARD = "tensorboard"
 LAST_CKPT = "last.ckpt"
 BEST_CKPT = "best.ckpt"
+HPC_CKPT_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's checkpoint on a SLURM preemption signal
 EVAL_RESULTS = "eval_results.json"
 HEARTBEAT = "HEARTBEAT"
 FINISHED = "FINISHED"

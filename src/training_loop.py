@@ -65,11 +65,12 @@ def prepare_run_dir(save_dir: Path, resume: bool) -> Path | None:
     """Check the folder can hold this run; return the checkpoint to resume from, if any."""
     if save_dir.exists() and not save_dir.is_dir():
         raise UserError(f"SAVE_DIR {str(save_dir)!r} is a file, not a folder.")
-    last = save_dir / layout.LAST_CKPT
-    if last.is_file() and not resume:
-        raise UserError(f"{str(save_dir)!r} already holds a checkpoint ({layout.LAST_CKPT}); resume with "
+    # last.ckpt after each epoch; hpc_ckpt_N.ckpt when SLURM preempted the job (Lightning's requeue)
+    found = [p for p in [save_dir / layout.LAST_CKPT, *save_dir.glob(layout.HPC_CKPT_GLOB)] if p.is_file()]
+    if found and not resume:
+        raise UserError(f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
                         "training_loop.resume=True or choose another SAVE_DIR.")
-    return last if last.is_file() else None
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def already_finished(save_dir: Path, n_epochs: int) -> dict | None:

@@ -75,7 +75,7 @@ class MetaSaver(pl.Callback):
         )
         self.started = time.time()
         self.meta.setdefault("attempts", []).append(
-            {"start": now_iso(), "hostname": self.meta["hostname"], "pid": os.getpid(),
+            {"start": now_iso(), "start_unix": self.started, "hostname": self.meta["hostname"], "pid": os.getpid(),
              "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None}
         )
         self.meta.setdefault("start_time", self.meta["attempts"][0]["start"])
@@ -94,7 +94,7 @@ class MetaSaver(pl.Callback):
         if not self.meta.get("attempts"):
             return
         duration = time.time() - self.started
-        self.meta["attempts"][-1].update(end=now_iso(), duration_s=round(duration, 3), **extra)
+        self.meta["attempts"][-1].update(end=now_iso(), end_unix=time.time(), duration_s=round(duration, 3), **extra)
         self.meta["execution_time_s"] = round(sum(a.get("duration_s", 0) for a in self.meta["attempts"]), 3)
         self._save()
 

@@ -1,0 +1,1 @@
+"""Runners for batch files: local (parallel processes on this machine) and SLURM (one job array)."""

@@ -1,0 +1,66 @@
+"""`bin/runs.py DIR`: one row per run found under DIR (status, the config that varies, best metrics, age),
+and `bin/diff_runs.py A B`: the gin bindings that differ between two runs."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from src import run_dir as layout
+from src.results import load_C, load_runs
+
+ALWAYS = ["training_loop.model", "training_loop.data"]
+METRICS = ["epochs", "best_valid_acc", "best_valid_loss", "eval_test_acc"]
+
+
+def age(run: str, now: float) -> str:
+    """Time since the run last wrote anything we track (history, heartbeat, finish)."""
+    stamps = [p.stat().st_mtime for name in (layout.FINISHED, layout.HEARTBEAT, layout.HISTORY, layout.CONFIG)
+              if (p := Path(run) / name).exists()]
+    seconds = now - max(stamps) if stamps else float("nan")
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s" if seconds == seconds else "-"
+
+
+def runs_table(folder: str | Path) -> pd.DataFrame:
+    """Runs under `folder` with the columns worth showing: the bindings that vary between runs come first."""
+    runs = load_runs(folder)
+    if runs.empty:
+        return runs
+    now = time.time()
+    config = [c for c in runs.columns if "." in c and c not in ALWAYS and c != "run"]
+    varying = [c for c in config if runs[c].astype(str).nunique() > 1]
+    columns = ["run", "status", *[c for c in ALWAYS if c in runs], *varying, *[m for m in METRICS if m in runs]]
+    table = runs[columns].copy()
+    table["age"] = [age(r, now) for r in runs["run"]]
+    root = Path(folder).resolve()
+    table["run"] = [str(Path(r).resolve().relative_to(root)) if Path(r).resolve().is_relative_to(root) else r
+                    for r in table["run"]]
+    return table
+
+
+def diff_bindings(a: str | Path, b: str | Path) -> list[tuple[str, object, object]]:
+    """(binding, value in a, value in b) for every binding that differs, missing values as '<unset>'."""
+    ca, cb = load_C(a), load_C(b)
+    return [(k, ca.get(k, "<unset>"), cb.get(k, "<unset>")) for k in sorted(set(ca) | set(cb))
+            if ca.get(k, "<unset>") != cb.get(k, "<unset>")]
+
+
+def print_frame(frame: pd.DataFrame, title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from src.report import fmt
+
+    table = Table(title=title)
+    short = [str(c).rsplit(".", 1)[-1] for c in frame.columns]
+    headers = short if len(set(short)) == len(short) else [str(c) for c in frame.columns]
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=header == "run")
+    for row in frame.itertuples(index=False):
+        table.add_row(*[fmt(v) for v in row])
+    Console(width=max(Console().width, 160)).print(table)

@@ -1,0 +1,193 @@
+"""Experiments: prepare, batch.sh, the local runner, status, report, runs.py / diff_runs.py."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from src import run_dir as layout
+from src.batch import read_batch
+from src.errors import UserError
+from src.experiment import grid, prepare, random_search
+from tests.conftest import FAST, ROOT
+
+TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\ntraining_loop.n_epochs = 1\n"
+
+
+@pytest.fixture
+def experiment(tmp_path, monkeypatch):
+    """An experiment folder `exp` with a fast template; results under tmp_path/results."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "template_config.gin").write_text(TEMPLATE)
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    return folder
+
+
+def fake_finished(run_dir, config_text):
+    """What a finished run leaves that prepare looks at: its input config copy and FINISHED."""
+    (run_dir / layout.INPUT_CONFIGS).mkdir(parents=True)
+    (run_dir / layout.INPUT_CONFIGS / f"{run_dir.name}.gin").write_text(config_text)
+    (run_dir / layout.FINISHED).touch()
+
+
+def test_search_spaces():
+    assert grid({"a.x": [1, 2], "b.y": ["u", "v"]}, {"c.z": 0}) == [
+        {"a.x": 1, "b.y": "u", "c.z": 0}, {"a.x": 1, "b.y": "v", "c.z": 0},
+        {"a.x": 2, "b.y": "u", "c.z": 0}, {"a.x": 2, "b.y": "v", "c.z": 0}]
+    points = random_search({"a.lr": ("log", 1e-4, 1e-1), "a.w": [8, 16]}, n=20, seed=3)
+    assert points == random_search({"a.lr": ("log", 1e-4, 1e-1), "a.w": [8, 16]}, n=20, seed=3)
+    assert all(1e-4 <= p["a.lr"] <= 1e-1 and p["a.w"] in (8, 16) for p in points)
+    assert len({p["a.lr"] for p in points}) > 10
+
+
+def test_prepare_writes_configs_and_batch(experiment, tmp_path):
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.1], "training_loop.seed": [0, 1]}))
+    names = ["lr=0.01_seed=0", "lr=0.01_seed=1", "lr=0.1_seed=0", "lr=0.1_seed=1"]
+    assert done.todo == names and done.finished == [] == done.changed
+    config = (experiment / "tiny" / "configs" / "lr=0.1_seed=1.gin").read_text()
+    assert config.startswith(TEMPLATE.rstrip()) and "supervised.lr = 0.1\ntraining_loop.seed = 1\n" in config
+    jobs = read_batch(done.batch)
+    assert [j.run_dir for j in jobs] == [tmp_path / "results" / "exp" / "tiny" / n for n in names]
+    assert all(j.run_dir.is_absolute() and os.path.isabs(j.args[1]) for j in jobs)
+    text = done.batch.read_text()
+    assert "set -u" in text and os.access(done.batch, os.X_OK)
+
+
+def test_prepare_again_lists_only_unfinished_and_reports_changed(experiment, tmp_path):
+    points = grid({"supervised.lr": [0.01, 0.1, 1.0]})
+    prepare(experiment, "tiny", points)
+    runs = tmp_path / "results" / "exp" / "tiny"
+    configs = experiment / "tiny" / "configs"
+    fake_finished(runs / "lr=0.01", (configs / "lr=0.01.gin").read_text())
+    fake_finished(runs / "lr=0.1", "supervised.lr = 0.1  # an older template\n")
+    done = prepare(experiment, "tiny", points)
+    assert done.todo == ["lr=1.0"] and done.finished == ["lr=0.01"] and done.changed == ["lr=0.1"]
+    assert [j.run_dir.name for j in read_batch(done.batch)] == ["lr=1.0"]
+    # the changed run's stored config is left alone
+    assert "older template" in (runs / "lr=0.1" / layout.INPUT_CONFIGS / "lr=0.1.gin").read_text()
+
+
+def test_bash_batch_runs_every_line_and_reports_failures(experiment, tmp_path):
+    # lr = -1 fails at start (one clear error); the other line still runs; the script exits non-zero
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [-1.0, 0.01]}))
+    out = subprocess.run(["bash", str(done.batch)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL)
+    assert out.returncode == 1
+    assert "lr must be positive, got -1.0" in out.stderr and "batch: 1 job(s) failed" in out.stderr
+    runs = tmp_path / "results" / "exp" / "tiny"
+    assert layout.status(runs / "lr=0.01") == "finished"
+    assert not (runs / "lr=-1.0").exists()  # never started: no folder
+    # re-running the batch skips nothing by itself, but finished runs return at once
+    again = prepare(experiment, "tiny", grid({"supervised.lr": [-1.0, 0.01]}))
+    assert again.todo == ["lr=-1.0"]
+
+
+def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tmp_path, capsys):
+    from src.runners.local import run_local
+
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.03, -1.0]},
+                                            {"training_loop.n_epochs": 6}))
+    assert run_local(done.batch, jobs=2, quiet=True) == 1
+    out = capsys.readouterr().out
+    assert "2 succeeded, 1 failed" in out and "failed: " in out
+    runs = tmp_path / "results" / "exp" / "tiny"
+    assert (experiment / "tiny" / "logs" / "lr=-1.0.log").read_text().count("lr must be positive") == 1
+    a, b = (json.loads((runs / n / layout.META).read_text())["attempts"][0] for n in ("lr=0.01", "lr=0.03"))
+    assert a["start_unix"] < b["end_unix"] and b["start_unix"] < a["end_unix"]  # they ran at the same time
+
+    # second call: the finished runs are skipped, only the failing one runs again
+    assert run_local(done.batch, jobs=2, quiet=True) == 1
+    assert "2 finished (skipped), 1 to run" in capsys.readouterr().out
+
+
+def test_local_runner_records_exit_code_of_a_killed_job(experiment, tmp_path):
+    from src.batch import Job
+    from src.runners.local import record_exit
+
+    run = tmp_path / "results" / "exp" / "tiny" / "r"
+    run.mkdir(parents=True)
+    record_exit(Job((str(run), "x.gin")), -9)
+    assert layout.status(run) == "failed" and "-9" in (run / layout.FAILED).read_text()
+    record_exit(Job((str(tmp_path / "none"), "x.gin")), 1)  # never created: nothing to record
+    assert not (tmp_path / "none").exists()
+
+
+def test_runner_errors(tmp_path):
+    from src.runners.local import run_local
+    from src.runners.slurm import SlurmOptions, submit
+
+    empty = tmp_path / "batch.sh"
+    empty.write_text("#!/usr/bin/env bash\nset -u\n")
+    with pytest.raises(UserError, match="has no job lines"):
+        run_local(empty)
+    with pytest.raises(UserError, match="does not exist"):
+        submit(tmp_path / "missing.sh", SlurmOptions())
+    with pytest.raises(UserError, match="--jobs must be at least 1"):
+        run_local(empty, jobs=0)
+
+
+def test_status_classification(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert layout.status(run) == "pending"
+    (run / layout.HEARTBEAT).write_text("30.0\n")
+    assert layout.status(run) == "running"
+    old = time.time() - 3600
+    os.utime(run / layout.HEARTBEAT, (old, old))
+    assert layout.status(run) == "dead"
+    assert layout.status(run, now=old + 10) == "running"
+    (run / layout.FAILED).write_text("exit code 1\n")
+    assert layout.status(run) == "failed"
+    (run / layout.FINISHED).touch()
+    assert layout.status(run) == "finished"
+
+
+def test_report_on_partial_results(experiment, tmp_path, capsys, train):
+    from src.report import report
+
+    points = grid({"supervised.lr": [0.01, 0.03, 0.1]})
+    prepare(experiment, "tiny", points)
+    runs = tmp_path / "results" / "exp" / "tiny"
+    for lr in (0.01, 0.03):  # two real runs, one never started
+        train(runs / f"lr={lr}", f"supervised.lr = {lr}", "training_loop.n_epochs = 2")
+    (runs / "lr=0.03" / layout.FINISHED).unlink()  # looks like a run that died
+    os.utime(runs / "lr=0.03" / layout.HEARTBEAT, (0, 0))
+
+    table = report(experiment, "tiny", points, None, "valid_acc")
+    out = capsys.readouterr().out
+    for name in ("lr=0.01", "lr=0.03", "lr=0.1"):
+        assert name in out
+    assert "1 dead" in out and "1 finished" in out and "1 pending" in out
+    assert "best (best_valid_acc" in out and "supervised.lr = 0.01" in out
+    assert set(table["status"]) == {"finished", "dead", "pending"}
+    for stem in ("learning_curves", "valid_acc_vs_lr"):
+        for suffix in (".png", ".pdf"):
+            assert (experiment / "tiny" / f"{stem}{suffix}").stat().st_size > 1000
+    assert len(pd.read_csv(experiment / "tiny" / "results.csv")) == 3
+
+
+def test_runs_and_diff_runs(tmp_path, train, env):
+    from src.runs_table import diff_bindings, runs_table
+
+    train(tmp_path / "a", "supervised.lr = 0.01", "training_loop.n_epochs = 1")
+    train(tmp_path / "sub" / "b", "supervised.lr = 0.02", "cnn.width = 4", "training_loop.n_epochs = 1")
+    table = runs_table(tmp_path)
+    assert sorted(table["run"]) == ["a", "sub/b"]
+    assert {"status", "supervised.lr", "cnn.width", "best_valid_acc", "age"} <= set(table.columns)
+    assert "training_loop.seed" not in table  # the same everywhere: not shown
+    assert diff_bindings(tmp_path / "a", tmp_path / "sub" / "b") == [("cnn.width", 8, 4), ("supervised.lr", 0.01, 0.02)]
+
+    out = subprocess.run([sys.executable, "bin/runs.py", str(tmp_path), "--csv"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[0].startswith("run,status") and len(out.splitlines()) == 3
+    out = subprocess.run([sys.executable, "bin/diff_runs.py", str(tmp_path / "a"), str(tmp_path / "sub" / "b")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    assert "2 bindings differ" in out and "width" in out
+    bad = subprocess.run([sys.executable, "bin/runs.py", str(tmp_path / "nope")], cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == f"error: '{tmp_path / 'nope'}' is not a folder."
