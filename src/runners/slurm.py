@@ -31,12 +31,14 @@ echo "$(date -Is) task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostnam
 {python} {train} "$@" &
 pid=$!
 trap 'kill -USR1 $pid 2>/dev/null' USR1   # preemption warning: Lightning checkpoints and requeues
-trap 'kill -TERM $pid 2>/dev/null' TERM
+cancelled=0
+trap 'cancelled=1; kill -TERM $pid 2>/dev/null' TERM   # scancel or time limit: the run resumes when resubmitted
 while true; do
     wait $pid; code=$?
     kill -0 $pid 2>/dev/null || break   # still alive: wait was interrupted by a trapped signal
 done
-if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ]; then
+if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ] \
+        && [ ! -e "$1/FAILED" ]; then
     echo "exit code $code" > "$1/FAILED"
 fi
 exit $code
