@@ -17,6 +17,13 @@ def first_line(error: BaseException) -> str:
     return " ".join(line.strip() for line in lines) or type(error).__name__
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one `--help` away)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
 def load_env_file() -> None:
     """Load the project's git-ignored .env (machine paths, tracker tokens); variables already set win."""
     from dotenv import load_dotenv
@@ -50,7 +57,7 @@ def run_main(main: Callable[[argparse.Namespace], object], parser: argparse.Argu
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="bin/train.py",
         description="Train with gin configs into SAVE_DIR; re-running the same command resumes.",
         epilog='example: bin/train.py results/cnn configs/cnn.gin -b "training_loop.n_epochs=5#training_loop.seed=1"',
@@ -73,7 +80,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bin/evaluate.py",
+    parser = Parser(prog="bin/evaluate.py",
                                      description="Test a run's checkpoint; writes eval_results_<checkpoint>.json.")
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--checkpoint", default="best", help="best or last (default: best)")
@@ -93,7 +100,7 @@ def download_main(argv: Sequence[str] | None = None) -> int:
 
     from src.data.download import ARCHIVES
 
-    parser = argparse.ArgumentParser(prog="bin/download_data.py",
+    parser = Parser(prog="bin/download_data.py",
                                      description="Download and verify a data set into DATA_DIR.")
     parser.add_argument("name", help=f"one of: {', '.join(sorted(ARCHIVES))}")
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or "data", help="default: $DATA_DIR or data/")
@@ -107,4 +114,86 @@ def download_main(argv: Sequence[str] | None = None) -> int:
     return run_main(main, parser, argv)
 
 
-__all__ = ["train_main", "evaluate_main", "download_main", "run_main"]
+
+
+def run_local_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="bin/run_local.py",
+                                     description="Run a batch file's unfinished jobs N at a time on this machine.")
+    parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
+    parser.add_argument("--jobs", "-j", type=int, default=2, help="jobs at a time (default 2)")
+    parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
+
+    def main(args):
+        from src.runners.local import run_local
+
+        return run_local(args.batch, jobs=args.jobs, threads=args.threads)
+
+    return run_main(main, parser, argv)
+
+
+def run_slurm_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="bin/run_slurm.py",
+                                     description="Submit a batch file's unfinished jobs as one SLURM job array.")
+    parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
+    parser.add_argument("--max-jobs", type=int, default=8, help="tasks running at once (default 8)")
+    parser.add_argument("--partition")
+    parser.add_argument("--time", help="time limit per task, e.g. 4:00:00")
+    parser.add_argument("--mem", help="memory per task, e.g. 16G")
+    parser.add_argument("--gpus", type=int, help="GPUs per task")
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs per task (default 1)")
+    parser.add_argument("--account")
+    parser.add_argument("--job-name")
+    parser.add_argument("--sbatch", action="append", default=[], help="extra sbatch option, e.g. --sbatch=--qos=high")
+    parser.add_argument("--dry-run", action="store_true", help="print the array script, submit nothing")
+
+    def main(args):
+        from src.runners.slurm import SlurmOptions, submit
+
+        options = SlurmOptions(max_jobs=args.max_jobs, partition=args.partition, time=args.time, mem=args.mem,
+                               gpus=args.gpus, cpus=args.cpus, account=args.account, job_name=args.job_name,
+                               extra=tuple(args.sbatch))
+        submit(args.batch, options, dry_run=args.dry_run)
+
+    return run_main(main, parser, argv)
+
+
+def runs_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="bin/runs.py", description="Every run under DIR: status, the config "
+                                     "that varies, best metrics, age.")
+    parser.add_argument("folder", metavar="DIR", help="a results folder (searched recursively)")
+    parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+
+    def main(args):
+        from src.runs_table import print_frame, runs_table
+
+        if not Path(args.folder).is_dir():
+            raise UserError(f"{args.folder!r} is not a folder.")
+        table = runs_table(args.folder)
+        if table.empty:
+            print(f"no runs under {args.folder}")
+        elif args.csv:
+            table.to_csv(sys.stdout, index=False)
+        else:
+            print_frame(table, f"{len(table)} runs in {args.folder}")
+
+    return run_main(main, parser, argv)
+
+
+def diff_runs_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(prog="bin/diff_runs.py",
+                                     description="The gin bindings that differ between two runs, side by side.")
+    parser.add_argument("a", metavar="RUN_A")
+    parser.add_argument("b", metavar="RUN_B")
+
+    def main(args):
+        import pandas as pd
+
+        from src.runs_table import diff_bindings, print_frame
+
+        rows = diff_bindings(args.a, args.b)
+        if not rows:
+            print("same operative config")
+        else:
+            print_frame(pd.DataFrame(rows, columns=["binding", args.a, args.b]), f"{len(rows)} bindings differ")
+
+    return run_main(main, parser, argv)

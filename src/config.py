@@ -35,10 +35,18 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
     gin.clear_config()
     gin.add_config_file_search_path(str(CODE_ROOT))  # `include 'configs/cnn.gin'` works from any folder
     try:
-        gin.parse_config_files_and_bindings(list(config_files), list(bindings), finalize_config=False)
-    except (ValueError, SyntaxError, KeyError, TypeError) as e:
+        for path in config_files:
+            try:
+                gin.parse_config_file(path)
+            except Exception as e:  # gin raises ValueError, SyntaxError, tokenize errors, ...
+                raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
+        try:
+            gin.parse_config(list(bindings))
+        except Exception as e:
+            raise UserError(f"Bad gin config: {one_line(e)}") from e
+    except UserError:
         gin.clear_config()
-        raise UserError(f"Bad gin config: {one_line(e)}") from e
+        raise
 
 
 def one_line(error: BaseException) -> str:

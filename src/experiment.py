@@ -118,9 +118,9 @@ def prepare(experiment_dir: Path, name: str, points: list[Point], swept: Sequenc
 def experiment_main(experiment_dir: Path, searches: dict[str, list[Point]], swept: Sequence[str] | None = None,
                     metric: str = "valid_acc", argv: Sequence[str] | None = None) -> int:
     """`main.py prepare [--name N]` / `main.py report [--name N]` for an experiment folder."""
-    from src.cli import run_main
+    from src.cli import Parser, run_main
 
-    parser = argparse.ArgumentParser(prog=f"{Path(experiment_dir).name}/main.py")
+    parser = Parser(prog=f"{Path(experiment_dir).name}/main.py")
     parser.add_argument("command", choices=["prepare", "report"])
     parser.add_argument("--name", default=next(iter(searches)), help=f"search space: {', '.join(searches)}")
 

@@ -35,7 +35,7 @@ def load_C(run_dir: PathLike) -> dict:
     path = _require_run(run_dir) / layout.CONFIG
     try:
         return parse_bindings(path.read_text())
-    except (SyntaxError, ValueError) as e:
+    except Exception as e:  # gin's parser raises SyntaxError, ValueError and tokenize errors
         raise UserError(f"{path} is not valid gin: {str(e).splitlines()[0]}") from e
 
 
@@ -73,7 +73,10 @@ def find_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Path]:
     items = [paths_or_glob] if isinstance(paths_or_glob, (str, os.PathLike)) else list(paths_or_glob)
     found: list[Path] = []
     for item in items:
-        for match in sorted(glob.glob(str(item), recursive=True)) or [str(item)]:
+        matches = sorted(glob.glob(str(item), recursive=True))
+        if not matches and not glob.has_magic(str(item)):
+            raise UserError(f"{str(item)!r} does not exist.")
+        for match in matches:
             for root, dirs, _ in os.walk(match):
                 if layout.is_run_dir(root):
                     found.append(Path(root))

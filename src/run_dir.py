@@ -11,10 +11,12 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     history.csv           one row per epoch
     tensorboard/          TensorBoard event files
     last.ckpt best.ckpt   checkpoints (last epoch, best by the monitored metric)
+    previous.ckpt         the last.ckpt before, kept in case the newest is damaged
     hpc_ckpt_<n>.ckpt     Lightning's checkpoint when SLURM warned of preemption (resumed from if newest)
     eval_results.json     test metrics of the best checkpoint after training
     eval_results_<ckpt>.json  written by bin/evaluate.py
     HEARTBEAT             touched every few seconds while the run is alive
+    LOCK                  held (fcntl) by the one process training in the folder; names the last holder
     FINISHED              touched only after a successful end
     FAILED                the error of the last attempt, if it failed
 
@@ -40,6 +42,7 @@ STDERR = "stderr.txt"
 HISTORY = "history.csv"
 TENSORBOARD = "tensorboard"
 LAST_CKPT = "last.ckpt"
+PREVIOUS_CKPT = "previous.ckpt"  # the last.ckpt before the current one: the fallback if that one is damaged
 BEST_CKPT = "best.ckpt"
 HPC_CKPT_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's checkpoint on a SLURM preemption signal
 EVAL_RESULTS = "eval_results.json"
@@ -68,7 +71,11 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write a text file so that readers see the old or the new content, never a half-written one."""
+    """Write a text file so that readers see the old or the new content, never a half-written one.
+    Secrets from the environment are masked (src/secrets.py): every text file of a run goes through here."""
+    from src.secrets import redact
+
+    text = redact(text)
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -81,6 +88,14 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_partial_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete temporary files a killed process left half-written (the real files were never touched)."""
+    partial = sorted(Path(run_dir).glob(".*.tmp"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
 
 
 def touch(path: str | os.PathLike, text: str = "") -> None:

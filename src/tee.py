@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import IO, Iterator
 
+from src.secrets import redact
+
 
 class Tee:
     """A text stream that writes to the original stream and to a file."""
@@ -18,7 +20,7 @@ class Tee:
 
     def write(self, text: str) -> int:
         self.stream.write(text)
-        self.file.write(text)
+        self.file.write(redact(text))
         return len(text)
 
     def flush(self) -> None:
@@ -35,13 +37,26 @@ class Tee:
         return getattr(self.stream, name)
 
 
+class Redacted:
+    """A file that masks secrets in what is written to it."""
+
+    def __init__(self, file: IO[str]):
+        self.file = file
+
+    def write(self, text: str) -> int:
+        return self.file.write(redact(text))
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 @contextlib.contextmanager
 def tee_output(stdout_path: str | Path, stderr_path: str | Path) -> Iterator[None]:
     with open(stdout_path, "a", buffering=1) as out, open(stderr_path, "a", buffering=1) as err:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = Tee(old_out, out), Tee(old_err, err)
         # Lightning logs through handlers that captured the original stderr at import time.
-        handler = logging.StreamHandler(err)
+        handler = logging.StreamHandler(Redacted(err))
         lightning_loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "pytorch_lightning")]
         for logger in lightning_loggers:
             logger.addHandler(handler)

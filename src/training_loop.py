@@ -7,8 +7,8 @@ resume, tests the best checkpoint, and leaves a complete run folder (layout: src
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -16,10 +16,12 @@ from typing import Any, Sequence
 
 import gin
 
+from src import resume as resuming
 from src import run_dir as layout
 from src.errors import UserError
 
-ESSENTIAL_CALLBACKS = ("rng_state", "history", "meta_saver", "heartbeat", "checkpoint")
+# Always on: they make the run folder what it is. `callbacks` adds to them.
+ESSENTIAL_CALLBACKS = ("rng_state", "history", "meta_saver", "heartbeat", "finite_loss", "checkpoint")
 QUIET_WARNINGS = (  # noise that says nothing actionable about this template's set-up
     r".*does not have many workers.*",
     r".*exists and is not empty.*",
@@ -61,24 +63,17 @@ def positive_int(name: str, value: Any) -> int:
     return value
 
 
-def prepare_run_dir(save_dir: Path, resume: bool) -> Path | None:
-    """Check the folder can hold this run; return the checkpoint to resume from, if any."""
+def make_run_dir(save_dir: Path) -> bool:
+    """Create the run folder if needed; True if this call created it."""
     if save_dir.exists() and not save_dir.is_dir():
         raise UserError(f"SAVE_DIR {str(save_dir)!r} is a file, not a folder.")
-    # last.ckpt after each epoch; hpc_ckpt_N.ckpt when SLURM preempted the job (Lightning's requeue)
-    found = [p for p in [save_dir / layout.LAST_CKPT, *save_dir.glob(layout.HPC_CKPT_GLOB)] if p.is_file()]
-    if found and not resume:
-        raise UserError(f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
-                        "training_loop.resume=True or choose another SAVE_DIR.")
-    return max(found, key=lambda p: p.stat().st_mtime) if found else None
-
-
-def already_finished(save_dir: Path, n_epochs: int) -> dict | None:
-    """The stored metrics of a finished run that trained at least n_epochs, else None."""
-    results = save_dir / layout.EVAL_RESULTS
-    if (save_dir / layout.FINISHED).exists() and results.is_file() and layout.last_epoch(save_dir) >= n_epochs:
-        return json.loads(results.read_text())
-    return None
+    if save_dir.is_dir():
+        return False
+    try:
+        save_dir.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"Cannot create SAVE_DIR {str(save_dir)!r}: {e.strerror}.") from e
+    return True
 
 
 @gin.configurable(denylist=["save_dir", "config_files", "bindings"])
@@ -89,6 +84,7 @@ def training_loop(
     module: str = "supervised",
     n_epochs: int = 10,
     resume: bool = True,
+    allow_config_change: bool = False,
     seed: int = 0,
     callbacks: Sequence[str] = ("progress_log",),
     loggers: Sequence[str] = ("tensorboard",),
@@ -109,7 +105,7 @@ def training_loop(
     config_files: Sequence[str] = (),
     bindings: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Train `model` on `data` into `save_dir`, resuming from its last.ckpt; return the final metrics
+    """Train `model` on `data` into `save_dir`, resuming from its last checkpoint; return the final metrics
     (last epoch's history row and the test metrics of the best checkpoint)."""
     from src.callbacks import CALLBACKS
     from src.data import DATA
@@ -122,14 +118,11 @@ def training_loop(
         "data": DATA.get(data),
         "model": MODELS.get(model),
         "module": MODULES.get(module),
-        "callbacks": [CALLBACKS.get(name) for name in (*ESSENTIAL_CALLBACKS, *callbacks)],
+        "callbacks": [CALLBACKS.get(name) for name in dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks))],
         "loggers": [LOGGERS.get(name) for name in loggers],
     }
     save_dir = Path(save_dir)
-    resume_from = prepare_run_dir(save_dir, resume)
-    if resume and (stored := already_finished(save_dir, n_epochs)) is not None:
-        print(f"{save_dir} already finished {n_epochs} epochs; nothing to do.")
-        return stored
+    resume_from, resume_warnings = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else (None, [])
 
     import pytorch_lightning as pl
     import torch
@@ -140,56 +133,90 @@ def training_loop(
     datamodule = builders["data"](seed=seed)  # missing data fails here, before the run folder exists
     lit = builders["module"](model=builders["model"](input_shape=datamodule.input_shape,
                                                      n_classes=datamodule.n_classes))
-
-    rank_zero = is_rank_zero()
-    if rank_zero:
-        save_dir.mkdir(parents=True, exist_ok=True)
-    output = (layout.tee_output(save_dir) if rank_zero else contextlib.nullcontext())
-    try:
-        with output, quiet_lightning():
-            return _fit_and_test(save_dir, lit, datamodule, builders, resume_from, rank_zero, config_files, bindings,
-                                 dict(max_epochs=n_epochs, accelerator=accelerator, devices=devices,
-                                      strategy=strategy, num_nodes=num_nodes, precision=precision,
-                                      fast_dev_run=fast_dev_run, limit_train_batches=limit_train_batches,
-                                      limit_val_batches=limit_val_batches, limit_test_batches=limit_test_batches,
-                                      overfit_batches=overfit_batches, num_sanity_val_steps=num_sanity_val_steps,
-                                      gradient_clip_val=gradient_clip_val,
-                                      accumulate_grad_batches=accumulate_grad_batches))
-    except Exception as e:
-        if rank_zero and save_dir.is_dir():
-            layout.touch(save_dir / layout.FAILED, f"{type(e).__name__}: {e}\n")
-        raise
-
-
-def _fit_and_test(save_dir, lit, datamodule, builders, resume_from, rank_zero, config_files, bindings,
-                  trainer_kwargs) -> dict[str, float]:
-    import pytorch_lightning as pl
-
-    from src.callbacks.checkpoint import AtomicCheckpointIO
-    from src.callbacks.history import HistoryWriter
-    from src.callbacks.meta_saver import MetaSaver
-    from src.gin_bindings import parse_bindings, scalar_hparams
-
     run = str(save_dir)
     callbacks = [build(run_dir=run) for build in builders["callbacks"]]
     loggers = [build(run_dir=run) for build in builders["loggers"]]
-    if rank_zero:
-        layout.save_inputs(save_dir, config_files, bindings)
-        operative = gin.operative_config_str()
-        layout.write_atomic(save_dir / layout.CONFIG, operative)
-        hparams = scalar_hparams(parse_bindings(operative))
-        for logger in loggers:
-            logger.log_hyperparams(hparams)
+    operative = gin.operative_config_str()  # complete now: every configurable has been called
+    changes = resuming.guard_config(save_dir, operative, allow_config_change) if resume_from else []
+    if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
+        print(f"{save_dir} already finished {n_epochs} epochs; nothing to do.")
+        return stored
 
-    trainer = pl.Trainer(
-        default_root_dir=run,
-        callbacks=callbacks,
-        logger=loggers or False,
-        plugins=[AtomicCheckpointIO()],
-        enable_progress_bar=sys.stdout.isatty(),
-        use_distributed_sampler=False,  # our batch sampler shards by rank itself
-        **trainer_kwargs,
-    )
+    rank_zero = is_rank_zero()
+    created = make_run_dir(save_dir) if rank_zero else False
+    started = False
+    try:
+        if rank_zero:
+            from src import run_lock
+
+            run_lock.acquire(save_dir)
+            layout.remove_partial_files(save_dir)
+        with layout.tee_output(save_dir) if rank_zero else contextlib.nullcontext(), quiet_lightning():
+            for line in resume_warnings:
+                print(line, file=sys.stderr)
+            if rank_zero:
+                write_start_files(save_dir, operative, config_files, bindings, loggers, callbacks, changes)
+            trainer = pl.Trainer(
+                default_root_dir=run,
+                callbacks=callbacks,
+                logger=loggers or False,
+                plugins=[checkpoint_io()],
+                enable_progress_bar=sys.stdout.isatty(),
+                use_distributed_sampler=False,  # our batch sampler shards by rank itself
+                max_epochs=n_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
+                num_nodes=num_nodes, precision=precision, fast_dev_run=fast_dev_run,
+                limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
+                limit_test_batches=limit_test_batches, overfit_batches=overfit_batches,
+                num_sanity_val_steps=num_sanity_val_steps, gradient_clip_val=gradient_clip_val,
+                accumulate_grad_batches=accumulate_grad_batches,
+            )
+            started = True
+            return fit_and_test(trainer, save_dir, lit, datamodule, callbacks, resume_from, rank_zero)
+    except SystemExit:
+        if any(getattr(c, "interrupted", False) for c in callbacks):
+            raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
+        raise
+    except Exception as e:
+        if rank_zero and created and not started:
+            shutil.rmtree(save_dir, ignore_errors=True)  # never started: leave nothing behind
+        elif rank_zero and save_dir.is_dir():
+            layout.touch(save_dir / layout.FAILED, f"{type(e).__name__}: {e}\n")
+        raise
+    finally:
+        if rank_zero:
+            from src import run_lock
+
+            run_lock.release(save_dir)
+
+
+def checkpoint_io():
+    from src.callbacks.checkpoint import AtomicCheckpointIO
+
+    return AtomicCheckpointIO()
+
+
+def write_start_files(save_dir: Path, operative: str, config_files, bindings, loggers, callbacks, changes) -> None:
+    """config.gin, input copies, bindings; hyperparameters to the trackers; config changes into meta.json."""
+    from src.callbacks.meta_saver import MetaSaver
+    from src.gin_bindings import parse_bindings, scalar_hparams
+    from src.secrets import redact
+
+    layout.save_inputs(save_dir, config_files, bindings)
+    layout.write_atomic(save_dir / layout.CONFIG, operative)
+    hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(parse_bindings(operative)).items()}
+    for logger in loggers:
+        logger.log_hyperparams(hparams)
+    if changes:
+        meta = next(c for c in callbacks if isinstance(c, MetaSaver))
+        meta.attempt_notes["config_changes"] = [{"binding": k, "old": repr(a), "new": repr(b)} for k, a, b in changes]
+        print("warning: continuing with a changed config (allow_config_change=True): "
+              + "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes), file=sys.stderr)
+
+
+def fit_and_test(trainer, save_dir: Path, lit, datamodule, callbacks, resume_from, rank_zero) -> dict[str, float]:
+    from src.callbacks.history import HistoryWriter
+    from src.callbacks.meta_saver import MetaSaver
+
     if resume_from is not None:
         print(f"Resuming from {resume_from}")
     trainer.fit(lit, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)

@@ -2,6 +2,7 @@
 
 from src.callbacks import (  # noqa: F401  (registration)
     checkpoint,
+    finite_loss,
     heartbeat,
     history,
     lr_schedule,

@@ -18,6 +18,8 @@ from src.callbacks.registry import CALLBACKS
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
+        if path.name == layout.LAST_CKPT and path.is_file():
+            keep_previous(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -32,6 +34,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def keep_previous(last: Path) -> None:
+    """previous.ckpt := last.ckpt, atomically (a hard link renamed into place; no copy)."""
+    link = last.with_name(f".{layout.PREVIOUS_CKPT}.tmp")
+    link.unlink(missing_ok=True)
+    os.link(last, link)
+    os.replace(link, last.with_name(layout.PREVIOUS_CKPT))
 
 
 @CALLBACKS.register("checkpoint")

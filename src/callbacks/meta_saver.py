@@ -51,6 +51,8 @@ class MetaSaver(pl.Callback):
         self.path = self.run_dir / layout.META
         self.meta: dict = {}
         self.started = time.time()
+        self.attempt_notes: dict = {}  # extra fields for this attempt's record (e.g. config changes)
+        self.interrupted = False
 
     def _save(self) -> None:
         layout.write_atomic(self.path, json.dumps(self.meta, indent=2, default=str) + "\n")
@@ -76,7 +78,7 @@ class MetaSaver(pl.Callback):
         self.started = time.time()
         self.meta.setdefault("attempts", []).append(
             {"start": now_iso(), "start_unix": self.started, "hostname": self.meta["hostname"], "pid": os.getpid(),
-             "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None}
+             "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None, **self.attempt_notes}
         )
         self.meta.setdefault("start_time", self.meta["attempts"][0]["start"])
         self._save()
@@ -99,6 +101,8 @@ class MetaSaver(pl.Callback):
         self._save()
 
     def on_exception(self, trainer, pl_module, exception):
+        # Lightning turns Ctrl-C into sys.exit(1); remember it was an interruption, not a failure.
+        self.interrupted = isinstance(exception, KeyboardInterrupt)
         if trainer.is_global_zero:
             self._end_attempt(error=f"{type(exception).__name__}: {exception}")
 

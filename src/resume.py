@@ -1,0 +1,89 @@
+"""Resume: which checkpoint a run continues from, and whether it may continue with the config it is given.
+
+Candidates, newest first: Lightning's SLURM preemption checkpoints (hpc_ckpt_*.ckpt), last.ckpt, then
+previous.ckpt (the last.ckpt before). A candidate that cannot be loaded safely (truncated, garbage, or holding
+arbitrary pickled objects) is skipped with a one-line warning; with none left the run starts afresh.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from src import run_dir as layout
+from src.errors import UserError
+from src.gin_bindings import parse_bindings
+
+# Bindings that may change when a run continues: they do not change what is being trained.
+MAY_CHANGE = {
+    "training_loop.n_epochs", "training_loop.resume", "training_loop.allow_config_change",
+    "training_loop.num_threads", "training_loop.devices", "training_loop.num_nodes", "training_loop.strategy",
+    "training_loop.accelerator", "training_loop.loggers", "training_loop.limit_test_batches",
+    "progress_log.every_n_steps", "heartbeat.interval",
+}
+
+
+def candidates(save_dir: Path) -> list[Path]:
+    hpc = sorted(save_dir.glob(layout.HPC_CKPT_GLOB), key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p for p in [*hpc, save_dir / layout.LAST_CKPT, save_dir / layout.PREVIOUS_CKPT] if p.is_file()]
+
+
+def checkpoint_problem(path: Path) -> str | None:
+    """None if `path` loads safely (weights_only=True) as a Lightning training checkpoint, else why not."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, garbage, or a forbidden pickled object
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return reason[:200]
+    if not isinstance(checkpoint, dict) or not {"state_dict", "loops"} <= set(checkpoint):
+        return "not a Lightning training checkpoint"
+    return None
+
+
+def choose_checkpoint(save_dir: Path, resume: bool) -> tuple[Path | None, list[str]]:
+    """(checkpoint to resume from or None, warnings to show). Refuses a folder with checkpoints if not resume."""
+    found = candidates(save_dir)
+    if found and not resume:
+        raise UserError(f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
+                        "training_loop.resume=True or choose another SAVE_DIR.")
+    warnings = []
+    for path in found:
+        problem = checkpoint_problem(path)
+        if problem is None:
+            return path, warnings
+        warnings.append(f"warning: {path.name} is unusable ({problem}); trying an older checkpoint")
+    if found:
+        warnings.append(f"warning: no valid checkpoint in {save_dir}; starting from scratch")
+    return None, warnings
+
+
+def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
+    """(binding, old, new) for every binding that differs, except those in MAY_CHANGE."""
+    old, new = parse_bindings(old_text), parse_bindings(new_text)
+    missing = "<unset>"
+    return [(k, old.get(k, missing), new.get(k, missing)) for k in sorted(set(old) | set(new))
+            if k not in MAY_CHANGE and old.get(k, missing) != new.get(k, missing)]
+
+
+def guard_config(save_dir: Path, operative: str, allow: bool) -> list[tuple[str, Any, Any]]:
+    """Refuse to continue a run with a different config, unless allowed; return the changes."""
+    stored = save_dir / layout.CONFIG
+    if not stored.is_file():
+        return []
+    changes = config_changes(stored.read_text(), operative)
+    if changes and not allow:
+        listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes)
+        raise UserError(f"{str(save_dir)!r} was trained with another config ({listed}). Use another SAVE_DIR, "
+                        "or continue anyway with -b 'training_loop.allow_config_change=True'.")
+    return changes
+
+
+def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
+    """The stored results of a run that finished at least n_epochs, else None."""
+    results = save_dir / layout.EVAL_RESULTS
+    if (save_dir / layout.FINISHED).exists() and results.is_file() and layout.last_epoch(save_dir) >= n_epochs:
+        return json.loads(results.read_text())
+    return None

@@ -1,0 +1,42 @@
+"""One writer per run folder: an fcntl lock on `<run>/LOCK`, held for the life of the process.
+
+The kernel releases the lock when the holder dies, so a lock left by a killed process never blocks; the file
+itself only records who held it last (pid and host), for the error message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from src.errors import UserError
+
+LOCK = "LOCK"
+_held: dict[str, int] = {}  # run folder -> open file descriptor, kept open while we hold the lock
+
+
+def acquire(run_dir: str | Path) -> None:
+    """Take the run's lock or raise a UserError naming the holder. Re-entrant within one process."""
+    key = str(Path(run_dir).resolve())
+    if key in _held:
+        return
+    fd = os.open(Path(run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"{str(run_dir)!r} is in use by {holder}: one process per run folder "
+                        "(wait for it, or stop it; a crashed holder releases the lock by itself).") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+    _held[key] = fd
+
+
+def release(run_dir: str | Path) -> None:
+    fd = _held.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

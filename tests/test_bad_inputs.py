@@ -1,0 +1,130 @@
+"""The bad-input catalogue: every mistake is one clear line naming the bad value (and the valid choices where
+there is a list), a non-zero exit, no traceback, and no half-created run folder."""
+
+import pickle
+
+import pytest
+
+from src import cli
+from src.errors import UserError
+from tests.conftest import ROOT
+
+CNN = str(ROOT / "configs/cnn.gin")
+
+
+def call(main, argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as e:  # argparse errors
+        return e.code
+
+
+@pytest.fixture
+def place(tmp_path, monkeypatch):
+    """Fixtures the cases refer to by name, all under tmp_path."""
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "bad.gin").write_text("training_loop.n_epochs = [1,\n")
+    (tmp_path / "trained").mkdir()
+    (tmp_path / "trained" / "last.ckpt").write_bytes(b"x")
+    (tmp_path / "run_no_ckpt").mkdir()
+    (tmp_path / "run_no_ckpt" / "config.gin").write_text("training_loop.n_epochs = 1\n")
+    (tmp_path / "broken_run").mkdir()
+    (tmp_path / "broken_run" / "config.gin").write_text("training_loop.n_epochs = = 1\n")
+    (tmp_path / "empty.sh").write_text("#!/usr/bin/env bash\nset -u\n")
+    (tmp_path / "one_job.sh").write_text(f"job {tmp_path}/r {CNN}\n")
+    corrupt = tmp_path / "data" / "cifar-10-batches-py"
+    corrupt.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (corrupt / name).write_bytes(pickle.dumps({b"data": b"short", b"labels": [1, 2]}))
+    return tmp_path
+
+
+CLI_CASES = [
+    # bin/train.py
+    ("train", ["{t}/r", CNN, "-b", "training_loop.model='cnnn'"], "Unknown model 'cnnn'. Did you mean 'cnn'? Valid model names: cnn, mlp, resnet."),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.data='mnist'"], "Unknown data set 'mnist'. Valid data set names: cifar10, digits."),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_shedule']"], "Did you mean 'lr_schedule'?"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.loggers=['tensorbord']"], "Unknown logger 'tensorbord'"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.module='unsupervised'"], "Unknown module 'unsupervised'"),
+    ("train", ["{t}/r", CNN, "-b", "cnn.widht = 3"], "widht"),
+    ("train", ["{t}/r", CNN, "-b", "no_such_thing.x = 3"], "no_such_thing"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = "], "Bad gin config"),
+    ("train", ["{t}/r", CNN + "#{t}/bad.gin"], "bad.gin"),
+    ("train", ["{t}/r", "configs/missing.gin"], "Config file 'configs/missing.gin' does not exist."),
+    ("train", ["{t}/r", ""], "No config file given"),
+    ("train", ["{t}/a_file", CNN], "is a file, not a folder"),
+    ("train", ["{t}/a_file/r", CNN], "Cannot create SAVE_DIR"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = 0"], "training_loop.n_epochs must be a positive integer, got 0."),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = -2"], "got -2"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = 'ten'"], "got 'ten'"),
+    ("train", ["{t}/r", CNN, "-b", "digits.batch_size = 0"], "batch_size must be a positive integer, got 0."),
+    ("train", ["{t}/r", CNN, "-b", "supervised.optimizer = 'adamm'"], "Unknown optimizer 'adamm'. Valid optimizer names: adam, adamw, sgd."),
+    ("train", ["{t}/r", CNN, "-b", "supervised.lr = -0.1"], "lr must be positive, got -0.1."),
+    ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root=None"], "data_batch_1 is corrupt"),
+    ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root='{t}/nowhere'"], "CIFAR-10 not found"),
+    ("train", ["{t}/trained", CNN, "-b", "training_loop.resume=False"], "already holds a checkpoint (last.ckpt)"),
+    ("train", ["{t}/r"], "the following arguments are required: CONFIGS"),
+    # bin/evaluate.py
+    ("evaluate", ["{t}/a_file"], "is not a run folder"),
+    ("evaluate", ["{t}/run_no_ckpt"], "has no best.ckpt"),
+    ("evaluate", ["{t}/run_no_ckpt", "--checkpoint", "worst"], "Unknown checkpoint 'worst'. Valid checkpoints: best, last."),
+    # bin/download_data.py
+    ("download", ["imagenet"], "Unknown data set 'imagenet' to download. Valid names: cifar10."),
+    # runners
+    ("run_local", ["{t}/empty.sh"], "has no job lines: nothing to run"),
+    ("run_local", ["{t}/missing.sh"], "does not exist"),
+    ("run_local", ["{t}/one_job.sh", "--jobs", "0"], "--jobs must be at least 1, got 0."),
+    ("run_local", ["{t}/one_job.sh", "--jobs", "two"], "argument --jobs/-j: invalid int value: 'two'"),
+    ("run_slurm", ["{t}/one_job.sh"], "SLURM is not installed here: `sbatch` is not on PATH"),
+    ("run_slurm", ["{t}/one_job.sh", "--max-jobs", "0"], "--max-jobs must be at least 1, got 0."),
+    # browsing
+    ("runs", ["{t}/nowhere"], "is not a folder"),
+    ("diff_runs", ["{t}/run_no_ckpt", "{t}/a_file"], "is not a run folder"),
+    ("diff_runs", ["{t}/run_no_ckpt", "{t}/broken_run"], "is not valid gin"),
+]
+MAINS = {"train": cli.train_main, "evaluate": cli.evaluate_main, "download": cli.download_main,
+         "run_local": cli.run_local_main, "run_slurm": cli.run_slurm_main, "runs": cli.runs_main,
+         "diff_runs": cli.diff_runs_main}
+
+
+@pytest.mark.parametrize("script, argv, expected", CLI_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CLI_CASES)])
+def test_cli_bad_input(place, capsys, monkeypatch, script, argv, expected):
+    monkeypatch.setenv("PATH", str(place / "no-bin"))  # no sbatch here, whatever the machine has
+    argv = [a.replace("{t}", str(place)) for a in argv]
+    before = sorted(p.name for p in place.iterdir())
+    code = call(MAINS[script], argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code != 0
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert expected in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    assert sorted(p.name for p in place.iterdir()) == before  # no half-created run folder
+
+
+def test_experiment_main_bad_inputs(tmp_path, capsys):
+    from src.experiment import experiment_main, grid
+
+    (tmp_path / "template_config.gin").write_text("")
+    searches = {"small": grid({"supervised.lr": [0.1]})}
+    assert call(lambda a: experiment_main(tmp_path, searches, argv=a), ["prepare", "--name", "huge"]) == 2
+    assert capsys.readouterr().err.strip() == "error: Unknown search 'huge'. Valid names: small."
+    assert call(lambda a: experiment_main(tmp_path, searches, argv=a), ["launch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: argument command: invalid choice: 'launch'") and "\n" not in err
+
+
+@pytest.mark.parametrize("function, path, expected", [
+    ("load_H", "a_file", "is not a run folder"),
+    ("load_C", "nowhere", "is not a run folder"),
+    ("load_C", "broken_run", "is not valid gin"),
+    ("load_model", "run_no_ckpt", "has no best.ckpt"),
+    ("load_runs", "nowhere", "does not exist"),
+])
+def test_results_api_bad_input(place, function, path, expected):
+    from src import results
+
+    with pytest.raises(UserError) as error:
+        getattr(results, function)(place / path)
+    assert expected in str(error.value) and "\n" not in str(error.value)

@@ -1,0 +1,187 @@
+"""Nothing lost, nothing leaked: kills, corrupt checkpoints, locks, config changes, NaNs, secrets, DDP."""
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from src import run_dir as layout
+from src.errors import UserError
+from tests.conftest import FAST, ROOT
+
+METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
+CRASH_BINDINGS = [*FAST, "training_loop.n_epochs = 5", "cnn.dropout = 0.2"]
+
+
+def history(run):
+    return pd.read_csv(run / layout.HISTORY)[METRICS]
+
+
+def test_sigkill_at_many_points_then_rerun_equals_uninterrupted(tmp_path, train, env):
+    reference = tmp_path / "reference"
+    train(reference, *CRASH_BINDINGS[len(FAST):])
+    steps_per_epoch = int(history(reference)["step"].iloc[0])
+    rng = random.Random(7)  # random moments, reproducible
+    points = [
+        "step:3",                                   # inside the first epoch, before any checkpoint
+        "save:1:mid",                               # half-way through writing a checkpoint
+        "write:history.csv:2",                      # half-way through writing history.csv
+        "save:2:after",                             # between best.ckpt and last.ckpt of one epoch
+        f"step:{rng.randint(1, steps_per_epoch)}",  # random steps of later epochs
+        "save:3:mid",
+        "write:meta.json:2",
+        f"step:{rng.randint(1, steps_per_epoch)}",
+        "save:2:mid",
+        "write:eval_results.json:1",                # after training, while writing the test results
+        "finish",                                   # everything written but FINISHED
+    ]
+    run = tmp_path / "crashed"
+    args = [str(run), "configs/cnn.gin", "-b", "#".join(CRASH_BINDINGS)]
+    for point in points:
+        out = subprocess.run([sys.executable, "tests/kill_at.py", point, *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == -signal.SIGKILL, f"{point}: {out.returncode} {out.stderr[-1500:]}"
+        assert not (run / layout.FINISHED).exists()
+    final = subprocess.run([sys.executable, "bin/train.py", *args], cwd=ROOT, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    pd.testing.assert_frame_equal(history(reference), history(run), check_exact=True)
+    assert json.loads((reference / layout.EVAL_RESULTS).read_text()) == json.loads(
+        (run / layout.EVAL_RESULTS).read_text())
+    assert layout.status(run) == "finished" and not list(run.glob(".*.tmp"))
+    attempts = json.loads((run / layout.META).read_text())["attempts"]
+    assert len(attempts) >= 8  # every attempt that got as far as training is recorded
+
+
+def test_corrupt_last_checkpoint_falls_back_to_previous(train, tmp_path):
+    train(tmp_path / "reference", "training_loop.n_epochs = 3", "cnn.dropout = 0.2")
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 2", "cnn.dropout = 0.2")
+    last = run / layout.LAST_CKPT
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # truncated
+    train(run, "training_loop.n_epochs = 3", "cnn.dropout = 0.2")
+    assert "warning: last.ckpt is unusable" in (run / layout.STDERR).read_text()
+    pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
+
+
+def test_no_valid_checkpoint_starts_afresh(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 2")
+    (run / layout.FINISHED).unlink()
+    for name in (layout.LAST_CKPT, layout.PREVIOUS_CKPT):
+        (run / name).write_bytes(b"garbage" * 100)
+    train(run, "training_loop.n_epochs = 2")
+    stderr = (run / layout.STDERR).read_text()
+    assert "warning: previous.ckpt is unusable" in stderr and "starting from scratch" in stderr
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2]
+
+
+class Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /tmp/template-pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_safely(train, tmp_path):
+    from src.results import load_model
+
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1")
+    torch.save({"state_dict": {}, "loops": {}, "evil": Payload()}, run / layout.BEST_CKPT)
+    with pytest.raises(UserError, match="Cannot load .*best.ckpt safely"):
+        load_model(run)
+    torch.save({"state_dict": {}, "loops": {}, "evil": Payload()}, run / layout.LAST_CKPT)
+    (run / layout.FINISHED).unlink()
+    train(run, "training_loop.n_epochs = 2")
+    assert "warning: last.ckpt is unusable (Weights only load failed" in (run / layout.STDERR).read_text()
+    assert not os.path.exists("/tmp/template-pwned")
+
+
+def test_one_writer_per_run_folder(train, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
+                               "print('locked', flush=True); time.sleep(120)"],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(UserError, match=rf"is in use by pid {holder.pid} on "):
+        train(run, "training_loop.n_epochs = 1")
+    holder.send_signal(signal.SIGKILL)  # a dead holder leaves a stale LOCK file that must not block
+    holder.wait()
+    train(run, "training_loop.n_epochs = 1")
+    assert layout.status(run) == "finished"
+
+
+def test_config_guard(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1")
+    with pytest.raises(UserError, match=r"another config \(supervised.lr: 0.003 -> 0.01\)"):
+        train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1]
+    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "training_loop.allow_config_change = True")
+    attempt = json.loads((run / layout.META).read_text())["attempts"][-1]
+    assert attempt["config_changes"] == [{"binding": "supervised.lr", "old": "0.003", "new": "0.01"}]
+    assert "supervised.lr = 0.01" in (run / layout.CONFIG).read_text()
+
+
+def test_nan_loss_stops_the_run(train, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match=r"Training loss is (nan|inf) at step \d+ \(epoch 2\)"):
+        # a fine first epoch, then a learning rate that blows up
+        train(run, "training_loop.n_epochs = 3", "training_loop.callbacks = ['lr_schedule']",
+              "lr_schedule.schedule = [(0, 1.0), (1, 1e30)]")
+    assert layout.status(run) == "failed" and "Training loss is" in (run / layout.FAILED).read_text()
+    last = torch.load(run / layout.LAST_CKPT, weights_only=True)
+    assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1]
+
+
+def test_secrets_never_reach_the_run_folder(train, tmp_path, monkeypatch):
+    token, key, password = "nep-tok-4b1d9f0e77", "wandb-key-9c2e51aa", "mlflow-pw-31415926"
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", token)
+    monkeypatch.setenv("WANDB_API_KEY", key)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password)
+    config = tmp_path / "leaky.gin"
+    config.write_text(f"include 'configs/cnn.gin'\n# my token is {token}\ntraining_loop.loggers = ['tensorboard']\n")
+    run = tmp_path / "run"
+    train(run, f"training_loop.n_epochs = 1  # {key}", "training_loop.loggers = ['tensorboard']",
+          f"progress_log.every_n_steps = 1  # {password}", configs=(str(config),))
+    print(f"printing {password} to stdout")  # outside the run: only the run's files matter
+    found = [p for p in run.rglob("*") if p.is_file() and any(
+        s.encode() in p.read_bytes() for s in (token, key, password))]
+    assert found == []
+    assert "***" in (run / layout.INPUT_CONFIGS / "leaky.gin").read_text()
+    assert (run / "tensorboard").is_dir()
+
+
+def test_run_that_never_starts_leaves_no_folder(train, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(Exception, match="bogus"):
+        train(run, "training_loop.precision = 'bogus'")
+    assert not run.exists()
+
+
+@pytest.mark.parametrize("n_epochs", [2])
+def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
+    run = tmp_path / "ddp"
+    bindings = [*FAST, "training_loop.accelerator = 'cpu'", "training_loop.devices = 2",
+                "training_loop.strategy = 'ddp'"]
+    for epochs in (1, n_epochs):  # a first run, then a resume to more epochs
+        out = subprocess.run([sys.executable, "bin/train.py", str(run), "configs/cnn.gin", "-b",
+                              "#".join([*bindings, f"training_loop.n_epochs = {epochs}"])], cwd=ROOT,
+                             env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+    h = pd.read_csv(run / layout.HISTORY)
+    assert list(h["epoch"]) == [1, 2]
+    assert list(h["step"]) == [4, 8]  # 200 toy examples, batch 32, split over 2 processes: 4 steps each
+    meta = json.loads((run / layout.META).read_text())
+    assert len(meta["attempts"]) == 2 and meta["attempts"][1]["start_epoch"] == 1
+    assert layout.status(run) == "finished" and (run / layout.EVAL_RESULTS).is_file()
