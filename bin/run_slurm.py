@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""bin/run_slurm.py BATCH [--max-jobs K] [--partition P --time T ...]: submit unfinished jobs as one SLURM job array. See src/cli.py."""
+"""bin/run_slurm.py BATCH [--max-jobs K] [--partition P --time T ...]: submit unfinished jobs as one SLURM job
+array. See src/cli.py."""
 
 import sys
 from pathlib import Path

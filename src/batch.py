@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import UserError
-from src.run_dir import CODE_ROOT as ROOT, write_atomic
+from src.run_dir import CODE_ROOT as ROOT
+from src.run_dir import write_atomic
+
 TRAIN = "bin/train.py"
 
 PREAMBLE = """\
@@ -63,8 +65,9 @@ class Job:
 
 def write_batch(path: str | Path, jobs: list[Job], title: str) -> Path:
     path = Path(path)
-    text = PREAMBLE.format(title=title, path=path, root=shlex.quote(str(ROOT)), python=shlex.quote(sys.executable),
-                           train=TRAIN)
+    text = PREAMBLE.format(
+        title=title, path=path, root=shlex.quote(str(ROOT)), python=shlex.quote(sys.executable), train=TRAIN
+    )
     text += "".join(job.line() + "\n" for job in jobs) + EPILOGUE
     write_atomic(path, text)
     path.chmod(0o755)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from src.errors import UserError
 
@@ -31,8 +31,9 @@ def load_env_file() -> None:
     load_dotenv(Path(__file__).resolve().parents[1] / ".env", override=False)
 
 
-def run_main(main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser,
-             argv: Sequence[str] | None = None) -> int:
+def run_main(
+    main: Callable[[argparse.Namespace], object], parser: argparse.ArgumentParser, argv: Sequence[str] | None = None
+) -> int:
     """Parse arguments and run `main` (its int result is the exit code); errors become one line on stderr and a
     non-zero exit code."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -80,8 +81,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
 
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/evaluate.py",
-                                     description="Test a run's checkpoint; writes eval_results_<checkpoint>.json.")
+    parser = Parser(
+        prog="bin/evaluate.py", description="Test a run's checkpoint; writes eval_results_<checkpoint>.json."
+    )
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--checkpoint", default="best", help="best or last (default: best)")
 
@@ -100,8 +102,7 @@ def download_main(argv: Sequence[str] | None = None) -> int:
 
     from src.data.download import ARCHIVES
 
-    parser = Parser(prog="bin/download_data.py",
-                                     description="Download and verify a data set into DATA_DIR.")
+    parser = Parser(prog="bin/download_data.py", description="Download and verify a data set into DATA_DIR.")
     parser.add_argument("name", help=f"one of: {', '.join(sorted(ARCHIVES))}")
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or "data", help="default: $DATA_DIR or data/")
     parser.add_argument("--url", help="mirror URL of the archive (the checksum is still verified)")
@@ -114,11 +115,10 @@ def download_main(argv: Sequence[str] | None = None) -> int:
     return run_main(main, parser, argv)
 
 
-
-
 def run_local_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/run_local.py",
-                                     description="Run a batch file's unfinished jobs N at a time on this machine.")
+    parser = Parser(
+        prog="bin/run_local.py", description="Run a batch file's unfinished jobs N at a time on this machine."
+    )
     parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
     parser.add_argument("--jobs", "-j", type=int, default=2, help="jobs at a time (default 2)")
     parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
@@ -132,8 +132,9 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_slurm_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/run_slurm.py",
-                                     description="Submit a batch file's unfinished jobs as one SLURM job array.")
+    parser = Parser(
+        prog="bin/run_slurm.py", description="Submit a batch file's unfinished jobs as one SLURM job array."
+    )
     parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
     parser.add_argument("--max-jobs", type=int, default=8, help="tasks running at once (default 8)")
     parser.add_argument("--partition")
@@ -149,17 +150,26 @@ def run_slurm_main(argv: Sequence[str] | None = None) -> int:
     def main(args):
         from src.runners.slurm import SlurmOptions, submit
 
-        options = SlurmOptions(max_jobs=args.max_jobs, partition=args.partition, time=args.time, mem=args.mem,
-                               gpus=args.gpus, cpus=args.cpus, account=args.account, job_name=args.job_name,
-                               extra=tuple(args.sbatch))
+        options = SlurmOptions(
+            max_jobs=args.max_jobs,
+            partition=args.partition,
+            time=args.time,
+            mem=args.mem,
+            gpus=args.gpus,
+            cpus=args.cpus,
+            account=args.account,
+            job_name=args.job_name,
+            extra=tuple(args.sbatch),
+        )
         submit(args.batch, options, dry_run=args.dry_run)
 
     return run_main(main, parser, argv)
 
 
 def runs_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/runs.py", description="Every run under DIR: status, the config "
-                                     "that varies, best metrics, age.")
+    parser = Parser(
+        prog="bin/runs.py", description="Every run under DIR: status, the config that varies, best metrics, age."
+    )
     parser.add_argument("folder", metavar="DIR", help="a results folder (searched recursively)")
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
@@ -180,8 +190,7 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
 
 
 def diff_runs_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/diff_runs.py",
-                                     description="The gin bindings that differ between two runs, side by side.")
+    parser = Parser(prog="bin/diff_runs.py", description="The gin bindings that differ between two runs, side by side.")
     parser.add_argument("a", metavar="RUN_A")
     parser.add_argument("b", metavar="RUN_B")
 

@@ -16,7 +16,13 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]
 
     lit, args = build_module(run_dir, checkpoint)
     datamodule = DATA.get(args["data"])(seed=args["seed"])
-    trainer = pl.Trainer(logger=False, callbacks=[], enable_progress_bar=sys.stdout.isatty(),
-                         enable_model_summary=False, accelerator=args["accelerator"], devices=1)
+    trainer = pl.Trainer(
+        logger=False,
+        callbacks=[],
+        enable_progress_bar=sys.stdout.isatty(),
+        enable_model_summary=False,
+        accelerator=args["accelerator"],
+        devices=1,
+    )
     metrics = {"checkpoint": checkpoint, **trainer.test(lit, datamodule=datamodule, verbose=False)[0]}
     return metrics, layout.write_eval_results(run_dir, metrics, checkpoint)

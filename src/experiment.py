@@ -11,15 +11,15 @@ A point is a dict of gin bindings; its config is the template followed by those 
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import math
 import os
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from src import run_dir as layout
 from src.batch import Job, write_batch
@@ -30,7 +30,7 @@ Point = dict[str, Any]
 def grid(axes: dict[str, Sequence], fixed: dict[str, Any] | None = None) -> list[Point]:
     """Every combination of the axes' values (first axis slowest), each with the fixed bindings."""
     keys = list(axes)
-    return [{**dict(zip(keys, values)), **(fixed or {})} for values in itertools.product(*axes.values())]
+    return [{**dict(zip(keys, values, strict=True)), **(fixed or {})} for values in itertools.product(*axes.values())]
 
 
 def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str, Any] | None = None) -> list[Point]:
@@ -63,6 +63,17 @@ def run_name(point: Point, swept: Sequence[str]) -> str:
     return re.sub(r"[^A-Za-z0-9._=+-]", "-", name) or "run"
 
 
+def run_names(points: list[Point], swept: Sequence[str]) -> list[str]:
+    """One folder name per point; numbered when the swept values alone do not tell them apart."""
+    names = [run_name(point, swept) for point in points]
+    return names if len(set(names)) == len(names) else [f"{i:03d}_{n}" for i, n in enumerate(names)]
+
+
+def swept_keys(points: list[Point]) -> list[str]:
+    """The bindings whose value differs between points."""
+    return [k for k in points[0] if len({repr(p.get(k)) for p in points}) > 1]
+
+
 def config_text(template: str, point: Point) -> str:
     lines = [f"{key} = {gin_value(value)}" for key, value in point.items()]
     return template.rstrip() + "\n\n# Point of the search (written by prepare)\n" + "\n".join(lines) + "\n"
@@ -80,12 +91,17 @@ def results_root() -> Path:
     return Path(os.environ.get("RESULTS_DIR") or layout.CODE_ROOT / "results")
 
 
-def prepare(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str] | None = None,
-            results_dir: Path | None = None) -> Prepared:
+def prepare(
+    experiment_dir: Path,
+    name: str,
+    points: list[Point],
+    swept: Sequence[str] | None = None,
+    results_dir: Path | None = None,
+) -> Prepared:
     """Write <experiment>/<name>/configs/<run>.gin for every point and <experiment>/<name>/batch.sh of the runs
     not finished. A finished run whose stored config differs from the new one is reported and left alone."""
     experiment_dir = Path(experiment_dir).resolve()
-    swept = list(swept or [k for k in points[0] if len({repr(p.get(k)) for p in points}) > 1])
+    swept = list(swept or swept_keys(points))
     out = experiment_dir / name
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
@@ -93,10 +109,7 @@ def prepare(experiment_dir: Path, name: str, points: list[Point], swept: Sequenc
     template = (experiment_dir / "template_config.gin").read_text()
     prepared = Prepared(batch=out / "batch.sh")
     jobs = []
-    names = [run_name(point, swept) for point in points]
-    if len(set(names)) < len(names):
-        names = [f"{i:03d}_{n}" for i, n in enumerate(names)]
-    for point, run in zip(points, names):
+    for point, run in zip(points, run_names(points, swept), strict=True):
         text = config_text(template, point)
         config, run_dir = configs / f"{run}.gin", runs / run
         stored = run_dir / layout.INPUT_CONFIGS / config.name
@@ -115,8 +128,13 @@ def prepare(experiment_dir: Path, name: str, points: list[Point], swept: Sequenc
     return prepared
 
 
-def experiment_main(experiment_dir: Path, searches: dict[str, list[Point]], swept: Sequence[str] | None = None,
-                    metric: str = "valid_acc", argv: Sequence[str] | None = None) -> int:
+def experiment_main(
+    experiment_dir: Path,
+    searches: dict[str, list[Point]],
+    swept: Sequence[str] | None = None,
+    metric: str = "valid_acc",
+    argv: Sequence[str] | None = None,
+) -> int:
     """`main.py prepare [--name N]` / `main.py report [--name N]` for an experiment folder."""
     from src.cli import Parser, run_main
 
@@ -134,8 +152,7 @@ def experiment_main(experiment_dir: Path, searches: dict[str, list[Point]], swep
             done = prepare(Path(experiment_dir), args.name, points, swept)
             for run in done.changed:
                 print(f"changed: {run} finished with another config; kept as is (delete its folder to re-run)")
-            print(f"{len(done.todo)} to run, {len(done.finished)} finished, {len(done.changed)} changed: "
-                  f"{done.batch}")
+            print(f"{len(done.todo)} to run, {len(done.finished)} finished, {len(done.changed)} changed: {done.batch}")
         else:
             from src.report import report
 

@@ -14,7 +14,8 @@ unique across all registries (gin has one namespace).
 from __future__ import annotations
 
 import difflib
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import gin
 

@@ -51,8 +51,9 @@ def build_module(run_dir: str | Path, checkpoint: str = "best"):
     path = checkpoint_path(run_dir, checkpoint)
     args = parse_run_config(run_dir)
     data = DATA.get(args["data"])
-    lit = MODULES.get(args["module"])(model=MODELS.get(args["model"])(input_shape=data.input_shape,
-                                                                      n_classes=data.n_classes))
+    lit = MODULES.get(args["module"])(
+        model=MODELS.get(args["model"])(input_shape=data.input_shape, n_classes=data.n_classes)
+    )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -7,13 +7,12 @@ Works on partial results: pending, running, dead and failed runs are listed, not
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
-from src import run_dir as layout
-from src.experiment import Point, results_root, run_name
+from src.experiment import Point, results_root, run_names, swept_keys
 from src.results import load_H, load_runs
 
 
@@ -22,11 +21,8 @@ def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequenc
     runs_dir = results_root().resolve() / Path(experiment_dir).resolve().name / name
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
-    names = [run_name(p, swept) for p in points]
-    if len(set(names)) < len(names):
-        names = [f"{i:03d}_{n}" for i, n in enumerate(names)]
     rows = []
-    for point, run in zip(points, names):
+    for point, run in zip(points, run_names(points, swept), strict=True):
         path = str(runs_dir / run)
         row = found.loc[path].to_dict() if len(found) and path in found.index else {"status": "pending"}
         rows.append({"run": run, **{k: point[k] for k in swept}, **row, "path": path})
@@ -104,8 +100,10 @@ def save(fig, stem: Path, inline: bool) -> list[Path]:
     return paths
 
 
-def report(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str] | None, metric: str) -> pd.DataFrame:
-    swept = list(swept or [k for k in points[0] if len({repr(p.get(k)) for p in points}) > 1])
+def report(
+    experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str] | None, metric: str
+) -> pd.DataFrame:
+    swept = list(swept or swept_keys(points))
     table = collect(experiment_dir, name, points, swept)
     out = Path(experiment_dir) / name
     out.mkdir(parents=True, exist_ok=True)
@@ -118,7 +116,11 @@ def report(experiment_dir: Path, name: str, points: list[Point], swept: Sequence
     finished = table[table["status"] == "finished"]
     if best in finished and len(finished):
         top = finished.iloc[0]
-        print(f"best ({best} = {top[best]:.4g}): " + ", ".join(f"{k} = {fmt(top[k])}" for k in swept) + f"  [{top['path']}]")
+        print(
+            f"best ({best} = {top[best]:.4g}): "
+            + ", ".join(f"{k} = {fmt(top[k])}" for k in swept)
+            + f"  [{top['path']}]"
+        )
     table.to_csv(out / "results.csv", index=False)
     for path in plot(table, swept, metric, out):
         print(f"wrote {path}")

@@ -1,9 +1,9 @@
 """Results analysis over run folders: no training code imported (load_model imports it lazily, when called).
 
-    C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
-    H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
-    df = load_runs("results/tune_lr/**")   # one row per run: status, config, best/final metrics
-    module = load_model(run)   # the trained LightningModule, eval mode
+C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
+H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
+df = load_runs("results/tune_lr/**")   # one row per run: status, config, best/final metrics
+module = load_model(run)   # the trained LightningModule, eval mode
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import glob
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -43,7 +43,7 @@ def load_eval(run_dir: PathLike) -> dict:
     """eval_results.json -> eval_<metric>; eval_results_<name>.json -> eval_<name>_<metric>."""
     found = {}
     for path in sorted(Path(run_dir).glob("eval_results*.json")):
-        prefix = "eval_" + path.stem[len("eval_results_"):] + "_" if path.stem != "eval_results" else "eval_"
+        prefix = "eval_" + path.stem[len("eval_results_") :] + "_" if path.stem != "eval_results" else "eval_"
         try:
             values = json.loads(path.read_text())
         except json.JSONDecodeError:

@@ -17,10 +17,18 @@ from src.gin_bindings import parse_bindings
 
 # Bindings that may change when a run continues: they do not change what is being trained.
 MAY_CHANGE = {
-    "training_loop.n_epochs", "training_loop.resume", "training_loop.allow_config_change",
-    "training_loop.num_threads", "training_loop.devices", "training_loop.num_nodes", "training_loop.strategy",
-    "training_loop.accelerator", "training_loop.loggers", "training_loop.limit_test_batches",
-    "progress_log.every_n_steps", "heartbeat.interval",
+    "training_loop.n_epochs",
+    "training_loop.resume",
+    "training_loop.allow_config_change",
+    "training_loop.num_threads",
+    "training_loop.devices",
+    "training_loop.num_nodes",
+    "training_loop.strategy",
+    "training_loop.accelerator",
+    "training_loop.loggers",
+    "training_loop.limit_test_batches",
+    "progress_log.every_n_steps",
+    "heartbeat.interval",
 }
 
 
@@ -47,8 +55,10 @@ def choose_checkpoint(save_dir: Path, resume: bool) -> tuple[Path | None, list[s
     """(checkpoint to resume from or None, warnings to show). Refuses a folder with checkpoints if not resume."""
     found = candidates(save_dir)
     if found and not resume:
-        raise UserError(f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
-                        "training_loop.resume=True or choose another SAVE_DIR.")
+        raise UserError(
+            f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
+            "training_loop.resume=True or choose another SAVE_DIR."
+        )
     warnings = []
     for path in found:
         problem = checkpoint_problem(path)
@@ -64,8 +74,11 @@ def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
     """(binding, old, new) for every binding that differs, except those in MAY_CHANGE."""
     old, new = parse_bindings(old_text), parse_bindings(new_text)
     missing = "<unset>"
-    return [(k, old.get(k, missing), new.get(k, missing)) for k in sorted(set(old) | set(new))
-            if k not in MAY_CHANGE and old.get(k, missing) != new.get(k, missing)]
+    return [
+        (k, old.get(k, missing), new.get(k, missing))
+        for k in sorted(set(old) | set(new))
+        if k not in MAY_CHANGE and old.get(k, missing) != new.get(k, missing)
+    ]
 
 
 def guard_config(save_dir: Path, operative: str, allow: bool) -> list[tuple[str, Any, Any]]:
@@ -76,8 +89,10 @@ def guard_config(save_dir: Path, operative: str, allow: bool) -> list[tuple[str,
     changes = config_changes(stored.read_text(), operative)
     if changes and not allow:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes)
-        raise UserError(f"{str(save_dir)!r} was trained with another config ({listed}). Use another SAVE_DIR, "
-                        "or continue anyway with -b 'training_loop.allow_config_change=True'.")
+        raise UserError(
+            f"{str(save_dir)!r} was trained with another config ({listed}). Use another SAVE_DIR, "
+            "or continue anyway with -b 'training_loop.allow_config_change=True'."
+        )
     return changes
 
 

@@ -113,14 +113,19 @@ def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> 
 
 
 def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
-    """finished | failed | running (fresh HEARTBEAT) | dead (stale HEARTBEAT) | pending (never started)."""
+    """finished | failed | running (fresh HEARTBEAT, lock held) | dead (stale HEARTBEAT or lock free, no FINISHED)
+    | pending (never started)."""
     run_dir = Path(run_dir)
     if (run_dir / FINISHED).exists():
         return "finished"
     if (run_dir / FAILED).exists():
         return "failed"
     if (run_dir / HEARTBEAT).exists():
-        return "dead" if heartbeat_is_stale(run_dir, now) else "running"
+        from src.run_lock import is_held
+
+        # A free lock means the process is gone even if its last heartbeat is recent (e.g. scancel).
+        alive = not heartbeat_is_stale(run_dir, now) and is_held(run_dir) is not False
+        return "running" if alive else "dead"
     return "pending"
 
 

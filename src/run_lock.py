@@ -28,8 +28,10 @@ def acquire(run_dir: str | Path) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise UserError(f"{str(run_dir)!r} is in use by {holder}: one process per run folder "
-                        "(wait for it, or stop it; a crashed holder releases the lock by itself).") from None
+        raise UserError(
+            f"{str(run_dir)!r} is in use by {holder}: one process per run folder "
+            "(wait for it, or stop it; a crashed holder releases the lock by itself)."
+        ) from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
     _held[key] = fd
@@ -40,3 +42,19 @@ def release(run_dir: str | Path) -> None:
     if fd is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
+
+
+def is_held(run_dir: str | Path) -> bool | None:
+    """Whether some process holds the run's lock (None if the run never took one)."""
+    path = Path(run_dir) / LOCK
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases our probe lock
+    return False

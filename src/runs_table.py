@@ -17,8 +17,11 @@ METRICS = ["epochs", "best_valid_acc", "best_valid_loss", "eval_test_acc"]
 
 def age(run: str, now: float) -> str:
     """Time since the run last wrote anything we track (history, heartbeat, finish)."""
-    stamps = [p.stat().st_mtime for name in (layout.FINISHED, layout.HEARTBEAT, layout.HISTORY, layout.CONFIG)
-              if (p := Path(run) / name).exists()]
+    stamps = [
+        p.stat().st_mtime
+        for name in (layout.FINISHED, layout.HEARTBEAT, layout.HISTORY, layout.CONFIG)
+        if (p := Path(run) / name).exists()
+    ]
     seconds = now - max(stamps) if stamps else float("nan")
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
@@ -38,16 +41,20 @@ def runs_table(folder: str | Path) -> pd.DataFrame:
     table = runs[columns].copy()
     table["age"] = [age(r, now) for r in runs["run"]]
     root = Path(folder).resolve()
-    table["run"] = [str(Path(r).resolve().relative_to(root)) if Path(r).resolve().is_relative_to(root) else r
-                    for r in table["run"]]
+    table["run"] = [
+        str(Path(r).resolve().relative_to(root)) if Path(r).resolve().is_relative_to(root) else r for r in table["run"]
+    ]
     return table
 
 
 def diff_bindings(a: str | Path, b: str | Path) -> list[tuple[str, object, object]]:
     """(binding, value in a, value in b) for every binding that differs, missing values as '<unset>'."""
     ca, cb = load_C(a), load_C(b)
-    return [(k, ca.get(k, "<unset>"), cb.get(k, "<unset>")) for k in sorted(set(ca) | set(cb))
-            if ca.get(k, "<unset>") != cb.get(k, "<unset>")]
+    return [
+        (k, ca.get(k, "<unset>"), cb.get(k, "<unset>"))
+        for k in sorted(set(ca) | set(cb))
+        if ca.get(k, "<unset>") != cb.get(k, "<unset>")
+    ]
 
 
 def print_frame(frame: pd.DataFrame, title: str) -> None:

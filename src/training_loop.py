@@ -11,8 +11,9 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import gin
 
@@ -131,8 +132,9 @@ def training_loop(
         torch.set_num_threads(num_threads)
     pl.seed_everything(seed, verbose=False)
     datamodule = builders["data"](seed=seed)  # missing data fails here, before the run folder exists
-    lit = builders["module"](model=builders["model"](input_shape=datamodule.input_shape,
-                                                     n_classes=datamodule.n_classes))
+    lit = builders["module"](
+        model=builders["model"](input_shape=datamodule.input_shape, n_classes=datamodule.n_classes)
+    )
     run = str(save_dir)
     callbacks = [build(run_dir=run) for build in builders["callbacks"]]
     loggers = [build(run_dir=run) for build in builders["loggers"]]
@@ -163,11 +165,19 @@ def training_loop(
                 plugins=[checkpoint_io()],
                 enable_progress_bar=sys.stdout.isatty(),
                 use_distributed_sampler=False,  # our batch sampler shards by rank itself
-                max_epochs=n_epochs, accelerator=accelerator, devices=devices, strategy=strategy,
-                num_nodes=num_nodes, precision=precision, fast_dev_run=fast_dev_run,
-                limit_train_batches=limit_train_batches, limit_val_batches=limit_val_batches,
-                limit_test_batches=limit_test_batches, overfit_batches=overfit_batches,
-                num_sanity_val_steps=num_sanity_val_steps, gradient_clip_val=gradient_clip_val,
+                max_epochs=n_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                strategy=strategy,
+                num_nodes=num_nodes,
+                precision=precision,
+                fast_dev_run=fast_dev_run,
+                limit_train_batches=limit_train_batches,
+                limit_val_batches=limit_val_batches,
+                limit_test_batches=limit_test_batches,
+                overfit_batches=overfit_batches,
+                num_sanity_val_steps=num_sanity_val_steps,
+                gradient_clip_val=gradient_clip_val,
                 accumulate_grad_batches=accumulate_grad_batches,
             )
             started = True
@@ -209,8 +219,11 @@ def write_start_files(save_dir: Path, operative: str, config_files, bindings, lo
     if changes:
         meta = next(c for c in callbacks if isinstance(c, MetaSaver))
         meta.attempt_notes["config_changes"] = [{"binding": k, "old": repr(a), "new": repr(b)} for k, a, b in changes]
-        print("warning: continuing with a changed config (allow_config_change=True): "
-              + "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes), file=sys.stderr)
+        print(
+            "warning: continuing with a changed config (allow_config_change=True): "
+            + "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes),
+            file=sys.stderr,
+        )
 
 
 def fit_and_test(trainer, save_dir: Path, lit, datamodule, callbacks, resume_from, rank_zero) -> dict[str, float]:
@@ -221,8 +234,9 @@ def fit_and_test(trainer, save_dir: Path, lit, datamodule, callbacks, resume_fro
         print(f"Resuming from {resume_from}")
     trainer.fit(lit, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     best = save_dir / layout.BEST_CKPT
-    tested = trainer.test(lit, datamodule=datamodule, ckpt_path=best if best.is_file() else None,
-                          weights_only=True, verbose=False)
+    tested = trainer.test(
+        lit, datamodule=datamodule, ckpt_path=best if best.is_file() else None, weights_only=True, verbose=False
+    )
     history = next(c for c in callbacks if isinstance(c, HistoryWriter)).rows
     metrics = {**(history[-1] if history else {}), **tested[0]}
     if rank_zero:

@@ -42,8 +42,16 @@ def place(tmp_path, monkeypatch):
 
 CLI_CASES = [
     # bin/train.py
-    ("train", ["{t}/r", CNN, "-b", "training_loop.model='cnnn'"], "Unknown model 'cnnn'. Did you mean 'cnn'? Valid model names: cnn, mlp, resnet."),
-    ("train", ["{t}/r", CNN, "-b", "training_loop.data='mnist'"], "Unknown data set 'mnist'. Valid data set names: cifar10, digits."),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.model='cnnn'"],
+        "Unknown model 'cnnn'. Did you mean 'cnn'? Valid model names: cnn, mlp, resnet.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.data='mnist'"],
+        "Unknown data set 'mnist'. Valid data set names: cifar10, digits.",
+    ),
     ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_shedule']"], "Did you mean 'lr_schedule'?"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.loggers=['tensorbord']"], "Unknown logger 'tensorbord'"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.module='unsupervised'"], "Unknown module 'unsupervised'"),
@@ -55,11 +63,19 @@ CLI_CASES = [
     ("train", ["{t}/r", ""], "No config file given"),
     ("train", ["{t}/a_file", CNN], "is a file, not a folder"),
     ("train", ["{t}/a_file/r", CNN], "Cannot create SAVE_DIR"),
-    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = 0"], "training_loop.n_epochs must be a positive integer, got 0."),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.n_epochs = 0"],
+        "training_loop.n_epochs must be a positive integer, got 0.",
+    ),
     ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = -2"], "got -2"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = 'ten'"], "got 'ten'"),
     ("train", ["{t}/r", CNN, "-b", "digits.batch_size = 0"], "batch_size must be a positive integer, got 0."),
-    ("train", ["{t}/r", CNN, "-b", "supervised.optimizer = 'adamm'"], "Unknown optimizer 'adamm'. Valid optimizer names: adam, adamw, sgd."),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "supervised.optimizer = 'adamm'"],
+        "Unknown optimizer 'adamm'. Valid optimizer names: adam, adamw, sgd.",
+    ),
     ("train", ["{t}/r", CNN, "-b", "supervised.lr = -0.1"], "lr must be positive, got -0.1."),
     ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root=None"], "data_batch_1 is corrupt"),
     ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root='{t}/nowhere'"], "CIFAR-10 not found"),
@@ -68,7 +84,11 @@ CLI_CASES = [
     # bin/evaluate.py
     ("evaluate", ["{t}/a_file"], "is not a run folder"),
     ("evaluate", ["{t}/run_no_ckpt"], "has no best.ckpt"),
-    ("evaluate", ["{t}/run_no_ckpt", "--checkpoint", "worst"], "Unknown checkpoint 'worst'. Valid checkpoints: best, last."),
+    (
+        "evaluate",
+        ["{t}/run_no_ckpt", "--checkpoint", "worst"],
+        "Unknown checkpoint 'worst'. Valid checkpoints: best, last.",
+    ),
     # bin/download_data.py
     ("download", ["imagenet"], "Unknown data set 'imagenet' to download. Valid names: cifar10."),
     # runners
@@ -83,9 +103,15 @@ CLI_CASES = [
     ("diff_runs", ["{t}/run_no_ckpt", "{t}/a_file"], "is not a run folder"),
     ("diff_runs", ["{t}/run_no_ckpt", "{t}/broken_run"], "is not valid gin"),
 ]
-MAINS = {"train": cli.train_main, "evaluate": cli.evaluate_main, "download": cli.download_main,
-         "run_local": cli.run_local_main, "run_slurm": cli.run_slurm_main, "runs": cli.runs_main,
-         "diff_runs": cli.diff_runs_main}
+MAINS = {
+    "train": cli.train_main,
+    "evaluate": cli.evaluate_main,
+    "download": cli.download_main,
+    "run_local": cli.run_local_main,
+    "run_slurm": cli.run_slurm_main,
+    "runs": cli.runs_main,
+    "diff_runs": cli.diff_runs_main,
+}
 
 
 @pytest.mark.parametrize("script, argv, expected", CLI_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CLI_CASES)])
@@ -115,13 +141,16 @@ def test_experiment_main_bad_inputs(tmp_path, capsys):
     assert err.startswith("error: argument command: invalid choice: 'launch'") and "\n" not in err
 
 
-@pytest.mark.parametrize("function, path, expected", [
-    ("load_H", "a_file", "is not a run folder"),
-    ("load_C", "nowhere", "is not a run folder"),
-    ("load_C", "broken_run", "is not valid gin"),
-    ("load_model", "run_no_ckpt", "has no best.ckpt"),
-    ("load_runs", "nowhere", "does not exist"),
-])
+@pytest.mark.parametrize(
+    "function, path, expected",
+    [
+        ("load_H", "a_file", "is not a run folder"),
+        ("load_C", "nowhere", "is not a run folder"),
+        ("load_C", "broken_run", "is not valid gin"),
+        ("load_model", "run_no_ckpt", "has no best.ckpt"),
+        ("load_runs", "nowhere", "does not exist"),
+    ],
+)
 def test_results_api_bad_input(place, function, path, expected):
     from src import results
 

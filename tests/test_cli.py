@@ -14,8 +14,14 @@ from tests.conftest import FAST, ROOT
 def test_train_then_evaluate_end_to_end(tmp_path, env):
     run = tmp_path / "cli_run"
     bindings = "#".join([*FAST, "training_loop.n_epochs = 2"])
-    train = subprocess.run([sys.executable, "bin/train.py", str(run), "configs/cnn.gin#configs/debug.gin",
-                            "-b", bindings], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    train = subprocess.run(
+        [sys.executable, "bin/train.py", str(run), "configs/cnn.gin#configs/debug.gin", "-b", bindings],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert train.returncode == 0, train.stderr
     assert (run / layout.FINISHED).exists()
     assert sorted(p.name for p in (run / layout.INPUT_CONFIGS).iterdir()) == ["cnn.gin", "debug.gin"]
@@ -23,8 +29,14 @@ def test_train_then_evaluate_end_to_end(tmp_path, env):
     meta = json.loads((run / layout.META).read_text())
     assert meta["argv"][0] == "bin/train.py" and "cli_run" in meta["command"]
 
-    evaluate = subprocess.run([sys.executable, "bin/evaluate.py", str(run), "--checkpoint", "last"], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=300)
+    evaluate = subprocess.run(
+        [sys.executable, "bin/evaluate.py", str(run), "--checkpoint", "last"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert evaluate.returncode == 0, evaluate.stderr
     result = json.loads((run / "eval_results_last.json").read_text())
     assert result["checkpoint"] == "last" and 0 <= result["test_acc"] <= 1
@@ -82,8 +94,9 @@ def test_train_missing_cifar10(tmp_path, capsys, monkeypatch):
 
 def test_debug_flag_shows_traceback(tmp_path):
     with pytest.raises(Exception, match="cnnn"):
-        train_main([str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", "training_loop.model='cnnn'",
-                    "--debug"])
+        train_main(
+            [str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", "training_loop.model='cnnn'", "--debug"]
+        )
 
 
 def test_evaluate_without_checkpoint(tmp_path, capsys):

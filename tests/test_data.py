@@ -54,8 +54,10 @@ def make_cifar_archive(tmp_path, n_per_batch=12):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-            batch = {b"data": rng.randint(0, 256, (n_per_batch, 3072), dtype=np.uint8),
-                     b"labels": [int(v) for v in rng.randint(0, 10, n_per_batch)]}
+            batch = {
+                b"data": rng.randint(0, 256, (n_per_batch, 3072), dtype=np.uint8),
+                b"labels": [int(v) for v in rng.randint(0, 10, n_per_batch)],
+            }
             payload = pickle.dumps(batch)
             info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
             info.size = len(payload)

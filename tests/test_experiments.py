@@ -37,8 +37,11 @@ def fake_finished(run_dir, config_text):
 
 def test_search_spaces():
     assert grid({"a.x": [1, 2], "b.y": ["u", "v"]}, {"c.z": 0}) == [
-        {"a.x": 1, "b.y": "u", "c.z": 0}, {"a.x": 1, "b.y": "v", "c.z": 0},
-        {"a.x": 2, "b.y": "u", "c.z": 0}, {"a.x": 2, "b.y": "v", "c.z": 0}]
+        {"a.x": 1, "b.y": "u", "c.z": 0},
+        {"a.x": 1, "b.y": "v", "c.z": 0},
+        {"a.x": 2, "b.y": "u", "c.z": 0},
+        {"a.x": 2, "b.y": "v", "c.z": 0},
+    ]
     points = random_search({"a.lr": ("log", 1e-4, 1e-1), "a.w": [8, 16]}, n=20, seed=3)
     assert points == random_search({"a.lr": ("log", 1e-4, 1e-1), "a.w": [8, 16]}, n=20, seed=3)
     assert all(1e-4 <= p["a.lr"] <= 1e-1 and p["a.w"] in (8, 16) for p in points)
@@ -75,8 +78,14 @@ def test_prepare_again_lists_only_unfinished_and_reports_changed(experiment, tmp
 def test_bash_batch_runs_every_line_and_reports_failures(experiment, tmp_path):
     # lr = -1 fails at start (one clear error); the other line still runs; the script exits non-zero
     done = prepare(experiment, "tiny", grid({"supervised.lr": [-1.0, 0.01]}))
-    out = subprocess.run(["bash", str(done.batch)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL)
+    out = subprocess.run(
+        ["bash", str(done.batch)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode == 1
     assert "lr must be positive, got -1.0" in out.stderr and "batch: 1 job(s) failed" in out.stderr
     runs = tmp_path / "results" / "exp" / "tiny"
@@ -90,8 +99,7 @@ def test_bash_batch_runs_every_line_and_reports_failures(experiment, tmp_path):
 def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tmp_path, capsys):
     from src.runners.local import run_local
 
-    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.03, -1.0]},
-                                            {"training_loop.n_epochs": 6}))
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.03, -1.0]}, {"training_loop.n_epochs": 6}))
     assert run_local(done.batch, jobs=2, quiet=True) == 1
     out = capsys.readouterr().out
     assert "2 succeeded, 1 failed" in out and "failed: " in out
@@ -141,6 +149,12 @@ def test_status_classification(tmp_path):
     os.utime(run / layout.HEARTBEAT, (old, old))
     assert layout.status(run) == "dead"
     assert layout.status(run, now=old + 10) == "running"
+    from src import run_lock
+
+    run_lock.acquire(run)  # a live process holds the lock: fresh heartbeat means running
+    assert layout.status(run, now=old + 10) == "running"
+    run_lock.release(run)  # the lock is free: the process is gone, whatever the heartbeat says
+    assert layout.status(run, now=old + 10) == "dead"
     (run / layout.FAILED).write_text("exit code 1\n")
     assert layout.status(run) == "failed"
     (run / layout.FINISHED).touch()
@@ -182,12 +196,57 @@ def test_runs_and_diff_runs(tmp_path, train, env):
     assert "training_loop.seed" not in table  # the same everywhere: not shown
     assert diff_bindings(tmp_path / "a", tmp_path / "sub" / "b") == [("cnn.width", 8, 4), ("supervised.lr", 0.01, 0.02)]
 
-    out = subprocess.run([sys.executable, "bin/runs.py", str(tmp_path), "--csv"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "bin/runs.py", str(tmp_path), "--csv"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.splitlines()[0].startswith("run,status") and len(out.splitlines()) == 3
-    out = subprocess.run([sys.executable, "bin/diff_runs.py", str(tmp_path / "a"), str(tmp_path / "sub" / "b")],
-                         cwd=ROOT, env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "bin/diff_runs.py", str(tmp_path / "a"), str(tmp_path / "sub" / "b")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "2 bindings differ" in out and "width" in out
-    bad = subprocess.run([sys.executable, "bin/runs.py", str(tmp_path / "nope")], cwd=ROOT, env=env,
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "bin/runs.py", str(tmp_path / "nope")], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: '{tmp_path / 'nope'}' is not a folder."
+
+
+def test_slurm_dry_run_prints_a_valid_array_script(experiment, tmp_path, capsys):
+    from src.runners.slurm import SlurmOptions, submit
+
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.1, 1.0]}))
+    (tmp_path / "results" / "exp" / "tiny" / "lr=0.1").mkdir(parents=True)
+    (tmp_path / "results" / "exp" / "tiny" / "lr=0.1" / layout.FINISHED).touch()
+    options = SlurmOptions(
+        max_jobs=3, partition="gpu", time="4:00:00", mem="16G", gpus=1, cpus=4, extra=("--qos=high",)
+    )
+    assert submit(done.batch, options, dry_run=True) is None
+    script = capsys.readouterr().out
+    for directive in (
+        "--array=0,2%3",
+        "--partition=gpu",
+        "--time=4:00:00",
+        "--mem=16G",
+        "--gpus=1",
+        "--cpus-per-task=4",
+        "--qos=high",
+        "--signal=B:USR1@90",
+        "--requeue",
+        "--ntasks=1",
+        "--output=" + str(experiment / "tiny" / "slurm" / "tasks" / "%a" / "slurm-%A_%a.out"),
+    ):
+        assert f"#SBATCH {directive}\n" in script
+    assert "lr=0.1" not in script.split("esac")[0]  # the finished run is not a task
+    path = tmp_path / "array.sh"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0  # valid bash
+    assert not (experiment / "tiny" / "slurm").exists()  # a dry run writes nothing

@@ -2,12 +2,10 @@
 
 import json
 import os
-import pickle
 import random
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -27,35 +25,43 @@ def history(run):
 
 def test_sigkill_at_many_points_then_rerun_equals_uninterrupted(tmp_path, train, env):
     reference = tmp_path / "reference"
-    train(reference, *CRASH_BINDINGS[len(FAST):])
+    train(reference, *CRASH_BINDINGS[len(FAST) :])
     steps_per_epoch = int(history(reference)["step"].iloc[0])
     rng = random.Random(7)  # random moments, reproducible
     points = [
-        "step:3",                                   # inside the first epoch, before any checkpoint
-        "save:1:mid",                               # half-way through writing a checkpoint
-        "write:history.csv:2",                      # half-way through writing history.csv
-        "save:2:after",                             # between best.ckpt and last.ckpt of one epoch
+        "step:3",  # inside the first epoch, before any checkpoint
+        "save:1:mid",  # half-way through writing a checkpoint
+        "write:history.csv:2",  # half-way through writing history.csv
+        "save:2:after",  # between best.ckpt and last.ckpt of one epoch
         f"step:{rng.randint(1, steps_per_epoch)}",  # random steps of later epochs
         "save:3:mid",
         "write:meta.json:2",
         f"step:{rng.randint(1, steps_per_epoch)}",
         "save:2:mid",
-        "write:eval_results.json:1",                # after training, while writing the test results
-        "finish",                                   # everything written but FINISHED
+        "write:eval_results.json:1",  # after training, while writing the test results
+        "finish",  # everything written but FINISHED
     ]
     run = tmp_path / "crashed"
     args = [str(run), "configs/cnn.gin", "-b", "#".join(CRASH_BINDINGS)]
     for point in points:
-        out = subprocess.run([sys.executable, "tests/kill_at.py", point, *args], cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [sys.executable, "tests/kill_at.py", point, *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == -signal.SIGKILL, f"{point}: {out.returncode} {out.stderr[-1500:]}"
         assert not (run / layout.FINISHED).exists()
-    final = subprocess.run([sys.executable, "bin/train.py", *args], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)
+    final = subprocess.run(
+        [sys.executable, "bin/train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert final.returncode == 0, final.stderr
     pd.testing.assert_frame_equal(history(reference), history(run), check_exact=True)
     assert json.loads((reference / layout.EVAL_RESULTS).read_text()) == json.loads(
-        (run / layout.EVAL_RESULTS).read_text())
+        (run / layout.EVAL_RESULTS).read_text()
+    )
     assert layout.status(run) == "finished" and not list(run.glob(".*.tmp"))
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert len(attempts) >= 8  # every attempt that got as far as training is recorded
@@ -108,9 +114,17 @@ def test_one_writer_per_run_folder(train, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
-                               "print('locked', flush=True); time.sleep(120)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        [
+            sys.executable,
+            "-c",
+            f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
+            "print('locked', flush=True); time.sleep(120)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(UserError, match=rf"is in use by pid {holder.pid} on "):
         train(run, "training_loop.n_epochs = 1")
@@ -136,8 +150,12 @@ def test_nan_loss_stops_the_run(train, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(UserError, match=r"Training loss is (nan|inf) at step \d+ \(epoch 2\)"):
         # a fine first epoch, then a learning rate that blows up
-        train(run, "training_loop.n_epochs = 3", "training_loop.callbacks = ['lr_schedule']",
-              "lr_schedule.schedule = [(0, 1.0), (1, 1e30)]")
+        train(
+            run,
+            "training_loop.n_epochs = 3",
+            "training_loop.callbacks = ['lr_schedule']",
+            "lr_schedule.schedule = [(0, 1.0), (1, 1e30)]",
+        )
     assert layout.status(run) == "failed" and "Training loss is" in (run / layout.FAILED).read_text()
     last = torch.load(run / layout.LAST_CKPT, weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
@@ -152,11 +170,17 @@ def test_secrets_never_reach_the_run_folder(train, tmp_path, monkeypatch):
     config = tmp_path / "leaky.gin"
     config.write_text(f"include 'configs/cnn.gin'\n# my token is {token}\ntraining_loop.loggers = ['tensorboard']\n")
     run = tmp_path / "run"
-    train(run, f"training_loop.n_epochs = 1  # {key}", "training_loop.loggers = ['tensorboard']",
-          f"progress_log.every_n_steps = 1  # {password}", configs=(str(config),))
+    train(
+        run,
+        f"training_loop.n_epochs = 1  # {key}",
+        "training_loop.loggers = ['tensorboard']",
+        f"progress_log.every_n_steps = 1  # {password}",
+        configs=(str(config),),
+    )
     print(f"printing {password} to stdout")  # outside the run: only the run's files matter
-    found = [p for p in run.rglob("*") if p.is_file() and any(
-        s.encode() in p.read_bytes() for s in (token, key, password))]
+    found = [
+        p for p in run.rglob("*") if p.is_file() and any(s.encode() in p.read_bytes() for s in (token, key, password))
+    ]
     assert found == []
     assert "***" in (run / layout.INPUT_CONFIGS / "leaky.gin").read_text()
     assert (run / "tensorboard").is_dir()
@@ -172,12 +196,28 @@ def test_run_that_never_starts_leaves_no_folder(train, tmp_path):
 @pytest.mark.parametrize("n_epochs", [2])
 def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
     run = tmp_path / "ddp"
-    bindings = [*FAST, "training_loop.accelerator = 'cpu'", "training_loop.devices = 2",
-                "training_loop.strategy = 'ddp'"]
+    bindings = [
+        *FAST,
+        "training_loop.accelerator = 'cpu'",
+        "training_loop.devices = 2",
+        "training_loop.strategy = 'ddp'",
+    ]
     for epochs in (1, n_epochs):  # a first run, then a resume to more epochs
-        out = subprocess.run([sys.executable, "bin/train.py", str(run), "configs/cnn.gin", "-b",
-                              "#".join([*bindings, f"training_loop.n_epochs = {epochs}"])], cwd=ROOT,
-                             env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "bin/train.py",
+                str(run),
+                "configs/cnn.gin",
+                "-b",
+                "#".join([*bindings, f"training_loop.n_epochs = {epochs}"]),
+            ],
+            cwd=ROOT,
+            env={**env, "OMP_NUM_THREADS": "1"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert out.returncode == 0, out.stderr[-3000:]
     h = pd.read_csv(run / layout.HISTORY)
     assert list(h["epoch"]) == [1, 2]

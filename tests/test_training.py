@@ -20,8 +20,18 @@ def test_training_learns_and_fills_the_run_folder(train, tmp_path):
     assert history["valid_acc"].iloc[-1] > history["valid_acc"].iloc[0]
     assert history["train_loss"].iloc[-1] < history["train_loss"].iloc[0]
     assert metrics["test_acc"] > 0.5
-    for name in (layout.CONFIG, layout.BINDINGS, layout.META, layout.STDOUT, layout.STDERR, layout.LAST_CKPT,
-                 layout.BEST_CKPT, layout.EVAL_RESULTS, layout.HEARTBEAT, layout.FINISHED):
+    for name in (
+        layout.CONFIG,
+        layout.BINDINGS,
+        layout.META,
+        layout.STDOUT,
+        layout.STDERR,
+        layout.LAST_CKPT,
+        layout.BEST_CKPT,
+        layout.EVAL_RESULTS,
+        layout.HEARTBEAT,
+        layout.FINISHED,
+    ):
         assert (run / name).exists(), name
     assert (run / layout.INPUT_CONFIGS / "cnn.gin").read_text() == open("configs/cnn.gin").read()
     assert "training_loop.n_epochs = 4" in (run / layout.BINDINGS).read_text().splitlines()
@@ -124,6 +134,10 @@ def test_results_api_on_trained_runs(train, tmp_path):
 
 def test_lr_schedule_multiplies_lr(train, tmp_path):
     run = tmp_path / "run"
-    train(run, "training_loop.callbacks = ['lr_schedule']", "lr_schedule.schedule = [(0, 1.0), (2, 0.1)]",
-          "supervised.lr = 0.01")
+    train(
+        run,
+        "training_loop.callbacks = ['lr_schedule']",
+        "lr_schedule.schedule = [(0, 1.0), (2, 0.1)]",
+        "supervised.lr = 0.01",
+    )
     assert list(pd.read_csv(run / layout.HISTORY)["lr"]) == pytest.approx([0.01, 0.01, 0.001])

@@ -18,9 +18,11 @@ class FiniteLoss(pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
-            raise NonFiniteLoss(f"Training loss is {loss.item()} at step {trainer.global_step} (epoch "
-                                f"{trainer.current_epoch + 1}); stopped, the last good checkpoint is kept. "
-                                "Lower the learning rate or clip gradients (training_loop.gradient_clip_val).")
+            raise NonFiniteLoss(
+                f"Training loss is {loss.item()} at step {trainer.global_step} (epoch "
+                f"{trainer.current_epoch + 1}); stopped, the last good checkpoint is kept. "
+                "Lower the learning rate or clip gradients (training_loop.gradient_clip_val)."
+            )
 
 
 @CALLBACKS.register("finite_loss")

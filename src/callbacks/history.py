@@ -17,8 +17,17 @@ import pytorch_lightning as pl
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
 
-FIRST_COLUMNS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr", "epoch_time",
-                 "examples_per_s"]
+FIRST_COLUMNS = [
+    "epoch",
+    "step",
+    "train_loss",
+    "train_acc",
+    "valid_loss",
+    "valid_acc",
+    "lr",
+    "epoch_time",
+    "examples_per_s",
+]
 
 
 def batch_size_of(batch) -> int:
@@ -58,8 +67,9 @@ class HistoryWriter(pl.Callback):
         if trainer.optimizers:
             row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
         row["epoch_time"] = now - self.epoch_start
-        row["examples_per_s"] = self.n_examples * trainer.world_size / max((self.train_end or now) - self.epoch_start,
-                                                                           1e-9)
+        row["examples_per_s"] = (
+            self.n_examples * trainer.world_size / max((self.train_end or now) - self.epoch_start, 1e-9)
+        )
         self.rows.append(row)
         if trainer.is_global_zero:
             self._write()

@@ -77,8 +77,14 @@ class MetaSaver(pl.Callback):
         )
         self.started = time.time()
         self.meta.setdefault("attempts", []).append(
-            {"start": now_iso(), "start_unix": self.started, "hostname": self.meta["hostname"], "pid": os.getpid(),
-             "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None, **self.attempt_notes}
+            {
+                "start": now_iso(),
+                "start_unix": self.started,
+                "hostname": self.meta["hostname"],
+                "pid": os.getpid(),
+                "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+                **self.attempt_notes,
+            }
         )
         self.meta.setdefault("start_time", self.meta["attempts"][0]["start"])
         self._save()

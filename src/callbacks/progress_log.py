@@ -1,6 +1,6 @@
 """ProgressLog: a plain log line every N steps and at each epoch end, readable in `stdout.txt` and SLURM logs:
 
-    step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
+step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
 """
 
 from __future__ import annotations
@@ -57,15 +57,21 @@ class ProgressLog(pl.Callback):
         left = elapsed / max(done, 1) * (total - trainer.global_step)
         rate = self.n_examples * trainer.world_size / max(now - self.window_start, 1e-9)
         n = max(self.n_steps, 1)
-        print(f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
-              f"data {1000 * self.data_time / n:.1f} ms, step {1000 * self.step_time / n:.1f} ms | "
-              f"elapsed {hms(elapsed)} | left {hms(left)}", flush=True)
+        print(
+            f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
+            f"data {1000 * self.data_time / n:.1f} ms, step {1000 * self.step_time / n:.1f} ms | "
+            f"elapsed {hms(elapsed)} | left {hms(left)}",
+            flush=True,
+        )
         self._reset()
 
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.is_global_zero:
-            metrics = " | ".join(f"{k} {float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items())
-                                 if getattr(v, "numel", lambda: 1)() == 1)
+            metrics = " | ".join(
+                f"{k} {float(v):.4f}"
+                for k, v in sorted(trainer.callback_metrics.items())
+                if getattr(v, "numel", lambda: 1)() == 1
+            )
             print(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} | {metrics}", flush=True)
 
 

@@ -17,8 +17,13 @@ class RNGState(pl.Callback):
         kind, keys, pos, has_gauss, cached = np.random.get_state()
         state = {
             "python": random.getstate(),
-            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
-                      "has_gauss": has_gauss, "cached_gaussian": cached},
+            "numpy": {
+                "kind": kind,
+                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "pos": pos,
+                "has_gauss": has_gauss,
+                "cached_gaussian": cached,
+            },
             "torch": torch.get_rng_state(),
         }
         if torch.cuda.is_available():
@@ -29,8 +34,9 @@ class RNGState(pl.Callback):
         version, internal, gauss = state_dict["python"]
         random.setstate((version, tuple(internal), gauss))
         n = state_dict["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
+        np.random.set_state(
+            (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
         torch.set_rng_state(state_dict["torch"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])

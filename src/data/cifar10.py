@@ -27,8 +27,12 @@ STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(1, 3, 1, 1)
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """The batch files are pickles: allow only the numpy objects they contain, never arbitrary code."""
 
-    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-               ("numpy", "ndarray"), ("numpy", "dtype")}
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+    }
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
@@ -46,8 +50,9 @@ def read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     except FileNotFoundError:
         raise
     except Exception as e:
-        raise UserError(f"CIFAR-10 file {path} is corrupt ({e}); delete {path.parent} and run "
-                        "`bin/download_data.py cifar10` again.") from e
+        raise UserError(
+            f"CIFAR-10 file {path} is corrupt ({e}); delete {path.parent} and run `bin/download_data.py cifar10` again."
+        ) from e
     if len(images) != len(labels):
         raise UserError(f"CIFAR-10 file {path} is corrupt: {len(images)} images but {len(labels)} labels.")
     return images, labels
@@ -57,8 +62,10 @@ def read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
     folder = root / FOLDER
     missing = [name for name in TRAIN_FILES + [TEST_FILE] if not (folder / name).is_file()]
     if missing:
-        raise UserError(f"CIFAR-10 not found in {folder} (missing {missing[0]}); get it with "
-                        f"`bin/download_data.py cifar10 --data-dir {root}` (or set DATA_DIR).")
+        raise UserError(
+            f"CIFAR-10 not found in {folder} (missing {missing[0]}); get it with "
+            f"`bin/download_data.py cifar10 --data-dir {root}` (or set DATA_DIR)."
+        )
     train = [read_batch(folder / name) for name in TRAIN_FILES]
     x_test, y_test = read_batch(folder / TEST_FILE)
     return np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test
@@ -98,4 +105,3 @@ class Cifar10(InMemoryDataModule):
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         x = (x.float() / 255.0 - MEAN) / STD
         return augment(x) if train and self.augmentation else x
-

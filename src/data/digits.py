@@ -28,4 +28,3 @@ class Digits(InMemoryDataModule):
         if self.toy:
             return split_arrays(x, digits.target, n_valid=50, n_test=50, limit=300)
         return split_arrays(x, digits.target, n_valid=300, n_test=300)
-

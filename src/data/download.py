@@ -62,8 +62,9 @@ def fetch(url: str, dest: Path, quiet: bool = False) -> None:
             progress.advance(task, len(block))
 
 
-def download(name: str, data_dir: str | Path, url: str | None = None, md5: str | None = None,
-             quiet: bool = False) -> Path:
+def download(
+    name: str, data_dir: str | Path, url: str | None = None, md5: str | None = None, quiet: bool = False
+) -> Path:
     """Make `<data_dir>/<folder>` exist, downloading and verifying the archive if needed. Returns the folder."""
     if name not in ARCHIVES:
         raise UserError(f"Unknown data set {name!r} to download. Valid names: {', '.join(sorted(ARCHIVES))}.")

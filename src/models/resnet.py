@@ -30,8 +30,9 @@ class BasicBlock(nn.Module):
 class ResNet(nn.Module):
     def __init__(self, in_channels: int, n_classes: int, width: int, blocks: tuple[int, ...]):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
+        )
         stages, c_in = [], width
         for i, n in enumerate(blocks):
             c_out = width * 2**i

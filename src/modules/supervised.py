@@ -15,8 +15,16 @@ SCHEDULERS = ("none", "cosine")
 
 
 class SupervisedLearning(pl.LightningModule):
-    def __init__(self, model: nn.Module, lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
-                 momentum: float = 0.9, scheduler: str = "none", label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        optimizer: str = "adam",
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        scheduler: str = "none",
+        label_smoothing: float = 0.0,
+    ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise UserError(f"Unknown optimizer {optimizer!r}. Valid optimizer names: {', '.join(OPTIMIZERS)}.")
@@ -37,10 +45,18 @@ class SupervisedLearning(pl.LightningModule):
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         acc = (logits.argmax(-1) == y).float().mean()
         on_step = stage == "train"
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=on_step, batch_size=len(y),
-                 sync_dist=not on_step)
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y),
-                 sync_dist=not on_step)
+        self.log(
+            f"{stage}_loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=on_step,
+            batch_size=len(y),
+            sync_dist=not on_step,
+        )
+        self.log(
+            f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=not on_step
+        )
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -64,8 +80,22 @@ class SupervisedLearning(pl.LightningModule):
 
 
 @MODULES.register("supervised", denylist=("model",))
-def supervised(model: nn.Module, lr: float = 1e-3, optimizer: str = "adam", weight_decay: float = 0.0,
-               momentum: float = 0.9, scheduler: str = "none", label_smoothing: float = 0.0) -> SupervisedLearning:
+def supervised(
+    model: nn.Module,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    scheduler: str = "none",
+    label_smoothing: float = 0.0,
+) -> SupervisedLearning:
     """Cross-entropy classification; optimizer in adam|adamw|sgd, scheduler in none|cosine (per epoch)."""
-    return SupervisedLearning(model, lr=lr, optimizer=optimizer, weight_decay=weight_decay, momentum=momentum,
-                              scheduler=scheduler, label_smoothing=label_smoothing)
+    return SupervisedLearning(
+        model,
+        lr=lr,
+        optimizer=optimizer,
+        weight_decay=weight_decay,
+        momentum=momentum,
+        scheduler=scheduler,
+        label_smoothing=label_smoothing,
+    )

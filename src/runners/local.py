@@ -38,10 +38,21 @@ def record_exit(job: Job, code: int) -> None:
 def start(job: Job, log_dir: Path, threads: int) -> Running:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{job.run_dir.name}.log", "a")
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-           "PYTHONPATH": str(layout.CODE_ROOT)}
-    process = subprocess.Popen(job.command(), cwd=layout.CODE_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "MKL_NUM_THREADS": str(threads),
+        "PYTHONPATH": str(layout.CODE_ROOT),
+    }
+    process = subprocess.Popen(
+        job.command(),
+        cwd=layout.CODE_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     return Running(job, process, log, time.time())
 
 
@@ -76,11 +87,19 @@ def run_local(batch: str | Path, jobs: int = 2, threads: int | None = None, quie
     all_jobs = read_batch(batch)
     todo = [job for job in all_jobs if layout.status(job.run_dir) != "finished"]
     threads = threads or max(1, (os.cpu_count() or 1) // min(jobs, max(len(todo), 1)))
-    print(f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
-          f"{jobs} at a time, {threads} threads each; logs in {batch.parent / 'logs'}")
+    print(
+        f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
+        f"{jobs} at a time, {threads} threads each; logs in {batch.parent / 'logs'}"
+    )
     queue, running, failed, done = list(todo), [], [], 0
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta",
-               TimeRemainingColumn())
+    columns = (
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        "eta",
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=quiet or not sys.stdout.isatty()) as progress:
         task = progress.add_task("", total=len(todo))
         try:
@@ -97,15 +116,19 @@ def run_local(batch: str | Path, jobs: int = 2, threads: int | None = None, quie
                     if code != 0:
                         failed.append(r.job)
                     verdict = "ok" if code == 0 else f"FAILED (exit {code}, log {r.log.name})"
-                    progress.console.print(f"[{done}/{len(todo)}] {r.job.run_dir.name}: {verdict} "
-                                           f"in {time.time() - r.started:.0f} s")
+                    progress.console.print(
+                        f"[{done}/{len(todo)}] {r.job.run_dir.name}: {verdict} in {time.time() - r.started:.0f} s"
+                    )
                     progress.advance(task)
-                progress.update(task, description=f"done {done - len(failed)} | running {len(running)} | "
-                                                  f"failed {len(failed)}")
+                progress.update(
+                    task, description=f"done {done - len(failed)} | running {len(running)} | failed {len(failed)}"
+                )
         except KeyboardInterrupt:
             progress.console.print(f"interrupted: stopping {len(running)} jobs; run the same command to resume")
             stop_all(running)
             return 130
-    print(f"{done - len(failed)} succeeded, {len(failed)} failed" +
-          "".join(f"\n  failed: {job.run_dir}" for job in failed))
+    print(
+        f"{done - len(failed)} succeeded, {len(failed)} failed"
+        + "".join(f"\n  failed: {job.run_dir}" for job in failed)
+    )
     return 1 if failed else 0

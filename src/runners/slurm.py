@@ -27,7 +27,7 @@ case "$SLURM_ARRAY_TASK_ID" in
 esac
 cd {root}
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root}
-echo "$(date -Is) task ${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID} on $(hostname): $1"
+echo "$(date -Is) task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname): $1"
 {python} {train} "$@" &
 pid=$!
 trap 'kill -USR1 $pid 2>/dev/null' USR1   # preemption warning: Lightning checkpoints and requeues
@@ -66,10 +66,16 @@ class SlurmOptions:
             "--open-mode=append",
             "--signal=B:USR1@90",
             "--requeue",
+            "--ntasks=1",  # sets SLURM_NTASKS, by which Lightning recognises SLURM and arms its requeue handler
             f"--cpus-per-task={self.cpus}",
         ]
-        for flag, value in (("partition", self.partition), ("time", self.time), ("mem", self.mem),
-                            ("gpus", self.gpus), ("account", self.account)):
+        for flag, value in (
+            ("partition", self.partition),
+            ("time", self.time),
+            ("mem", self.mem),
+            ("gpus", self.gpus),
+            ("account", self.account),
+        ):
             if value is not None:
                 lines.append(f"--{flag}={value}")
         return lines + list(self.extra)
@@ -78,8 +84,9 @@ class SlurmOptions:
 def array_script(batch: Path, jobs: list[Job], indices: list[int], options: SlurmOptions) -> str:
     cases = "\n".join(f"    {i}) set -- {' '.join(shlex.quote(a) for a in jobs[i].args)} ;;" for i in indices)
     header = "#!/usr/bin/env bash\n" + "".join(f"#SBATCH {d}\n" for d in options.directives(batch, indices))
-    return header + TASK_SCRIPT.format(cases=cases, root=shlex.quote(str(layout.CODE_ROOT)),
-                                       python=shlex.quote(sys.executable), train=TRAIN)
+    return header + TASK_SCRIPT.format(
+        cases=cases, root=shlex.quote(str(layout.CODE_ROOT)), python=shlex.quote(sys.executable), train=TRAIN
+    )
 
 
 def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> str | None:
@@ -113,6 +120,8 @@ def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> s
     if out.returncode != 0:
         raise UserError(f"sbatch refused the job array: {out.stderr.strip() or out.stdout.strip()}")
     job_id = out.stdout.strip().split(";")[0]
-    print(f"submitted job array {job_id}: {len(indices)} tasks ({skipped} finished or running skipped), "
-          f"at most {options.max_jobs} at a time; script {path}; logs in each run folder (slurm-{job_id}_*.out)")
+    print(
+        f"submitted job array {job_id}: {len(indices)} tasks ({skipped} finished or running skipped), "
+        f"at most {options.max_jobs} at a time; script {path}; logs in each run folder (slurm-{job_id}_*.out)"
+    )
     return job_id
