@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """width_depth: random search over the CNN's width, depth and learning rate on digits.
 
-    python experiments/width_depth/main.py prepare [--name small|large]
-    bin/run_local.py experiments/width_depth/small/batch.sh --jobs 2
-    python experiments/width_depth/main.py report [--name small|large]
+python experiments/width_depth/main.py prepare [--name small|large]
+bin/run_local.py experiments/width_depth/small/batch.sh --jobs 2
+python experiments/width_depth/main.py report [--name small|large]
 """
 
 import sys
