@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RESULTS_DIR ?= results
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup train test clean-venv
+.PHONY: help setup train test lint format clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -20,11 +20,19 @@ $(STAMP): requirements.txt requirements-dev.txt
 
 setup: $(STAMP)  ## create .venv with the pinned packages (once)
 
-train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into $(RESULTS_DIR)/cnn
+train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESULTS_DIR/cnn
 	$(PY) bin/train.py $(RESULTS_DIR)/cnn configs/cnn.gin
 
 test: $(STAMP)  ## run the whole test suite
 	$(PY) -m pytest -q tests
+
+lint: $(STAMP)  ## ruff lint and format check (CI runs this)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)  ## apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 clean-venv:  ## delete .venv
 	rm -rf $(VENV)

@@ -208,12 +208,15 @@ def checkpoint_io():
 def write_start_files(save_dir: Path, operative: str, config_files, bindings, loggers, callbacks, changes) -> None:
     """config.gin, input copies, bindings; hyperparameters to the trackers; config changes into meta.json."""
     from src.callbacks.meta_saver import MetaSaver
+    from src.config_table import print_config
     from src.gin_bindings import parse_bindings, scalar_hparams
     from src.secrets import redact
 
     layout.save_inputs(save_dir, config_files, bindings)
     layout.write_atomic(save_dir / layout.CONFIG, operative)
-    hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(parse_bindings(operative)).items()}
+    parsed = parse_bindings(operative)
+    print_config(parsed, title=f"{save_dir}/{layout.CONFIG}")
+    hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(parsed).items()}
     for logger in loggers:
         logger.log_hyperparams(hparams)
     if changes:

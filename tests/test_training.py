@@ -39,7 +39,9 @@ def test_training_learns_and_fills_the_run_folder(train, tmp_path):
     meta = json.loads((run / layout.META).read_text())
     assert {"command", "argv", "hostname", "git_commit", "git_dirty", "versions", "attempts"} <= set(meta)
     assert meta["attempts"][0]["end"] and meta["execution_time_s"] > 0
-    assert "epoch 4/4" in (run / layout.STDOUT).read_text()
+    stdout = (run / layout.STDOUT).read_text()
+    assert "epoch 4/4" in stdout
+    assert "dropout=0.0, n_blocks=2, width=8" in stdout  # the config table printed at start
     assert json.loads((run / layout.EVAL_RESULTS).read_text())["test_acc"] == pytest.approx(metrics["test_acc"])
     assert layout.status(run) == "finished"
 
