@@ -243,6 +243,9 @@ def fit_and_test(trainer, save_dir: Path, lit, datamodule, callbacks, resume_fro
     history = next(c for c in callbacks if isinstance(c, HistoryWriter)).rows
     metrics = {**(history[-1] if history else {}), **tested[0]}
     if rank_zero:
-        layout.write_eval_results(save_dir, {"checkpoint": "best" if best.is_file() else "final", **tested[0]})
+        checkpoint = "best" if best.is_file() else "final"
+        path = layout.write_eval_results(save_dir, {"checkpoint": checkpoint, **tested[0]})
         next(c for c in callbacks if isinstance(c, MetaSaver)).finish()
+        summary = " | ".join(f"{k} {v:.4f}" for k, v in sorted(tested[0].items()))
+        print(f"test ({checkpoint} checkpoint): {summary}  -> {path}")
     return metrics

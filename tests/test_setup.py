@@ -1,0 +1,39 @@
+"""The two README promises about set-up: e.sh exports the environment, configs/cnn.gin reaches 95% on digits."""
+
+import json
+import shutil
+import subprocess
+
+from src import run_dir as layout
+from tests.conftest import ROOT
+
+
+def source_e_sh(folder, env_file=None):
+    shutil.copy(ROOT / "e.sh", folder / "e.sh")
+    if env_file is not None:
+        (folder / ".env").write_text(env_file)
+    script = 'source ./e.sh && printf "%s|%s|%s|%s" "$DATA_DIR" "$RESULTS_DIR" "$PYTHONPATH" "${MY_API_TOKEN:-}"'
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(folder)}  # no Neptune variables, no venv
+    return subprocess.run(["bash", "-c", script], cwd=folder, env=env, capture_output=True, text=True)
+
+
+def test_e_sh_defaults_without_env_file(tmp_path):
+    out = source_e_sh(tmp_path)
+    assert out.returncode == 0
+    assert out.stdout == f"{tmp_path}/data|{tmp_path}/results|{tmp_path}|"
+    assert "make setup" in out.stderr  # no environment yet: says how to make one
+
+
+def test_e_sh_loads_env_file_first(tmp_path):
+    out = source_e_sh(tmp_path, "DATA_DIR=/scratch/data\nMY_API_TOKEN=abc123def\n")
+    assert out.stdout == f"/scratch/data|{tmp_path}/results|{tmp_path}|abc123def"
+
+
+def test_cnn_config_reaches_95_percent_on_digits(tmp_path):
+    from src import config
+    from src.training_loop import training_loop
+
+    config.parse([str(ROOT / "configs/cnn.gin")], ["training_loop.loggers = []"])
+    metrics = training_loop(str(tmp_path / "cnn"))
+    assert metrics["test_acc"] >= 0.95
+    assert json.loads((tmp_path / "cnn" / layout.EVAL_RESULTS).read_text())["test_acc"] >= 0.95
