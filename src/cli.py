@@ -6,6 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from src.errors import UserError
 
@@ -20,7 +21,7 @@ def first_line(error: BaseException) -> str:
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the usage is one `--help` away)."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
@@ -67,7 +68,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("configs", metavar="CONFIGS", help="gin config files joined with '#'")
     parser.add_argument("-b", "--bindings", default="", help="gin bindings joined with '#'")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src import config
         from src.training_loop import training_loop
 
@@ -87,7 +88,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", metavar="RUN_DIR")
     parser.add_argument("--checkpoint", default="best", help="best or last (default: best)")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src.evaluate import evaluate
 
         metrics, path = evaluate(args.run_dir, checkpoint=args.checkpoint)
@@ -107,7 +108,7 @@ def download_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or "data", help="default: $DATA_DIR or data/")
     parser.add_argument("--url", help="mirror URL of the archive (the checksum is still verified)")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src.data.download import download
 
         print(f"{args.name} ready in {download(args.name, args.data_dir, url=args.url)}")
@@ -123,7 +124,7 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", "-j", type=int, default=2, help="jobs at a time (default 2)")
     parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> int:
         from src.runners.local import run_local
 
         return run_local(args.batch, jobs=args.jobs, threads=args.threads)
@@ -147,7 +148,7 @@ def run_slurm_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sbatch", action="append", default=[], help="extra sbatch option, e.g. --sbatch=--qos=high")
     parser.add_argument("--dry-run", action="store_true", help="print the array script, submit nothing")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src.runners.slurm import SlurmOptions, submit
 
         options = SlurmOptions(
@@ -173,7 +174,7 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("folder", metavar="DIR", help="a results folder (searched recursively)")
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src.runs_table import print_frame, runs_table
 
         if not Path(args.folder).is_dir():
@@ -194,7 +195,7 @@ def diff_runs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("a", metavar="RUN_A")
     parser.add_argument("b", metavar="RUN_B")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         import pandas as pd
 
         from src.runs_table import diff_bindings, print_frame

@@ -19,10 +19,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from src import run_dir as layout
 from src.batch import Job, write_batch
+
+if TYPE_CHECKING:
+    import argparse
 
 Point = dict[str, Any]
 
@@ -37,7 +40,7 @@ def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str,
     """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform."""
     rng = random.Random(seed)
 
-    def draw(spec):
+    def draw(spec: list[Any] | tuple[str, float, float]) -> Any:
         if isinstance(spec, list):
             return rng.choice(spec)
         kind, low, high = spec
@@ -142,7 +145,7 @@ def experiment_main(
     parser.add_argument("command", choices=["prepare", "report"])
     parser.add_argument("--name", default=next(iter(searches)), help=f"search space: {', '.join(searches)}")
 
-    def main(args):
+    def main(args: argparse.Namespace) -> None:
         from src.errors import UserError
 
         if args.name not in searches:

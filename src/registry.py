@@ -27,7 +27,7 @@ T = TypeVar("T", bound=Callable)
 class Registry:
     """Maps names to gin-configurable builders. Duplicate names and unknown names are errors."""
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, Callable] = {}
 

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import inspect
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
 
 from src import run_dir as layout
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
@@ -40,7 +44,7 @@ def parse_run_config(run_dir: str | Path) -> dict:
     return training_loop_arguments()
 
 
-def build_module(run_dir: str | Path, checkpoint: str = "best"):
+def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[pl.LightningModule, dict]:
     """(LightningModule with the checkpoint's weights, in eval mode; training_loop arguments of the run)."""
     import torch
 

@@ -9,11 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from src.experiment import Point, results_root, run_names, swept_keys
 from src.results import load_H, load_runs
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str]) -> pd.DataFrame:
@@ -42,7 +46,7 @@ def print_table(table: pd.DataFrame, swept: Sequence[str], metric: str) -> None:
     Console().print(view)
 
 
-def fmt(value) -> str:
+def fmt(value: Any) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     if isinstance(value, float):
@@ -87,7 +91,7 @@ def plot(table: pd.DataFrame, swept: Sequence[str], metric: str, out: Path) -> l
     return written
 
 
-def save(fig, stem: Path, inline: bool) -> list[Path]:
+def save(fig: Figure, stem: Path, inline: bool) -> list[Path]:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()

@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from src.secrets import redact
 
@@ -15,7 +15,7 @@ from src.secrets import redact
 class Tee:
     """A text stream that writes to the original stream and to a file."""
 
-    def __init__(self, stream: IO[str], file: IO[str]):
+    def __init__(self, stream: IO[str], file: IO[str]) -> None:
         self.stream = stream
         self.file = file
 
@@ -34,14 +34,14 @@ class Tee:
     def fileno(self) -> int:
         return self.stream.fileno()
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 
 
 class Redacted:
     """A file that masks secrets in what is written to it."""
 
-    def __init__(self, file: IO[str]):
+    def __init__(self, file: IO[str]) -> None:
         self.file = file
 
     def write(self, text: str) -> int:

@@ -3,11 +3,16 @@ the run is marked failed (FAILED), not finished."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import pytorch_lightning as pl
 import torch
 
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 
 class NonFiniteLoss(UserError):
@@ -15,7 +20,9 @@ class NonFiniteLoss(UserError):
 
 
 class FiniteLoss(pl.Callback):
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is not None and not torch.isfinite(loss).all():
             raise NonFiniteLoss(

@@ -15,7 +15,7 @@ from src.callbacks.registry import CALLBACKS
 
 
 class Heartbeat(pl.Callback):
-    def __init__(self, run_dir: str | Path, interval: float = 30.0):
+    def __init__(self, run_dir: str | Path, interval: float = 30.0) -> None:
         self.path = Path(run_dir) / layout.HEARTBEAT
         self.interval = interval
         self._stop = threading.Event()
@@ -28,14 +28,14 @@ class Heartbeat(pl.Callback):
         while not self._stop.wait(self.interval):
             self.beat()
 
-    def setup(self, trainer, pl_module, stage):
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if trainer.is_global_zero and self._thread is None:
             self.beat()
             self._stop.clear()
             self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
             self._thread.start()
 
-    def teardown(self, trainer, pl_module, stage):
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()

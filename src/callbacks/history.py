@@ -11,11 +11,15 @@ import csv
 import io
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 FIRST_COLUMNS = [
     "epoch",
@@ -30,13 +34,13 @@ FIRST_COLUMNS = [
 ]
 
 
-def batch_size_of(batch) -> int:
+def batch_size_of(batch: Any) -> int:
     first = batch[0] if isinstance(batch, (list, tuple)) else batch
     return len(first)
 
 
 class HistoryWriter(pl.Callback):
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / layout.HISTORY
         self.rows: list[dict] = []
 
@@ -46,21 +50,23 @@ class HistoryWriter(pl.Callback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = [dict(row) for row in state_dict["rows"]]
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             self._write()
 
-    def on_train_epoch_start(self, trainer, pl_module):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.epoch_start, self.train_end, self.n_examples = time.perf_counter(), None, 0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
         self.n_examples += batch_size_of(batch)
 
-    def on_validation_start(self, trainer, pl_module):
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and getattr(self, "train_end", 0) is None:
             self.train_end = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = time.perf_counter()
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **metrics}

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytorch_lightning as pl
 
 from src.callbacks.registry import CALLBACKS
@@ -11,7 +13,7 @@ BASE_LR = "lr_before_schedule"  # stored in the param group, so it travels with 
 
 
 class LRSchedule(pl.Callback):
-    def __init__(self, schedule):
+    def __init__(self, schedule: Iterable[tuple[int, float]]) -> None:
         self.schedule = sorted((int(epoch), float(multiplier)) for epoch, multiplier in schedule)
 
     def multiplier(self, epoch: int) -> float:
@@ -21,7 +23,7 @@ class LRSchedule(pl.Callback):
                 current = multiplier
         return current
 
-    def on_train_epoch_start(self, trainer, pl_module):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         multiplier = self.multiplier(trainer.current_epoch)
         for optimizer in trainer.optimizers:
             for group in optimizer.param_groups:
@@ -30,5 +32,5 @@ class LRSchedule(pl.Callback):
 
 
 @CALLBACKS.register("lr_schedule")
-def lr_schedule(run_dir: str, schedule=((0, 1.0),)) -> LRSchedule:
+def lr_schedule(run_dir: str, schedule: Iterable[tuple[int, float]] = ((0, 1.0),)) -> LRSchedule:
     return LRSchedule(schedule)

@@ -14,6 +14,7 @@ import sys
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -46,7 +47,7 @@ def versions() -> dict[str, str]:
 
 
 class MetaSaver(pl.Callback):
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / layout.META
         self.meta: dict = {}
@@ -57,7 +58,7 @@ class MetaSaver(pl.Callback):
     def _save(self) -> None:
         layout.write_atomic(self.path, json.dumps(self.meta, indent=2, default=str) + "\n")
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         for marker in (layout.FINISHED, layout.FAILED):
@@ -92,13 +93,13 @@ class MetaSaver(pl.Callback):
         if diff is not None:
             layout.write_atomic(self.run_dir / layout.GIT_DIFF, diff)
 
-    def on_train_start(self, trainer, pl_module):
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning restores the loop counters after on_fit_start: the start epoch is known only now.
         if trainer.is_global_zero and self.meta.get("attempts"):
             self.meta["attempts"][-1]["start_epoch"] = trainer.current_epoch
             self._save()
 
-    def _end_attempt(self, **extra) -> None:
+    def _end_attempt(self, **extra: Any) -> None:
         if not self.meta.get("attempts"):
             return
         duration = time.time() - self.started
@@ -106,7 +107,7 @@ class MetaSaver(pl.Callback):
         self.meta["execution_time_s"] = round(sum(a.get("duration_s", 0) for a in self.meta["attempts"]), 3)
         self._save()
 
-    def on_exception(self, trainer, pl_module, exception):
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # Lightning turns Ctrl-C into sys.exit(1); remember it was an interruption, not a failure.
         self.interrupted = isinstance(exception, KeyboardInterrupt)
         if trainer.is_global_zero:

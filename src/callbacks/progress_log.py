@@ -6,11 +6,15 @@ step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | ela
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
 from src.callbacks.history import batch_size_of
 from src.callbacks.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 
 def hms(seconds: float) -> str:
@@ -19,7 +23,7 @@ def hms(seconds: float) -> str:
 
 
 class ProgressLog(pl.Callback):
-    def __init__(self, every_n_steps: int = 50):
+    def __init__(self, every_n_steps: int = 50) -> None:
         self.every_n_steps = every_n_steps
         self._reset()
 
@@ -28,19 +32,23 @@ class ProgressLog(pl.Callback):
         self.n_steps = self.n_examples = 0
         self.window_start = time.perf_counter()
 
-    def on_train_start(self, trainer, pl_module):
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start, self.start_step = time.perf_counter(), trainer.global_step
         self.batch_end = time.perf_counter()
         self._reset()
 
-    def on_train_epoch_start(self, trainer, pl_module):
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.batch_end = time.perf_counter()
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self.batch_start = time.perf_counter()
         self.data_time += self.batch_start - self.batch_end
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
         self.batch_end = time.perf_counter()
         self.step_time += self.batch_end - self.batch_start
         self.n_steps += 1
@@ -49,7 +57,7 @@ class ProgressLog(pl.Callback):
             loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
             self._print_step(trainer, loss)
 
-    def _print_step(self, trainer, loss: float) -> None:
+    def _print_step(self, trainer: pl.Trainer, loss: float) -> None:
         now = time.perf_counter()
         total = trainer.estimated_stepping_batches
         done = trainer.global_step - self.start_step
@@ -65,7 +73,7 @@ class ProgressLog(pl.Callback):
         )
         self._reset()
 
-    def on_train_epoch_end(self, trainer, pl_module):
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
             metrics = " | ".join(
                 f"{k} {float(v):.4f}"

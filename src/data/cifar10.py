@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,7 +35,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "dtype"),
     }
 
-    def find_class(self, module: str, name: str):
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
         return super().find_class(module, name)
@@ -89,7 +90,15 @@ class Cifar10(InMemoryDataModule):
     input_shape = (3, 32, 32)
     n_classes = 10
 
-    def __init__(self, batch_size=128, seed=0, toy=False, augmentation=True, root=None, n_valid=5000):
+    def __init__(
+        self,
+        batch_size: int = 128,
+        seed: int = 0,
+        toy: bool = False,
+        augmentation: bool = True,
+        root: str | Path | None = None,
+        n_valid: int = 5000,
+    ) -> None:
         self.toy, self.augmentation, self.n_valid = toy, augmentation, n_valid
         self.root = Path(root or data_dir())
         super().__init__(batch_size=batch_size, seed=seed)

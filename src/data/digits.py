@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.data.in_memory import InMemoryDataModule
+from src.data.in_memory import InMemoryDataModule, Split
 from src.data.registry import DATA
 from src.data.splits import split_arrays
 
@@ -16,11 +16,11 @@ class Digits(InMemoryDataModule):
     input_shape = (1, 8, 8)
     n_classes = 10
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False):
+    def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False) -> None:
         self.toy = toy
         super().__init__(batch_size=batch_size, seed=seed)
 
-    def load(self):
+    def load(self) -> dict[str, Split]:
         from sklearn.datasets import load_digits  # heavy import, only when this data set is used
 
         digits = load_digits()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
@@ -28,14 +29,14 @@ class Split:
 class BatchIndexed(torch.utils.data.Dataset):
     """dataset[index_tensor] -> (x[index], y[index]) in one indexing operation."""
 
-    def __init__(self, split: Split, transform):
+    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
         self.split = split
         self.transform = transform
 
     def __len__(self) -> int:
         return len(self.split)
 
-    def __getitem__(self, index: torch.Tensor):
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.transform(self.split.x[index]), self.split.y[index]
 
 
@@ -45,7 +46,7 @@ class EpochBatchSampler(Sampler):
     Under torch.distributed each rank takes an equal, disjoint share of every epoch's permutation.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False):
+    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
         self.epoch = 0
 
@@ -64,7 +65,7 @@ class EpochBatchSampler(Sampler):
             indices = torch.cat([indices, indices[: per_rank * world - self.n]])[rank::world]
         return indices
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[torch.Tensor]:
         indices = self._indices()
         stop = len(indices) - (len(indices) % self.batch_size if self.drop_last else 0)
         for start in range(0, stop, self.batch_size):
@@ -81,7 +82,7 @@ class InMemoryDataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     n_classes: int
 
-    def __init__(self, batch_size: int = 128, seed: int = 0):
+    def __init__(self, batch_size: int = 128, seed: int = 0) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")

@@ -12,7 +12,9 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 @MODELS.register("cnn")
-def cnn(input_shape, n_classes, width=32, n_blocks=2, dropout=0.0) -> nn.Module:
+def cnn(
+    input_shape: tuple[int, ...], n_classes: int, width: int = 32, n_blocks: int = 2, dropout: float = 0.0
+) -> nn.Module:
     layers: list[nn.Module] = []
     c_in = input_shape[0]
     for i in range(n_blocks):

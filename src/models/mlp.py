@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from torch import nn
 
@@ -10,7 +11,9 @@ from src.models.registry import MODELS
 
 
 @MODELS.register("mlp")
-def mlp(input_shape, n_classes, hidden=(256, 256), dropout=0.0) -> nn.Module:
+def mlp(
+    input_shape: tuple[int, ...], n_classes: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0
+) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:

@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -12,7 +14,7 @@ from src.models.registry import MODELS
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
@@ -28,7 +30,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, in_channels: int, n_classes: int, width: int, blocks: tuple[int, ...]):
+    def __init__(self, in_channels: int, n_classes: int, width: int, blocks: tuple[int, ...]) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
@@ -47,5 +49,7 @@ class ResNet(nn.Module):
 
 
 @MODELS.register("resnet")
-def resnet(input_shape, n_classes, width=16, blocks=(3, 3, 3)) -> nn.Module:
+def resnet(
+    input_shape: tuple[int, ...], n_classes: int, width: int = 16, blocks: Sequence[int] = (3, 3, 3)
+) -> nn.Module:
     return ResNet(input_shape[0], n_classes, width, tuple(blocks))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ class SupervisedLearning(pl.LightningModule):
         momentum: float = 0.9,
         scheduler: str = "none",
         label_smoothing: float = 0.0,
-    ):
+    ) -> None:
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise UserError(f"Unknown optimizer {optimizer!r}. Valid optimizer names: {', '.join(OPTIMIZERS)}.")
@@ -39,7 +41,7 @@ class SupervisedLearning(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
@@ -59,16 +61,16 @@ class SupervisedLearning(pl.LightningModule):
         )
         return loss
 
-    def training_step(self, batch, batch_idx):
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
-    def validation_step(self, batch, batch_idx):
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "valid")
 
-    def test_step(self, batch, batch_idx):
+    def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer_name == "sgd":
             kwargs.update(momentum=self.momentum, nesterov=self.momentum > 0)

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def stop_all(running: list[Running], grace: float = 30.0) -> None:
         r.log.close()
 
 
-def with_suppressed(fn, *args) -> None:
+def with_suppressed(fn: Callable[..., object], *args: object) -> None:
     try:
         fn(*args)
     except ProcessLookupError:
