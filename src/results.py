@@ -13,12 +13,16 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from src import run_dir as layout
 from src.errors import UserError
 from src.gin_bindings import parse_bindings
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
 
 PathLike = str | os.PathLike
 
@@ -106,7 +110,7 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
     return pd.DataFrame(rows)
 
 
-def load_model(run_dir: PathLike, checkpoint: str = "best"):
+def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModule:
     """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
     from src.reload import build_module  # training code, imported only here
 

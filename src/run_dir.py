@@ -28,6 +28,8 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the repository: bin/, src/, configs/
@@ -129,7 +131,7 @@ def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
     return "pending"
 
 
-def save_inputs(run_dir: str | os.PathLike, config_files, bindings) -> None:
+def save_inputs(run_dir: str | os.PathLike, config_files: Sequence[str], bindings: Sequence[str]) -> None:
     """Copies of the input config files (under configs/) and the bindings, one per line."""
     run_dir = Path(run_dir)
     folder = run_dir / INPUT_CONFIGS
@@ -163,7 +165,7 @@ def last_epoch(run_dir: str | os.PathLike) -> int:
     return int(rows[-1]["epoch"]) if rows else 0
 
 
-def tee_output(run_dir: str | os.PathLike):
+def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:
     """Context manager copying stdout/stderr into the run's stdout.txt/stderr.txt (appending)."""
     from src.tee import tee_output as tee
 

@@ -11,15 +11,20 @@ import os
 import shutil
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gin
 
 from src import resume as resuming
 from src import run_dir as layout
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+    from src.callbacks.checkpoint import AtomicCheckpointIO
 
 # Always on: they make the run folder what it is. `callbacks` adds to them.
 ESSENTIAL_CALLBACKS = ("rng_state", "history", "meta_saver", "heartbeat", "finite_loss", "checkpoint")
@@ -33,7 +38,7 @@ QUIET_WARNINGS = (  # noise that says nothing actionable about this template's s
 
 
 @contextlib.contextmanager
-def quiet_lightning():
+def quiet_lightning() -> Iterator[None]:
     """Silence Lightning's advertising and the warnings above, for the duration of a run."""
     import logging
 
@@ -199,13 +204,21 @@ def training_loop(
             run_lock.release(save_dir)
 
 
-def checkpoint_io():
+def checkpoint_io() -> AtomicCheckpointIO:
     from src.callbacks.checkpoint import AtomicCheckpointIO
 
     return AtomicCheckpointIO()
 
 
-def write_start_files(save_dir: Path, operative: str, config_files, bindings, loggers, callbacks, changes) -> None:
+def write_start_files(
+    save_dir: Path,
+    operative: str,
+    config_files: Sequence[str],
+    bindings: Sequence[str],
+    loggers: list[Any],
+    callbacks: list[pl.Callback],
+    changes: list[tuple[str, Any, Any]],
+) -> None:
     """config.gin, input copies, bindings; hyperparameters to the trackers; config changes into meta.json."""
     from src.callbacks.meta_saver import MetaSaver
     from src.config_table import print_config
@@ -229,7 +242,15 @@ def write_start_files(save_dir: Path, operative: str, config_files, bindings, lo
         )
 
 
-def fit_and_test(trainer, save_dir: Path, lit, datamodule, callbacks, resume_from, rank_zero) -> dict[str, float]:
+def fit_and_test(
+    trainer: pl.Trainer,
+    save_dir: Path,
+    lit: pl.LightningModule,
+    datamodule: pl.LightningDataModule,
+    callbacks: list[pl.Callback],
+    resume_from: Path | None,
+    rank_zero: bool,
+) -> dict[str, float]:
     from src.callbacks.history import HistoryWriter
     from src.callbacks.meta_saver import MetaSaver
 
