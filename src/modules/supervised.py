@@ -16,7 +16,10 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 SCHEDULERS = ("none", "cosine")
 
 
+@MODULES.register("supervised", denylist=("model",))
 class SupervisedLearning(pl.LightningModule):
+    """Cross-entropy classification; optimizer in adam|adamw|sgd, scheduler in none|cosine (per epoch)."""
+
     def __init__(
         self,
         model: nn.Module,
@@ -80,24 +83,3 @@ class SupervisedLearning(pl.LightningModule):
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
         return optimizer
 
-
-@MODULES.register("supervised", denylist=("model",))
-def supervised(
-    model: nn.Module,
-    lr: float = 1e-3,
-    optimizer: str = "adam",
-    weight_decay: float = 0.0,
-    momentum: float = 0.9,
-    scheduler: str = "none",
-    label_smoothing: float = 0.0,
-) -> SupervisedLearning:
-    """Cross-entropy classification; optimizer in adam|adamw|sgd, scheduler in none|cosine (per epoch)."""
-    return SupervisedLearning(
-        model,
-        lr=lr,
-        optimizer=optimizer,
-        weight_decay=weight_decay,
-        momentum=momentum,
-        scheduler=scheduler,
-        label_smoothing=label_smoothing,
-    )
