@@ -7,10 +7,12 @@ STAMP := $(VENV)/.installed
 RESULTS_DIR ?= results
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup train test lint format clean-venv
+.PHONY: help setup extras train test lint format clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+EXTRAS := $(VENV)/.extras-installed
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,12 +20,18 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
+$(EXTRAS): $(STAMP) requirements-extras.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-extras.txt
+	touch $@
+
 setup: $(STAMP)  ## create .venv with the pinned packages (once)
+
+extras: $(EXTRAS)  ## install the optional trackers mlflow, neptune, wandb (exact pins)
 
 train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESULTS_DIR/cnn
 	$(PY) bin/train.py $(RESULTS_DIR)/cnn configs/cnn.gin
 
-test: $(STAMP)  ## run the whole test suite
+test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too, to test them)
 	$(PY) -m pytest -q tests
 
 lint: $(STAMP)  ## ruff lint and format check (CI runs this)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 import random
 import re
 from collections.abc import Sequence
@@ -90,10 +89,6 @@ class Prepared:
     changed: list[str] = field(default_factory=list)  # finished runs whose config differs: kept, not re-run
 
 
-def results_root() -> Path:
-    return Path(os.environ.get("RESULTS_DIR") or layout.CODE_ROOT / "results")
-
-
 def prepare(
     experiment_dir: Path,
     name: str,
@@ -108,7 +103,7 @@ def prepare(
     out = experiment_dir / name
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
-    runs = (results_dir or results_root()).resolve() / experiment_dir.name / name
+    runs = (results_dir or layout.results_root()).resolve() / experiment_dir.name / name
     template = (experiment_dir / "template_config.gin").read_text()
     prepared = Prepared(batch=out / "batch.sh")
     jobs = []

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from src.experiment import Point, results_root, run_names, swept_keys
+from src import run_dir as layout
+from src.experiment import Point, run_names, swept_keys
 from src.results import load_H, load_runs
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str]) -> pd.DataFrame:
     """One row per point of the search: its swept values, status and metrics (pending if never started)."""
-    runs_dir = results_root().resolve() / Path(experiment_dir).resolve().name / name
+    runs_dir = layout.results_root().resolve() / Path(experiment_dir).resolve().name / name
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
     rows = []

@@ -70,14 +70,23 @@ def choose_checkpoint(save_dir: Path, resume: bool) -> tuple[Path | None, list[s
     return None, warnings
 
 
+def may_change(binding: str) -> bool:
+    """MAY_CHANGE, and every parameter of a logger: trackers may be added, removed or pointed elsewhere when a run
+    continues, which changes nothing that is trained."""
+    from src.loggers import LOGGERS
+
+    configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return binding in MAY_CHANGE or configurable in LOGGERS
+
+
 def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
-    """(binding, old, new) for every binding that differs, except those in MAY_CHANGE."""
+    """(binding, old, new) for every binding that differs, except those that may change."""
     old, new = parse_bindings(old_text), parse_bindings(new_text)
     missing = "<unset>"
     return [
         (k, old.get(k, missing), new.get(k, missing))
         for k in sorted(set(old) | set(new))
-        if k not in MAY_CHANGE and old.get(k, missing) != new.get(k, missing)
+        if not may_change(k) and old.get(k, missing) != new.get(k, missing)
     ]
 
 

@@ -17,6 +17,8 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     eval_results_<ckpt>.json  written by bin/evaluate.py
     HEARTBEAT             touched every few seconds while the run is alive
     LOCK                  held (fcntl) by the one process training in the folder; names the last holder
+    mlflow_run_id.txt, wandb_run_id.txt, neptune_run_id.txt   tracker run ids, to continue the same tracker run
+    wandb/ .neptune/      local files of those trackers (when used)
     FINISHED              touched only after a successful end
     FAILED                the error of the last attempt, if it failed
 
@@ -61,6 +63,11 @@ STATUSES = ("finished", "running", "dead", "failed", "pending")
 # A heartbeat older than this many intervals means the process is gone.
 STALE_HEARTBEATS = 4
 MIN_STALE_SECONDS = 120.0
+
+
+def results_root() -> Path:
+    """Where run folders go: $RESULTS_DIR, else results/ in the repository."""
+    return Path(os.environ.get("RESULTS_DIR") or CODE_ROOT / "results")
 
 
 def eval_results_name(checkpoint: str) -> str:

@@ -198,10 +198,22 @@ def training_loop(
             layout.touch(save_dir / layout.FAILED, f"{type(e).__name__}: {e}\n")
         raise
     finally:
+        close_loggers(loggers)
         if rank_zero:
             from src import run_lock
 
             run_lock.release(save_dir)
+
+
+def close_loggers(loggers: list[Any]) -> None:
+    """End the tracker runs that stay open after Lightning's `finalize` (neptune, wandb), so their files are complete
+    when the training returns. A tracker failing to close must not hide the run's own outcome."""
+    for logger in loggers:
+        if hasattr(logger, "close"):
+            try:
+                logger.close()
+            except Exception as e:
+                print(f"warning: closing the {type(logger).__name__} failed: {e}", file=sys.stderr)
 
 
 def checkpoint_io() -> AtomicCheckpointIO:

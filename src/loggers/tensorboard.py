@@ -1,16 +1,55 @@
-"""TensorBoard event files under `<run>/tensorboard/`: `tensorboard --logdir $RESULTS_DIR` shows every run."""
+"""TensorBoard event files under `<run>/tensorboard/`: `tensorboard --logdir $RESULTS_DIR` shows every run, and its
+HParams tab compares them (every gin binding against the metrics of HPARAMS_METRICS)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from src import run_dir as layout
 from src.loggers.registry import LOGGERS
 
-
-@LOGGERS.register("tensorboard")
-def tensorboard(run_dir: str):
+if TYPE_CHECKING:
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    return TensorBoardLogger(save_dir=str(Path(run_dir) / layout.TENSORBOARD), name="", version="",
-                             default_hp_metric=False)
+# The HParams tab's metric columns (scalars the run logs). A constant, not a gin parameter: a new parameter would
+# change the stored config of every run and stop older runs from resuming.
+HPARAMS_METRICS = ("valid_acc", "valid_loss", "train_acc", "train_loss", "test_acc", "test_loss")
+
+
+def make_logger_class() -> type[TensorBoardLogger]:
+    from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
+    from pytorch_lightning.loggers import TensorBoardLogger
+    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+
+    class HParamsTensorBoardLogger(TensorBoardLogger):
+        """Writes the hyperparameters for the HParams tab without a dummy `hp_metric` scalar: the tab's metric
+        columns are the scalars the run logs anyway (Lightning's logger writes them only with an hp_metric)."""
+
+        def __init__(self, hparams_metrics: Sequence[str], **kwargs: Any) -> None:
+            super().__init__(default_hp_metric=False, **kwargs)
+            self._hparams_metrics = tuple(hparams_metrics)
+
+        @rank_zero_only
+        def log_hyperparams(
+            self, params: dict[str, Any], metrics: dict[str, Any] | None = None, step: int | None = None
+        ) -> None:
+            super().log_hyperparams(params, metrics=metrics, step=step)  # hparams.yaml (and the summary if metrics)
+            if metrics is not None or not self._hparams_metrics:
+                return
+            from torch.utils.tensorboard.summary import hparams
+
+            flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
+            writer = self.experiment._get_file_writer()
+            for summary in hparams(flat, dict.fromkeys(self._hparams_metrics, 0.0)):  # names only: no values written
+                writer.add_summary(summary, step)
+
+    return HParamsTensorBoardLogger
+
+
+@LOGGERS.register("tensorboard")
+def tensorboard(run_dir: str) -> TensorBoardLogger:
+    return make_logger_class()(
+        save_dir=str(Path(run_dir) / layout.TENSORBOARD), name="", version="", hparams_metrics=HPARAMS_METRICS
+    )
