@@ -29,6 +29,16 @@ def test_digits_shapes_and_sizes():
     assert {k: len(v) for k, v in toy.splits.items()} == {"train": 200, "valid": 50, "test": 50}
 
 
+def test_digits_file_equals_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    from src.data.digits import read_digits
+
+    images, labels = read_digits()
+    reference = load_digits()
+    assert np.array_equal(images, reference.data) and np.array_equal(labels, reference.target)
+
+
 def test_digits_splits_are_stable_and_disjoint():
     a, b = DATA.get("digits")(seed=0), DATA.get("digits")(seed=5)  # the training seed does not move the split
     for name in ("train", "valid", "test"):
