@@ -64,3 +64,13 @@ def test_results_imports_no_training_code():
     code = "import sys, src.results; print(sorted(m for m in ('torch', 'pytorch_lightning', 'src.training_loop') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_fast_path_agrees_with_gins_parser_on_an_operative_config():
+    from src.gin_bindings import _parse_literal_bindings, _parse_with_gin
+
+    operative = (ROOT / "tests" / "data" / "operative_config.gin").read_text()
+    fast = _parse_literal_bindings(operative)
+    assert fast is not None and fast == _parse_with_gin(operative)
+    assert fast["training_loop.callbacks"] == ["progress_log"] and fast["training_loop.gradient_clip_val"] is None
+    assert _parse_literal_bindings(TRICKY) is None  # macros and references: gin's parser

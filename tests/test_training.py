@@ -119,6 +119,12 @@ def test_results_api_on_trained_runs(train, tmp_path):
     assert sorted(runs["epochs"]) == [1, 2]
     assert {"best_valid_acc", "final_valid_loss", "eval_test_acc"} <= set(runs.columns)
     assert len(load_runs(str(tmp_path / "exp" / "*"))) == 2
+    row = runs.set_index("supervised.lr").loc[0.01]
+    assert (
+        row["best_valid_acc"] == history["valid_acc"].max()
+        and row["final_train_loss"] == history["train_loss"].iloc[-1]
+    )
+    assert row["best_valid_loss"] == history["valid_loss"].min() and row["epochs"] == 2
 
     # load_model rebuilds from config.gin alone; its predictions equal the trained module's (best.ckpt).
     module = load_model(run)
