@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -105,8 +106,14 @@ def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tm
     assert "2 succeeded, 1 failed" in out and "failed: " in out
     runs = tmp_path / "results" / "exp" / "tiny"
     assert (experiment / "tiny" / "logs" / "lr=-1.0.log").read_text().count("lr must be positive") == 1
-    a, b = (json.loads((runs / n / layout.META).read_text())["attempts"][0] for n in ("lr=0.01", "lr=0.03"))
-    assert a["start_unix"] < b["end_unix"] and b["start_unix"] < a["end_unix"]  # they ran at the same time
+    # the two jobs ran at the same time: each process started before the other's training ended
+    logs = experiment / "tiny" / "logs"
+    started = {
+        n: float(re.search(r"==> started \S+ \(([\d.]+)\)", (logs / f"{n}.log").read_text())[1])
+        for n in ("lr=0.01", "lr=0.03")
+    }
+    ended = {n: json.loads((runs / n / layout.META).read_text())["attempts"][0]["end_unix"] for n in started}
+    assert started["lr=0.01"] < ended["lr=0.03"] and started["lr=0.03"] < ended["lr=0.01"]
 
     # second call: the finished runs are skipped, only the failing one runs again
     assert run_local(done.batch, jobs=2, quiet=True) == 1

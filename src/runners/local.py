@@ -8,6 +8,7 @@ in the run's FAILED file, and Ctrl-C stops the children cleanly (re-running resu
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -39,6 +40,9 @@ def record_exit(job: Job, code: int) -> None:
 def start(job: Job, log_dir: Path, threads: int) -> Running:
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{job.run_dir.name}.log", "a")
+    started = time.time()
+    log.write(f"==> {shlex.join(job.command())}\n==> started {time.strftime('%Y-%m-%dT%H:%M:%S')} ({started:.3f})\n")
+    log.flush()
     env = {
         **os.environ,
         "OMP_NUM_THREADS": str(threads),
@@ -54,7 +58,7 @@ def start(job: Job, log_dir: Path, threads: int) -> Running:
         env=env,
         start_new_session=True,
     )
-    return Running(job, process, log, time.time())
+    return Running(job, process, log, started)
 
 
 def stop_all(running: list[Running], grace: float = 30.0) -> None:
