@@ -131,13 +131,21 @@ def test_results_api_on_trained_runs(train, tmp_path):
     assert not module.training
     from src.data import DATA
 
-    x, _ = next(iter(DATA.get("digits")(toy=True).test_dataloader()))
+    x, _ = next(DATA.get("digits")(toy=True).batches("test"))
     state = torch.load(run / layout.BEST_CKPT, weights_only=True)["state_dict"]
     reference = load_model(run)
     reference.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(module(x), reference(x))
         assert module(x).argmax(-1).float().mean() >= 0  # a real forward pass on real data
+
+
+def test_device_resident_data_trains_the_same(train, tmp_path):
+    train(tmp_path / "a", "training_loop.n_epochs = 2")
+    train(tmp_path / "b", "training_loop.n_epochs = 2", "digits.device_resident = True")
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a" / layout.HISTORY)[METRICS], pd.read_csv(tmp_path / "b" / layout.HISTORY)[METRICS]
+    )
 
 
 def test_lr_schedule_multiplies_lr(train, tmp_path):

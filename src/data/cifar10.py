@@ -75,12 +75,13 @@ def read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def augment(x: torch.Tensor) -> torch.Tensor:
     """Random horizontal flip and random 32x32 crop of the 4-pixel zero-padded image, for a whole batch."""
     n, c, h, w = x.shape
-    x = torch.where(torch.rand(n, 1, 1, 1) < 0.5, x.flip(3), x)
+    on = {"device": x.device}
+    x = torch.where(torch.rand(n, 1, 1, 1, **on) < 0.5, x.flip(3), x)
     padded = F.pad(x, (4, 4, 4, 4))
-    top, left = torch.randint(0, 9, (n,)), torch.randint(0, 9, (n,))
-    rows = (top[:, None] + torch.arange(h))[:, None, :, None]
-    cols = (left[:, None] + torch.arange(w))[:, None, None, :]
-    return padded[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None], rows, cols]
+    top, left = torch.randint(0, 9, (n,), **on), torch.randint(0, 9, (n,), **on)
+    rows = (top[:, None] + torch.arange(h, **on))[:, None, :, None]
+    cols = (left[:, None] + torch.arange(w, **on))[:, None, None, :]
+    return padded[torch.arange(n, **on)[:, None, None, None], torch.arange(c, **on)[None, :, None, None], rows, cols]
 
 
 @DATA.register("cifar10")
@@ -98,10 +99,11 @@ class Cifar10(InMemoryDataModule):
         augmentation: bool = True,
         root: str | Path | None = None,
         n_valid: int = 5000,
+        device_resident: bool = False,
     ) -> None:
         self.toy, self.augmentation, self.n_valid = toy, augmentation, n_valid
         self.root = Path(root or data_dir())
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, device_resident=device_resident)
 
     def load(self) -> dict[str, Split]:
         x_train, y_train, x_test, y_test = read_folder(self.root)
@@ -112,5 +114,5 @@ class Cifar10(InMemoryDataModule):
         return splits
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        x = (x.float() / 255.0 - MEAN) / STD
+        x = (x.float() / 255.0 - MEAN.to(x.device)) / STD.to(x.device)
         return augment(x) if train and self.augmentation else x

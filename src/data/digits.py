@@ -20,9 +20,9 @@ class Digits(InMemoryDataModule):
     input_shape = (1, 8, 8)
     n_classes = 10
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False) -> None:
+    def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False, device_resident: bool = False) -> None:
         self.toy = toy
-        super().__init__(batch_size=batch_size, seed=seed)
+        super().__init__(batch_size=batch_size, seed=seed, device_resident=device_resident)
 
     def load(self) -> dict[str, Split]:
         images, labels = read_digits()

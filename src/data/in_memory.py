@@ -5,10 +5,10 @@ The shuffle order depends only on (seed, epoch), so a resumed run sees the same 
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -27,17 +27,17 @@ class Split:
 
 
 class BatchIndexed(torch.utils.data.Dataset):
-    """dataset[index_tensor] -> (x[index], y[index]) in one indexing operation."""
+    """dataset[index_tensor] -> (x[index], y[index]) in one indexing operation, wherever the tensors live."""
 
-    def __init__(self, split: Split, transform: Callable[[torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, split: Split) -> None:
         self.split = split
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.transform(self.split.x[index]), self.split.y[index]
+        index = index.to(self.split.y.device, non_blocking=True)
+        return self.split.x[index], self.split.y[index]
 
 
 class EpochBatchSampler(Sampler):
@@ -82,26 +82,43 @@ class InMemoryDataModule(pl.LightningDataModule):
     input_shape: tuple[int, ...]
     n_classes: int
 
-    def __init__(self, batch_size: int = 128, seed: int = 0) -> None:
+    def __init__(self, batch_size: int = 128, seed: int = 0, device_resident: bool = False) -> None:
         super().__init__()
         if not isinstance(batch_size, int) or batch_size <= 0:
             raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
         self.batch_size = batch_size
         self.seed = seed
+        self.device_resident = device_resident
         self.splits: dict[str, Split] = self.load()
 
     def load(self) -> dict[str, Split]:
         raise NotImplementedError
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
-        """Applied to a whole batch (e.g. uint8 -> normalised float, augmentation when `train`)."""
+        """Applied to a whole batch on the training device (e.g. uint8 -> normalised float; augmentation when
+        `train`): the loader only indexes, the accelerator does the arithmetic."""
         return x
+
+    def setup(self, stage: str) -> None:
+        """With `device_resident=True` the whole data set moves to the training device once (small data on a
+        GPU): batches are then indexed there, with no host-to-device copy per step."""
+        if self.device_resident and self.trainer is not None:
+            device = self.trainer.strategy.root_device
+            self.splits = {name: Split(s.x.to(device), s.y.to(device)) for name, s in self.splits.items()}
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        x, y = batch
+        return self.transform(x, train=self.trainer is not None and self.trainer.training), y
+
+    def batches(self, split: str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The split's batches as the model sees them (transformed, not augmented), outside a Trainer."""
+        for x, y in self._loader(split, shuffle=False):
+            yield self.transform(x, train=False), y
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         data = self.splits[split]
         sampler = EpochBatchSampler(len(data), self.batch_size, shuffle=shuffle, seed=self.seed)
-        transform = functools.partial(self.transform, train=shuffle)
-        return DataLoader(BatchIndexed(data, transform), sampler=sampler, batch_size=None, num_workers=0)
+        return DataLoader(BatchIndexed(data), sampler=sampler, batch_size=None, num_workers=0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
