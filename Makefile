@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RESULTS_DIR ?= results
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup extras train test lint format clean-venv
+.PHONY: help setup extras train test lint format bench clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESUL
 
 test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too, to test them)
 	$(PY) -m pytest -q tests
+
+bench: $(STAMP)  ## benchmarks vs hand-written PyTorch (~15 min); tables in bench/last_run.md, see bench/README.md
+	bash bench/run_all.sh
 
 lint: $(STAMP)  ## ruff lint and format check (CI runs this)
 	$(VENV)/bin/ruff check .

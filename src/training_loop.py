@@ -27,7 +27,15 @@ if TYPE_CHECKING:
     from src.callbacks.checkpoint import AtomicCheckpointIO
 
 # Always on: they make the run folder what it is. `callbacks` adds to them.
-ESSENTIAL_CALLBACKS = ("rng_state", "history", "meta_saver", "heartbeat", "finite_loss", "checkpoint")
+ESSENTIAL_CALLBACKS = (
+    "rng_state",
+    "history",
+    "meta_saver",
+    "heartbeat",
+    "finite_loss",
+    "checkpoint",
+    "last_checkpoint",
+)
 QUIET_WARNINGS = (  # noise that says nothing actionable about this template's set-up
     r".*does not have many workers.*",
     r".*exists and is not empty.*",

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -257,3 +258,41 @@ def test_slurm_dry_run_prints_a_valid_array_script(experiment, tmp_path, capsys)
     path.write_text(script)
     assert subprocess.run(["bash", "-n", str(path)]).returncode == 0  # valid bash
     assert not (experiment / "tiny" / "slurm").exists()  # a dry run writes nothing
+
+
+def test_local_runner_ctrl_c_stops_children_and_they_resume(experiment, tmp_path, train):
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01, 0.02]}, {"training_loop.n_epochs": 400}))
+    runs = [j.run_dir for j in read_batch(done.batch)]
+    runner = subprocess.Popen(
+        [sys.executable, "bin/run_local.py", str(done.batch), "--jobs", "2"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not all(layout.last_epoch(run) >= 2 for run in runs):  # both are training
+        assert time.time() < deadline and runner.poll() is None
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGINT)
+    out, _ = runner.communicate(timeout=90)
+    assert runner.returncode == 130 and "run the same command to resume" in out
+    for run in runs:
+        assert layout.status(run) == "dead" and not (run / layout.FAILED).exists()  # stopped, not failed
+        assert run_lock_is_free(run)  # the child really exited
+    stopped = {run: layout.last_epoch(run) for run in runs}
+    assert all(2 <= epoch < 400 for epoch in stopped.values())
+    # the next time, a run continues where it stopped (here with fewer epochs, to keep the test short)
+    run = runs[0]
+    config = experiment / "tiny" / "configs" / f"{run.name}.gin"
+    train(run, f"training_loop.n_epochs = {stopped[run] + 1}", configs=(str(config),))
+    attempts = json.loads((run / layout.META).read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[1]["start_epoch"] in (stopped[run] - 1, stopped[run])
+    assert layout.status(run) == "finished"
+
+
+def run_lock_is_free(run) -> bool:
+    from src import run_lock
+
+    return run_lock.is_held(run) is False

@@ -76,6 +76,16 @@ def test_history_dropped_past_the_checkpoint(train, tmp_path):
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2, 3]
 
 
+def test_last_checkpoint_is_written_every_epoch(train, tmp_path):
+    run = tmp_path / "run"
+    # with a monitor that never improves after the first epoch, best.ckpt stays at epoch 1 ...
+    train(run, "training_loop.n_epochs = 4", "checkpoint.monitor = 'epoch'", "checkpoint.mode = 'min'")
+    assert torch.load(run / layout.BEST_CKPT, weights_only=True)["epoch"] == 0  # 0-based
+    # ... while last.ckpt (and the one before it) follow every epoch
+    assert torch.load(run / layout.LAST_CKPT, weights_only=True)["epoch"] == 3
+    assert torch.load(run / layout.PREVIOUS_CKPT, weights_only=True)["epoch"] == 2
+
+
 def test_resume_false_refuses_existing_checkpoint(train, tmp_path):
     run = tmp_path / "run"
     train(run, "training_loop.n_epochs = 1")

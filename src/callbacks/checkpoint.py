@@ -50,14 +50,27 @@ def keep_previous(last: Path) -> None:
 
 @CALLBACKS.register("checkpoint")
 def checkpoint(run_dir: str, monitor: str = "valid_acc", mode: str = "max") -> ModelCheckpoint:
+    """best.ckpt: the best epoch by `monitor`."""
     return ModelCheckpoint(
         dirpath=run_dir,
         filename=Path(layout.BEST_CKPT).stem,
         monitor=monitor,
         mode=mode,
         save_top_k=1,
-        save_last=True,
         save_on_train_epoch_end=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,
+    )
+
+
+@CALLBACKS.register("last_checkpoint")
+def last_checkpoint(run_dir: str) -> ModelCheckpoint:
+    """last.ckpt after every epoch. (Lightning's `save_last=True` writes it only when best.ckpt improves.)"""
+    return ModelCheckpoint(
+        dirpath=run_dir,
+        filename=Path(layout.LAST_CKPT).stem,
+        monitor=None,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
