@@ -1,0 +1,184 @@
+"""Helpers shared by the benchmarks: statistics, machine description, timed subprocesses, fake CIFAR-10.
+
+Every figure is the median of BENCH_REPEATS runs (default 5) with min-max; A-vs-B comparisons alternate A, B, A, B
+in the same invocation, after one discarded warm-up of each.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def repeats(default: int = 5) -> int:
+    return int(os.environ.get("BENCH_REPEATS", default))
+
+
+def med(values) -> float:
+    return statistics.median(values)
+
+
+def fmt(values, unit: str = "", digits: int = 2) -> str:
+    """'median (min–max) unit' of a list of measurements."""
+    return (
+        f"{med(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f}){' ' + unit if unit else ''}"
+        f" n={len(values)}"
+    )
+
+
+def row(*cells) -> None:
+    print("| " + " | ".join(str(c) for c in cells) + " |", flush=True)
+
+
+def header(*cells) -> None:
+    row(*cells)
+    row(*["---"] * len(cells))
+
+
+def env(**extra: str) -> dict[str, str]:
+    """The environment of a benchmarked subprocess: the repository on PYTHONPATH, unbuffered output."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def timed(cmd: list[str], check: bool = True, **kwargs) -> tuple[float, subprocess.CompletedProcess]:
+    """(wall seconds, completed process) of a command run from the repository root, output captured."""
+    kwargs.setdefault("env", env())
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, **kwargs)
+    wall = time.perf_counter() - start
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{cmd} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return wall, done
+
+
+def busy_seconds() -> float:
+    """CPU seconds all processes of the machine have used since boot (/proc/stat, all cores)."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:3]) + sum(ticks[5:8])) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq steal
+
+
+def own_seconds() -> float:
+    """CPU seconds of this process and of its finished children."""
+    return sum(
+        getattr(resource.getrusage(who), f)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for f in ("ru_utime", "ru_stime")
+    )
+
+
+DISTURBED = []  # one entry per measurement that other processes disturbed even after its retries
+
+
+WAIT_BUDGET = [float(os.environ.get("BENCH_WAIT_BUDGET", 120))]  # seconds this script may spend waiting, in all
+
+
+def wait_idle(max_wait: float = 60.0, window: float = 0.5, threshold: float = 0.1) -> None:
+    """Wait (at most `max_wait` s, within the script's budget) until the cores are >= 90% idle over `window` s."""
+    start = time.time()
+    while time.time() - start < min(max_wait, WAIT_BUDGET[0]):
+        before = busy_seconds()
+        time.sleep(window)
+        if busy_seconds() - before < threshold * window * (os.cpu_count() or 1):
+            break
+    WAIT_BUDGET[0] = max(WAIT_BUDGET[0] - (time.time() - start - window), 0.0)
+
+
+def guarded(fn, retries: int = 3, label: str | None = None):
+    """fn(), re-run (up to `retries` times) when other processes used more than a little CPU meanwhile.
+
+    The machine is shared (2 cores; other people run test suites): a run that competed for the cores is not
+    a measurement of this code. Foreign CPU = all CPU used on the machine - CPU of this process and its children.
+    """
+    for _ in range(retries + 1 if WAIT_BUDGET[0] > 0 else 1):
+        wait_idle()
+        busy, own, start = busy_seconds(), own_seconds(), time.perf_counter()
+        result = fn()
+        wall = time.perf_counter() - start
+        foreign = (busy_seconds() - busy) - (own_seconds() - own)
+        if foreign < max(0.3, 0.03 * wall):
+            return result
+    DISTURBED.append(f"{label or getattr(fn, '__name__', fn)}: {foreign:.1f} CPU-s of other processes in {wall:.1f} s")
+    return result
+
+
+def alternate(a, b, n: int, warmup: bool = True, labels: tuple[str, str] = ("A", "B")) -> tuple[list, list]:
+    """Results of a(), b(), a(), b(), ... (n each, each guarded), after one discarded call of each when `warmup`."""
+    if warmup:
+        a(), b()
+    results_a, results_b = [], []
+    for _ in range(n):
+        results_a.append(guarded(a, label=labels[0]))
+        results_b.append(guarded(b, label=labels[1]))
+    return results_a, results_b
+
+
+def disturbed_note() -> None:
+    """A line saying which measurements were disturbed by other processes despite the retries (if any)."""
+    if DISTURBED:
+        print(f"\n{len(DISTURBED)} measurement(s) disturbed by other processes: " + "; ".join(DISTURBED), flush=True)
+
+
+def speed_index() -> float:
+    """ms for 10^6 Python additions (best of 5): the VM's speed drifts (host contention the guest cannot see),
+    so run_all.sh prints this before each script; compare ratios, not absolute figures of different moments."""
+    best = float("inf")
+    for _ in range(5):
+        start, total = time.perf_counter(), 0
+        for i in range(1_000_000):
+            total += i
+        best = min(best, time.perf_counter() - start)
+    return 1000 * best
+
+
+def machine() -> dict[str, str]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    from importlib import metadata
+
+    return {
+        "cpu": cpu,
+        "cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "torch": metadata.version("torch"),
+        "pytorch-lightning": metadata.version("pytorch-lightning"),
+    }
+
+
+def fake_cifar(data_dir: str | Path, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> Path:
+    """A `cifar-10-batches-py` folder of random uint8 images in the real pickle format (5 train batches + test)."""
+    import numpy as np
+
+    folder = Path(data_dir) / "cifar-10-batches-py"
+    if (folder / "test_batch").is_file():
+        return Path(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    per = n_train // 5
+    for name, n in [*[(f"data_batch_{i}", per) for i in range(1, 6)], ("test_batch", n_test)]:
+        batch = {
+            b"batch_label": name.encode(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, n)],
+            b"filenames": [b"x.png"] * n,
+        }
+        with open(folder / name, "wb") as f:
+            pickle.dump(batch, f, protocol=4)  # numpy via _reconstruct, as the loader allows
+    return Path(data_dir)
