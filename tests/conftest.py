@@ -42,3 +42,12 @@ def train():
 def env():
     """Environment for subprocesses running bin/ scripts."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "DATA_DIR": os.environ.get("DATA_DIR", "data")}
+
+
+@pytest.fixture(autouse=True)
+def fresh_gin_config():
+    """Bindings parsed by one test (e.g. digits.toy = True) must not leak into the next."""
+    yield
+    import gin
+
+    gin.clear_config()
