@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -76,6 +77,11 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if not configs:
             raise UserError("No config file given: pass e.g. configs/cnn.gin (several joined with '#').")
         config.parse(configs, bindings)
+        # Everything imported so far lives until exit: freeze it (after collecting the imports' garbage, which
+        # frozen would never be freed) so that the GC never traverses it again: no gen-2 pauses during training,
+        # and interpreter exit is ~1 s faster (bench/README.md).
+        gc.collect()
+        gc.freeze()
         training_loop(args.save_dir, config_files=configs, bindings=bindings)
 
     return run_main(main, parser, argv)

@@ -167,3 +167,28 @@ def test_lr_schedule_multiplies_lr(train, tmp_path):
         "supervised.lr = 0.01",
     )
     assert list(pd.read_csv(run / layout.HISTORY)["lr"]) == pytest.approx([0.01, 0.01, 0.001])
+
+
+def test_logged_epoch_metrics_are_means_over_examples(train, tmp_path):
+    """valid/test loss and accuracy in history.csv and eval_results.json equal a by-hand evaluation of the saved
+    weights, weighting each example once (batch size 23 leaves a short last batch)."""
+    import torch.nn.functional as F
+
+    from src.data import DATA
+    from src.results import load_model
+
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 2", "digits.batch_size = 23")
+    data = DATA.get("digits")(seed=0)
+
+    def by_hand(checkpoint: str, split: str) -> tuple[float, float]:
+        model, x, y = load_model(run, checkpoint), data.splits[split].x, data.splits[split].y
+        assert len(y) % 23 != 0
+        with torch.no_grad():
+            logits = torch.cat([model(data.transform(x[i : i + 23], train=False)) for i in range(0, len(y), 23)])
+        return F.cross_entropy(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
+
+    last = pd.read_csv(run / layout.HISTORY).iloc[-1]
+    assert (last["valid_loss"], last["valid_acc"]) == pytest.approx(by_hand("last", "valid"), rel=1e-5)
+    tested = json.loads((run / layout.EVAL_RESULTS).read_text())
+    assert (tested["test_loss"], tested["test_acc"]) == pytest.approx(by_hand("best", "test"), rel=1e-5)

@@ -1,5 +1,9 @@
-"""FiniteLoss: stop the run at the first NaN/inf training loss, naming the step. The last good checkpoint stays;
-the run is marked failed (FAILED), not finished."""
+"""FiniteLoss: stop the run at a NaN/inf training loss, naming the first bad step. No checkpoint is written after it:
+the last good checkpoint stays; the run is marked failed (FAILED), not finished.
+
+The check is batched: reading a GPU loss on the host every step would stall the GPU's queue, so the per-step
+finiteness flags stay on the device and are read together every `check_every_n_steps` steps, before validation,
+at the end of each epoch and before any checkpoint is written."""
 
 from __future__ import annotations
 
@@ -20,18 +24,46 @@ class NonFiniteLoss(UserError):
 
 
 class FiniteLoss(pl.Callback):
+    def __init__(self, check_every_n_steps: int = 50) -> None:
+        self.check_every_n_steps = check_every_n_steps
+        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []  # (step, epoch, finite?, loss)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is not None and not torch.isfinite(loss).all():
-            raise NonFiniteLoss(
-                f"Training loss is {loss.item()} at step {trainer.global_step} (epoch "
-                f"{trainer.current_epoch + 1}); stopped, the last good checkpoint is kept. "
-                "Lower the learning rate or clip gradients (training_loop.gradient_clip_val)."
-            )
+        if loss is None:
+            return
+        loss = loss.detach()
+        self.pending.append((trainer.global_step, trainer.current_epoch, torch.isfinite(loss).all(), loss))
+        if len(self.pending) >= self.check_every_n_steps:
+            self.check()
+
+    def check(self) -> None:
+        """Read the pending flags (one device-to-host copy); raise at the first non-finite loss."""
+        if not self.pending:
+            return
+        finite = torch.stack([flag for _, _, flag, _ in self.pending]).cpu()
+        pending, self.pending = self.pending, []
+        if bool(finite.all()):
+            return
+        step, epoch, _, loss = pending[int((~finite).nonzero()[0])]
+        raise NonFiniteLoss(
+            f"Training loss is {loss.float().mean().item()} at step {step} (epoch {epoch + 1}); stopped, the last "
+            "good checkpoint is kept. Lower the learning rate or clip gradients (training_loop.gradient_clip_val)."
+        )
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check()
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        self.check()  # raising here aborts the save: no checkpoint of diverged weights
 
 
 @CALLBACKS.register("finite_loss")
-def finite_loss(run_dir: str) -> FiniteLoss:
-    return FiniteLoss()
+def finite_loss(run_dir: str, check_every_n_steps: int = 50) -> FiniteLoss:
+    """check_every_n_steps: how often the losses are read from the device (also: before validation and saves)."""
+    return FiniteLoss(check_every_n_steps)
