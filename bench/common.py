@@ -115,13 +115,20 @@ def guarded(fn, retries: int = 3, label: str | None = None):
 
 def alternate(a, b, n: int, warmup: bool = True, labels: tuple[str, str] = ("A", "B")) -> tuple[list, list]:
     """Results of a(), b(), a(), b(), ... (n each, each guarded), after one discarded call of each when `warmup`."""
+    results = alternate_many(dict(zip(labels, (a, b), strict=True)), n, warmup)
+    return results[labels[0]], results[labels[1]]
+
+
+def alternate_many(fns: dict, n: int, warmup: bool = True) -> dict[str, list]:
+    """{label: results} of each fn in turn, n rounds (each call guarded), after one discarded round when `warmup`."""
     if warmup:
-        a(), b()
-    results_a, results_b = [], []
+        for fn in fns.values():
+            fn()
+    results: dict[str, list] = {label: [] for label in fns}
     for _ in range(n):
-        results_a.append(guarded(a, label=labels[0]))
-        results_b.append(guarded(b, label=labels[1]))
-    return results_a, results_b
+        for label, fn in fns.items():
+            results[label].append(guarded(fn, label=label))
+    return results
 
 
 def disturbed_note() -> None:

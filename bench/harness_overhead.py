@@ -1,6 +1,8 @@
 #!/usr/bin/env python
-"""Harness overhead: the template's training (bin/train.py, fresh process) vs the hand-written floor
-(bench/handwritten.py, fresh process), alternating harness, floor, harness, floor, ...
+"""Harness overhead: the template's training (bin/train.py) vs the hand-written floor (bench/handwritten.py), with
+Lightning alone (bench/bare_lightning.py: same module, model and data, a Trainer with nothing added) in between to
+show which part of the gap is Lightning's and which the template's; fresh processes, alternating harness, floor,
+Lightning alone, harness, floor, ...
 
 Per run: training throughput = median over epochs 2.. of `examples_per_s` (history.csv for the harness; the same
 definition in the floor: examples / time from epoch start to validation start), and the process's wall time
@@ -22,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, alternate, disturbed_note, env, fake_cifar, fmt, header, med, repeats, row, timed  # noqa: E402
+from common import PY, alternate_many, disturbed_note, env, fake_cifar, fmt, header, med, repeats, row, timed  # noqa: E402
 
 CIFAR = (
     "training_loop.data='cifar10'",
@@ -50,45 +52,68 @@ def handwritten(bindings: str, run_env: dict) -> tuple[float, float]:
     return med(json.loads(done.stdout.strip().splitlines()[-1])["examples_per_s"][1:]), wall
 
 
+def bare_lightning(bindings: str, run_env: dict) -> tuple[float, float]:
+    wall, done = timed([PY, "bench/bare_lightning.py", "configs/cnn.gin", "-b", bindings], env=run_env)
+    return med(json.loads(done.stdout.strip().splitlines()[-1])["examples_per_s"][1:]), wall
+
+
+def ratio_cell(a: list[float], b: list[float], suffix: str = "") -> str:
+    ratios = [x / y for x, y in zip(a, b, strict=True)]
+    return f"{med(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}){suffix}"
+
+
 def main() -> None:
     n = repeats()
     data_dir = tempfile.mkdtemp(prefix="bench_cifar_")
     try:
         fake_cifar(data_dir)
-        header("workload", "measure", "harness (bin/train.py)", "floor (bench/handwritten.py)", "harness vs floor")
+        header(
+            "workload",
+            "measure",
+            "harness (bin/train.py)",
+            "floor (bench/handwritten.py)",
+            "Lightning alone",
+            "harness / floor",
+            "Lightning alone / floor",
+            "harness / Lightning alone",
+        )
         for name, (batch, bindings) in WORKLOADS.items():
             joined, run_env = "#".join(bindings), env(DATA_DIR=data_dir)
-            a, b = alternate(
-                functools.partial(harness, joined, run_env),
-                functools.partial(handwritten, joined, run_env),
+            runs = alternate_many(
+                {
+                    f"harness {name}": functools.partial(harness, joined, run_env),
+                    f"floor {name}": functools.partial(handwritten, joined, run_env),
+                    f"Lightning alone {name}": functools.partial(bare_lightning, joined, run_env),
+                },
                 n,
-                labels=(f"harness {name}", f"floor {name}"),
             )
-            rate_a, rate_b = [x[0] for x in a], [y[0] for y in b]
-            ratios = [x / y for x, y in zip(rate_a, rate_b, strict=True)]
+            a, b, c = runs.values()
+            rate_a, rate_b, rate_c = ([x[0] for x in r] for r in (a, b, c))
             row(
                 name,
                 "training examples/s",
-                fmt(rate_a, digits=0),
-                fmt(rate_b, digits=0),
-                f"ratio {med(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}), target >= 0.95",
+                *(fmt(r, digits=0) for r in (rate_a, rate_b, rate_c)),
+                ratio_cell(rate_a, rate_b, ", target >= 0.95"),
+                ratio_cell(rate_c, rate_b),
+                ratio_cell(rate_a, rate_c),
             )
-            step_a, step_b = [1000 * batch / x for x in rate_a], [1000 * batch / y for y in rate_b]
-            extra = [x - y for x, y in zip(step_a, step_b, strict=True)]
+            step_a, step_b, step_c = ([1000 * batch / x for x in r] for r in (rate_a, rate_b, rate_c))
             row(
                 name,
                 "ms per training step",
-                fmt(step_a),
-                fmt(step_b),
-                f"+{med(extra):.2f} ms ({min(extra):.2f}–{max(extra):.2f}) per step",
+                *(fmt(s) for s in (step_a, step_b, step_c)),
+                f"+{med([x - y for x, y in zip(step_a, step_b, strict=True)]):.2f} ms",
+                f"+{med([x - y for x, y in zip(step_c, step_b, strict=True)]):.2f} ms",
+                f"+{med([x - y for x, y in zip(step_a, step_c, strict=True)]):.2f} ms",
             )
-            ratios = [x[1] / y[1] for x, y in zip(a, b, strict=True)]
+            wall_a, wall_b, wall_c = ([x[1] for x in r] for r in (a, b, c))
             row(
                 name,
                 "process wall time",
-                fmt([x[1] for x in a], "s"),
-                fmt([y[1] for y in b], "s"),
-                f"{med(ratios):.2f}x ({min(ratios):.2f}–{max(ratios):.2f})",
+                *(fmt(w, "s") for w in (wall_a, wall_b, wall_c)),
+                ratio_cell(wall_a, wall_b, "x"),
+                ratio_cell(wall_c, wall_b, "x"),
+                ratio_cell(wall_a, wall_c, "x"),
             )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

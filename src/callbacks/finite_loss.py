@@ -26,7 +26,7 @@ class NonFiniteLoss(UserError):
 class FiniteLoss(pl.Callback):
     def __init__(self, check_every_n_steps: int = 50) -> None:
         self.check_every_n_steps = check_every_n_steps
-        self.pending: list[tuple[int, int, torch.Tensor, torch.Tensor]] = []  # (step, epoch, finite?, loss)
+        self.pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, detached loss)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
@@ -34,20 +34,20 @@ class FiniteLoss(pl.Callback):
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         if loss is None:
             return
-        loss = loss.detach()
-        self.pending.append((trainer.global_step, trainer.current_epoch, torch.isfinite(loss).all(), loss))
+        self.pending.append((trainer.global_step, trainer.current_epoch, loss.detach()))
         if len(self.pending) >= self.check_every_n_steps:
             self.check()
 
     def check(self) -> None:
-        """Read the pending flags (one device-to-host copy); raise at the first non-finite loss."""
+        """Read the pending losses (one device-to-host copy); raise at the first non-finite one."""
         if not self.pending:
             return
-        finite = torch.stack([flag for _, _, flag, _ in self.pending]).cpu()
         pending, self.pending = self.pending, []
+        losses = torch.stack([loss if loss.ndim == 0 else loss.sum() for _, _, loss in pending])
+        finite = torch.isfinite(losses).cpu()  # a sum is finite only if every term is
         if bool(finite.all()):
             return
-        step, epoch, _, loss = pending[int((~finite).nonzero()[0])]
+        step, epoch, loss = pending[int((~finite).nonzero()[0])]
         raise NonFiniteLoss(
             f"Training loss is {loss.float().mean().item()} at step {step} (epoch {epoch + 1}); stopped, the last "
             "good checkpoint is kept. Lower the learning rate or clip gradients (training_loop.gradient_clip_val)."
