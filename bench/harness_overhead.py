@@ -102,9 +102,9 @@ def main() -> None:
                 name,
                 "ms per training step",
                 *(fmt(s) for s in (step_a, step_b, step_c)),
-                f"+{med([x - y for x, y in zip(step_a, step_b, strict=True)]):.2f} ms",
-                f"+{med([x - y for x, y in zip(step_c, step_b, strict=True)]):.2f} ms",
-                f"+{med([x - y for x, y in zip(step_a, step_c, strict=True)]):.2f} ms",
+                f"{med([x - y for x, y in zip(step_a, step_b, strict=True)]):+.2f} ms",
+                f"{med([x - y for x, y in zip(step_c, step_b, strict=True)]):+.2f} ms",
+                f"{med([x - y for x, y in zip(step_a, step_c, strict=True)]):+.2f} ms",
             )
             wall_a, wall_b, wall_c = ([x[1] for x in r] for r in (a, b, c))
             row(

@@ -30,7 +30,7 @@ LOOP = [
     for marker in ("for epoch in range(n_epochs)", "train_end = time.perf_counter()")
 ]
 RULES = [  # (category, patterns in the stack or in the hand-written loop's current line); first match wins
-    ("metric logging: `self.log` (2 per step)", ["LightningModule.log ("]),
+    ("metric logging: `self.log`", ["LightningModule.log ("]),
     ("backward", ["run_backward"]),
     ("forward (model)", ["Module._call_impl"]),
     ("loss + accuracy", ["cross_entropy (", "SupervisedLearning._step", "loss_sum +=", "correct +="]),
