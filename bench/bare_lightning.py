@@ -27,7 +27,7 @@ from handwritten import param  # noqa: E402
 from src import config  # noqa: E402
 
 
-def main(configs: list[str], bindings: list[str]) -> dict:
+def main(configs: list[str], bindings: list[str], extra_callbacks: list | None = None) -> dict:
     import pytorch_lightning as pl
     import torch
 
@@ -58,7 +58,7 @@ def main(configs: list[str], bindings: list[str]) -> dict:
 
     trainer = pl.Trainer(
         max_epochs=param("training_loop.n_epochs", 10),
-        callbacks=[Throughput()],
+        callbacks=[Throughput(), *(extra_callbacks or [])],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
