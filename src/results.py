@@ -97,17 +97,18 @@ def summarize(run_dir: PathLike) -> dict:
     run_dir = Path(run_dir)
     try:
         with open(run_dir / layout.HISTORY, newline="") as f:
-            reader = csv.DictReader(f)
-            rows, columns = list(reader), reader.fieldnames or []
-    except FileNotFoundError:
-        rows, columns = [], []
-    summary: dict = {"epochs": int(rows[-1]["epoch"]) if rows else 0}
-    for column in columns:
-        if column.endswith(("_acc", "_loss")):
-            values = [v for r in rows if r.get(column) and (v := float(r[column])) == v]  # v == v drops NaN
+            header, *rows = csv.reader(f)
+    except (FileNotFoundError, ValueError):  # ValueError: an empty file
+        header, rows = [], []
+    width = len(header)
+    columns = dict(zip(header, zip(*(r if len(r) == width else (r + [""] * width)[:width] for r in rows))))
+    summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
+    for name, texts in columns.items():
+        if name.endswith(("_acc", "_loss")):
+            values = [v for text in texts if text and (v := float(text)) == v]  # v == v drops NaN
             if values:
-                best = max(values) if column.endswith("_acc") else min(values)
-                summary[f"best_{column}"], summary[f"final_{column}"] = best, values[-1]
+                best = max(values) if name.endswith("_acc") else min(values)
+                summary[f"best_{name}"], summary[f"final_{name}"] = best, values[-1]
     return {**summary, **load_eval(run_dir)}
 
 

@@ -74,3 +74,41 @@ def test_fast_path_agrees_with_gins_parser_on_an_operative_config():
     assert fast is not None and fast == _parse_with_gin(operative)
     assert fast["training_loop.callbacks"] == ["progress_log"] and fast["training_loop.gradient_clip_val"] is None
     assert _parse_literal_bindings(TRICKY) is None  # macros and references: gin's parser
+
+
+def test_literal_fast_path_equals_ast_literal_eval():
+    import ast
+
+    from src.gin_bindings import _literal
+
+    texts = ["0", "-3", "10", "1_000", "+1", "-0", "1.5", "-0.25", ".5", "1.", "1e-05", "3E+2", "-1e5", "1e", "0.003"]
+    texts += ["'abc'", '"a b"', "''", "'it''s'", r"'a\nb'", "'é'", "True", "False", "None", "[1, 'x']", "(1,)"]
+    texts += ["{'a': 1}", "007", "abc", "'open", "1 2", "--1", "1e5.0"]
+    for text in texts:
+        try:
+            expected = ast.literal_eval(text)
+        except (ValueError, SyntaxError) as e:
+            with pytest.raises(type(e)):
+                _literal(text)
+            continue
+        got = _literal(text)
+        assert got == expected and type(got) is type(expected), text
+
+
+def test_summarize_reads_best_and_final_metrics(tmp_path):
+    from src.results import summarize
+
+    (tmp_path / "history.csv").write_text(
+        "epoch,train_loss,valid_acc,lr\n1,0.9,0.5,0.1\n2,nan,0.75,0.1\n3,0.4,,0.1\n4,0.6\n"  # NaN, empty, short row
+    )
+    (tmp_path / "eval_results.json").write_text('{"test_acc": 0.7, "checkpoint": "best"}')
+    assert summarize(tmp_path) == {
+        "epochs": 4,
+        "best_train_loss": 0.4,
+        "final_train_loss": 0.6,
+        "best_valid_acc": 0.75,
+        "final_valid_acc": 0.75,
+        "eval_test_acc": 0.7,
+    }
+    (tmp_path / "history.csv").write_text("")  # a run killed before its first epoch
+    assert summarize(tmp_path) == {"epochs": 0, "eval_test_acc": 0.7}
