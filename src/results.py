@@ -101,7 +101,8 @@ def summarize(run_dir: PathLike) -> dict:
     except (FileNotFoundError, ValueError):  # ValueError: an empty file
         header, rows = [], []
     width = len(header)
-    columns = dict(zip(header, zip(*(r if len(r) == width else (r + [""] * width)[:width] for r in rows))))
+    padded = [row if len(row) == width else (row + [""] * width)[:width] for row in rows]
+    columns = dict(zip(header, zip(*padded, strict=True), strict=False)) if rows else {}  # name -> texts
     summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
     for name, texts in columns.items():
         if name.endswith(("_acc", "_loss")):
