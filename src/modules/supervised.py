@@ -40,70 +40,36 @@ class SupervisedLearning(pl.LightningModule):
         self.model = model
         self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
         self.scheduler_name, self.label_smoothing = scheduler, label_smoothing
-        self._sums: dict[str, tuple[torch.Tensor, int]] = {}  # stage -> ([loss, acc] x n summed, n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch: Any, stage: str, last: bool = False) -> torch.Tensor:
+    def _step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        with torch.no_grad():  # the sums Lightning's on_epoch mean keeps: (batch mean x batch size), batch sizes
-            step = torch.stack([loss.detach(), (logits.argmax(-1) == y).float().mean()]) * len(y)
-            total, count = self._sums.get(stage, (0.0, 0))
-            self._sums[stage] = (total + step, count + len(y))
-        if last:
-            self._log_epoch(stage)
+        acc = (logits.argmax(-1) == y).float().mean()
+        # Epoch means only (weighted by batch size); sync_dist reduces them across processes once per epoch.
+        for name, value in (("loss", loss), ("acc", acc)):
+            self.log(
+                f"{stage}_{name}",
+                value,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "acc" or stage == "train",
+                batch_size=len(y),
+                sync_dist=True,
+            )
         return loss
 
-    def _log_epoch(self, stage: str) -> None:
-        """Log the epoch's mean loss and accuracy: one self.log per metric and epoch, not per step."""
-        if stage not in self._sums:
-            return
-        total, count = self._sums.pop(stage)
-        sums = torch.cat([total, total.new_tensor([float(count)])])
-        if self.trainer.world_size > 1:
-            sums = self.trainer.strategy.reduce(sums, reduce_op="sum")
-        loss, acc = sums[0] / sums[2], sums[1] / sums[2]
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "train", batch_size=1)
-        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
-
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if batch_idx == 0:
-            self._sums.pop("train", None)
-        # Logged at the last batch, not in on_train_epoch_end: callbacks' on_train_epoch_end (history, progress
-        # log) run before the module's.
-        return self._step(batch, "train", last=batch_idx + 1 >= self.trainer.num_training_batches)
-
-    def on_train_epoch_end(self) -> None:
-        self._log_epoch("train")  # only when the last batch was not recognised (a loader without a length)
+        return self._step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "valid")
 
-    def on_validation_epoch_start(self) -> None:
-        self._sums.pop("valid", None)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("valid")
-
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._step(batch, "test")
-
-    def on_test_epoch_start(self) -> None:
-        self._sums.pop("test", None)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "train" in self._sums:  # a mid-epoch checkpoint (SLURM preemption) keeps the partial epoch's sums
-            checkpoint["supervised_train_sums"] = self._sums["train"]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "supervised_train_sums" in checkpoint:
-            self._sums["train"] = checkpoint["supervised_train_sums"]
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
