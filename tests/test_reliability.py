@@ -225,3 +225,18 @@ def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
     meta = json.loads((run / layout.META).read_text())
     assert len(meta["attempts"]) == 2 and meta["attempts"][1]["start_epoch"] == 1
     assert layout.status(run) == "finished" and (run / layout.EVAL_RESULTS).is_file()
+
+
+def test_finite_loss_checks_pending_losses_before_any_checkpoint():
+    from types import SimpleNamespace
+
+    from src.callbacks.finite_loss import FiniteLoss, NonFiniteLoss
+
+    callback = FiniteLoss(check_every_n_steps=100)
+    for step, loss in enumerate([0.5, 0.4, float("nan"), float("inf")], start=1):
+        trainer = SimpleNamespace(global_step=step, current_epoch=2)
+        callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step - 1)  # no host read yet
+    with pytest.raises(NonFiniteLoss, match=r"Training loss is nan at step 3 \(epoch 3\)"):
+        callback.on_save_checkpoint(trainer, None, {})  # raising here aborts the save
+    callback.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.1, 0.2])}, None, 4)
+    callback.on_save_checkpoint(trainer, None, {})  # finite: the save goes on

@@ -1,9 +1,9 @@
 """FiniteLoss: stop the run at a NaN/inf training loss, naming the first bad step. No checkpoint is written after it:
 the last good checkpoint stays; the run is marked failed (FAILED), not finished.
 
-The check is batched: reading a GPU loss on the host every step would stall the GPU's queue, so the per-step
-finiteness flags stay on the device and are read together every `check_every_n_steps` steps, before validation,
-at the end of each epoch and before any checkpoint is written."""
+The check is batched: reading a GPU loss on the host every step would stall the GPU's queue, so the losses stay
+on the device and are checked together every `check_every_n_steps` steps, before validation, at the end of each
+epoch and before any checkpoint is written."""
 
 from __future__ import annotations
 
