@@ -9,4 +9,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from src.cli import train_main  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    sys.exit(train_main(freeze_gc=True))

@@ -59,7 +59,8 @@ def run_main(
     return result if isinstance(result, int) else 0
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
+def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> int:
+    """bin/train.py. freeze_gc (the script, not in-process callers): see gc.freeze() below."""
     parser = Parser(
         prog="bin/train.py",
         description="Train with gin configs into SAVE_DIR; re-running the same command resumes.",
@@ -77,10 +78,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if not configs:
             raise UserError("No config file given: pass e.g. configs/cnn.gin (several joined with '#').")
         config.parse(configs, bindings)
-        # Everything imported so far lives until exit: freeze it so that the GC never traverses it again: no
-        # gen-2 pauses during training, and interpreter exit is ~1 s faster (bench/README.md). No gc.collect()
-        # first: it would take ~0.3 s to free a few hundred objects.
-        gc.freeze()
+        if freeze_gc:
+            # Everything imported so far lives until exit: freeze it so that the GC never traverses it again: no
+            # gen-2 pauses during training, and interpreter exit is ~1 s faster (bench/README.md). No gc.collect()
+            # first: it would take ~0.3 s to free a few hundred objects. Only in a process that exits after the
+            # training: frozen objects are never freed.
+            gc.freeze()
         training_loop(args.save_dir, config_files=configs, bindings=bindings)
 
     return run_main(main, parser, argv)

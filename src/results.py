@@ -97,9 +97,10 @@ def summarize(run_dir: PathLike) -> dict:
     run_dir = Path(run_dir)
     try:
         with open(run_dir / layout.HISTORY, newline="") as f:
-            header, *rows = csv.reader(f)
-    except (FileNotFoundError, ValueError):  # ValueError: an empty file
-        header, rows = [], []
+            lines = [line for line in csv.reader(f) if line]  # blank lines skipped, as csv.DictReader does
+    except FileNotFoundError:
+        lines = []
+    header, rows = (lines[0], lines[1:]) if lines else ([], [])
     width = len(header)
     padded = [row if len(row) == width else (row + [""] * width)[:width] for row in rows]
     columns = dict(zip(header, zip(*padded, strict=True), strict=False)) if rows else {}  # name -> texts

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 # Always on: they make the run folder what it is. `callbacks` adds to them.
 ESSENTIAL_CALLBACKS = (
+    "finite_loss",  # first: a diverged epoch raises before any other callback records or saves it
     "rng_state",
     "history",
     "meta_saver",
     "heartbeat",
-    "finite_loss",
     "checkpoint",
     "last_checkpoint",
 )

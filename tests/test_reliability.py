@@ -234,9 +234,11 @@ def test_finite_loss_checks_pending_losses_before_any_checkpoint():
 
     callback = FiniteLoss(check_every_n_steps=100)
     for step, loss in enumerate([0.5, 0.4, float("nan"), float("inf")], start=1):
-        trainer = SimpleNamespace(global_step=step, current_epoch=2)
+        trainer = SimpleNamespace(global_step=step, current_epoch=2, world_size=1)
         callback.on_train_batch_end(trainer, None, {"loss": torch.tensor(loss)}, None, step - 1)  # no host read yet
-    with pytest.raises(NonFiniteLoss, match=r"Training loss is nan at step 3 \(epoch 3\)"):
-        callback.on_save_checkpoint(trainer, None, {})  # raising here aborts the save
-    callback.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.1, 0.2])}, None, 4)
-    callback.on_save_checkpoint(trainer, None, {})  # finite: the save goes on
+    for _ in range(2):  # and again at any later save: the diverged weights are never written
+        with pytest.raises(NonFiniteLoss, match=r"Training loss is nan at step 3 \(epoch 3\)"):
+            callback.on_save_checkpoint(trainer, None, {})  # raising here aborts the save
+    healthy = FiniteLoss(check_every_n_steps=100)
+    healthy.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.1, 0.2])}, None, 4)
+    healthy.on_save_checkpoint(trainer, None, {})  # finite: the save goes on

@@ -112,3 +112,10 @@ def test_summarize_reads_best_and_final_metrics(tmp_path):
     }
     (tmp_path / "history.csv").write_text("")  # a run killed before its first epoch
     assert summarize(tmp_path) == {"epochs": 0, "eval_test_acc": 0.7}
+
+
+def test_summarize_skips_blank_lines(tmp_path):
+    from src.results import summarize
+
+    (tmp_path / "history.csv").write_text("\nepoch,valid_acc\n1,0.5\n\n2,0.6\n\n")
+    assert summarize(tmp_path) == {"epochs": 2, "best_valid_acc": 0.6, "final_valid_acc": 0.6}

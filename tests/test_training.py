@@ -192,3 +192,19 @@ def test_logged_epoch_metrics_are_means_over_examples(train, tmp_path):
     assert (last["valid_loss"], last["valid_acc"]) == pytest.approx(by_hand("last", "valid"), rel=1e-5)
     tested = json.loads((run / layout.EVAL_RESULTS).read_text())
     assert (tested["test_loss"], tested["test_acc"]) == pytest.approx(by_hand("best", "test"), rel=1e-5)
+
+
+def test_checkpoint_state_resumes_under_model_checkpoints_key():
+    """Checkpoints keep ModelCheckpoint's state (best score) under its state_key: EpochCheckpoint keeps that key."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from src.callbacks.checkpoint import EpochCheckpoint
+
+    kwargs = {
+        "dirpath": "run",
+        "filename": "best",
+        "monitor": "valid_acc",
+        "mode": "max",
+        "save_on_train_epoch_end": True,
+    }
+    assert EpochCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key

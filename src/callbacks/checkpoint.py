@@ -57,14 +57,20 @@ class EpochCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint that saves at epoch ends only, without Lightning's per-batch bookkeeping (~12 us a step,
     which shows on small models: bench/README.md)."""
 
+    def __init__(self, **kwargs: Any) -> None:
+        assert not kwargs.get("every_n_train_steps") and kwargs.get("train_time_interval") is None
+        super().__init__(**kwargs)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         pass  # every_n_train_steps and train_time_interval are not used: nothing to check per batch
 
     @functools.cached_property
-    def state_key(self) -> str:  # fixed at construction; Lightning formats it again for every hook it calls
-        return super().state_key
+    def state_key(self) -> str:
+        # Computed once (Lightning formats it for every hook it calls), under ModelCheckpoint's name: checkpoints
+        # keep the callback's state (best score) under this key, and runs started before this class must resume.
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
 
 @CALLBACKS.register("checkpoint")
