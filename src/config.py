@@ -23,6 +23,7 @@ def register_everything() -> None:
     import src.loggers  # noqa: F401
     import src.models  # noqa: F401
     import src.modules  # noqa: F401
+    import src.profilers  # noqa: F401
     import src.training_loop  # noqa: F401
 
 

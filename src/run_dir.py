@@ -13,6 +13,7 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     last.ckpt best.ckpt   checkpoints (last epoch, best by the monitored metric)
     previous.ckpt         the last.ckpt before, kept in case the newest is damaged
     hpc_ckpt_<n>.ckpt     Lightning's checkpoint when SLURM warned of preemption (resumed from if newest)
+    profile/              reports of the profiler chosen by training_loop.profiler (fit-profile.txt, ...)
     eval_results.json     test metrics of the best checkpoint after training
     eval_results_<ckpt>.json  written by bin/evaluate.py
     HEARTBEAT             touched every few seconds while the run is alive
@@ -50,6 +51,7 @@ PREVIOUS_CKPT = "previous.ckpt"  # the last.ckpt before the current one: the fal
 BEST_CKPT = "best.ckpt"
 HPC_CKPT_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's checkpoint on a SLURM preemption signal
 EVAL_RESULTS = "eval_results.json"
+PROFILE_DIR = "profile"
 HEARTBEAT = "HEARTBEAT"
 FINISHED = "FINISHED"
 FAILED = "FAILED"

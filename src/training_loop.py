@@ -116,6 +116,7 @@ def training_loop(
     num_sanity_val_steps: int = 2,
     gradient_clip_val: float | None = None,
     accumulate_grad_batches: int = 1,
+    profiler: str | None = None,
     config_files: Sequence[str] = (),
     bindings: Sequence[str] = (),
 ) -> dict[str, float]:
@@ -126,6 +127,7 @@ def training_loop(
     from src.loggers import LOGGERS
     from src.models import MODELS
     from src.modules import MODULES
+    from src.profilers import PROFILERS, NoProfiler
 
     n_epochs = positive_int("n_epochs", n_epochs)
     builders = {
@@ -134,6 +136,7 @@ def training_loop(
         "module": MODULES.get(module),
         "callbacks": [CALLBACKS.get(name) for name in dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks))],
         "loggers": [LOGGERS.get(name) for name in loggers],
+        "profiler": NoProfiler if profiler is None else PROFILERS.get(profiler),
     }
     save_dir = Path(save_dir)
     resume_from, resume_warnings = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else (None, [])
@@ -151,6 +154,7 @@ def training_loop(
     run = str(save_dir)
     callbacks = [build(run_dir=run) for build in builders["callbacks"]]
     loggers = [build(run_dir=run) for build in builders["loggers"]]
+    profiler_ = builders["profiler"](run_dir=run)
     operative = gin.operative_config_str()  # complete now: every configurable has been called
     changes = resuming.guard_config(save_dir, operative, allow_config_change) if resume_from else []
     if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
@@ -192,6 +196,7 @@ def training_loop(
                 num_sanity_val_steps=num_sanity_val_steps,
                 gradient_clip_val=gradient_clip_val,
                 accumulate_grad_batches=accumulate_grad_batches,
+                profiler=profiler_,
             )
             started = True
             return fit_and_test(trainer, save_dir, lit, datamodule, callbacks, resume_from, rank_zero)

@@ -55,6 +55,7 @@ CLI_CASES = [
     ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_shedule']"], "Did you mean 'lr_schedule'?"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.loggers=['tensorbord']"], "Unknown logger 'tensorbord'"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.module='unsupervised'"], "Unknown module 'unsupervised'"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.profiler='simpel'"], "Did you mean 'simple'?"),
     ("train", ["{t}/r", CNN, "-b", "cnn.widht = 3"], "widht"),
     ("train", ["{t}/r", CNN, "-b", "no_such_thing.x = 3"], "no_such_thing"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = "], "Bad gin config"),

@@ -13,7 +13,7 @@ import torch
 
 from src import run_dir as layout
 from src.errors import UserError
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, evaluate_by_hand
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
 CRASH_BINDINGS = [*FAST, "training_loop.n_epochs = 5", "cnn.dropout = 0.2"]
@@ -225,6 +225,12 @@ def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
     meta = json.loads((run / layout.META).read_text())
     assert len(meta["attempts"]) == 2 and meta["attempts"][1]["start_epoch"] == 1
     assert layout.status(run) == "finished" and (run / layout.EVAL_RESULTS).is_file()
+    # each process validated half of the 50 examples; the logged metrics are over all 50
+    from src import config
+
+    config.parse([str(ROOT / "configs/cnn.gin")], FAST)
+    valid = evaluate_by_hand(run, "last", "valid", batch_size=25)
+    assert (h["valid_loss"].iloc[-1], h["valid_acc"].iloc[-1]) == pytest.approx(valid, rel=1e-5)
 
 
 def test_finite_loss_checks_pending_losses_before_any_checkpoint():

@@ -8,6 +8,7 @@ import torch
 
 from src import run_dir as layout
 from src.errors import UserError
+from tests.conftest import evaluate_by_hand
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
 
@@ -171,27 +172,51 @@ def test_lr_schedule_multiplies_lr(train, tmp_path):
 
 def test_logged_epoch_metrics_are_means_over_examples(train, tmp_path):
     """valid/test loss and accuracy in history.csv and eval_results.json equal a by-hand evaluation of the saved
-    weights, weighting each example once (batch size 23 leaves a short last batch)."""
-    import torch.nn.functional as F
-
+    weights, weighting each example once (batch size 23 leaves a short last batch); train accuracy counts examples."""
     from src.data import DATA
-    from src.results import load_model
 
     run = tmp_path / "run"
     train(run, "training_loop.n_epochs = 2", "digits.batch_size = 23")
     data = DATA.get("digits")(seed=0)
-
-    def by_hand(checkpoint: str, split: str) -> tuple[float, float]:
-        model, x, y = load_model(run, checkpoint), data.splits[split].x, data.splits[split].y
-        assert len(y) % 23 != 0
-        with torch.no_grad():
-            logits = torch.cat([model(data.transform(x[i : i + 23], train=False)) for i in range(0, len(y), 23)])
-        return F.cross_entropy(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
-
+    assert len(data.splits["valid"].y) % 23 != 0 and len(data.splits["test"].y) % 23 != 0
     last = pd.read_csv(run / layout.HISTORY).iloc[-1]
-    assert (last["valid_loss"], last["valid_acc"]) == pytest.approx(by_hand("last", "valid"), rel=1e-5)
+    assert (last["valid_loss"], last["valid_acc"]) == pytest.approx(
+        evaluate_by_hand(run, "last", "valid", 23), rel=1e-5
+    )
     tested = json.loads((run / layout.EVAL_RESULTS).read_text())
-    assert (tested["test_loss"], tested["test_acc"]) == pytest.approx(by_hand("best", "test"), rel=1e-5)
+    assert (tested["test_loss"], tested["test_acc"]) == pytest.approx(
+        evaluate_by_hand(run, "best", "test", 23), rel=1e-5
+    )
+    n_train = len(data.splits["train"].y)  # train accuracy is correct / examples, not a mean of batch means
+    assert n_train % 23 != 0 and last["train_acc"] * n_train == pytest.approx(round(last["train_acc"] * n_train))
+
+
+def test_profiler_report_lands_in_the_run_folder(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1", "training_loop.profiler = 'simple'", "simple.extended = False")
+    report = (run / layout.PROFILE_DIR / "fit-profile.txt").read_text()
+    assert "run_training_batch" in report and "[LightningModule]SupervisedLearning.optimizer_step" in report
+    assert "simple.extended = False" in (run / layout.CONFIG).read_text()
+
+
+def test_partial_epoch_sums_travel_with_a_mid_epoch_checkpoint():
+    """A SLURM preemption saves mid-epoch: the epoch's running loss/accuracy sums go into the checkpoint."""
+    from src.models import MODELS
+    from src.modules import MODULES
+
+    def module():
+        return MODULES.get("supervised")(model=MODELS.get("mlp")(input_shape=(1, 8, 8), n_classes=10))
+
+    before, generator = module(), torch.Generator().manual_seed(0)
+    for n in (5, 3):  # two ragged batches
+        before._step((torch.randn(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,))), "train")
+    checkpoint: dict = {}
+    before.on_save_checkpoint(checkpoint)
+    after = module()
+    after.on_load_checkpoint(checkpoint)
+    (sums, count), (restored, restored_count) = before._sums["train"], after._sums["train"]
+    assert count == restored_count == 8 and torch.equal(sums, restored)
+    assert 0 <= sums[1] <= 8 and sums[1] == sums[1].round()  # correct predictions, counted
 
 
 def test_checkpoint_state_resumes_under_model_checkpoints_key():
