@@ -3,13 +3,16 @@
 of bin/train.py's training (or of Lightning alone, bench/bare_lightning.py), a bench-only callback trains a copy
 of the model for one epoch with the hand-written loop (bench/handwritten.py's batches, transform, Adam). Each
 Lightning epoch is paired with the floor epoch that ran right after it; per run: median over epochs 2.. of
-floor ms per step / Lightning ms per step. Digits, configs/cnn.gin, 30 epochs; fresh processes, alternating.
+floor ms per step / Lightning ms per step. configs/cnn.gin on digits (30 epochs) and on a CIFAR-10-sized fake
+(8 epochs of 20 batches of 128, 5 validation batches); fresh processes, alternating.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -17,9 +20,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, alternate_many, disturbed_note, fmt, header, repeats, row, timed  # noqa: E402
+from common import PY, alternate_many, disturbed_note, env, fake_cifar, fmt, header, repeats, row, timed  # noqa: E402
 
-N_EPOCHS = 30
+WORKLOADS = {
+    "digits": ["training_loop.n_epochs=30"],
+    "CIFAR-10-sized": [
+        "training_loop.data='cifar10'",
+        "training_loop.n_epochs=8",
+        "training_loop.limit_train_batches=20",
+        "training_loop.limit_val_batches=5",
+        "training_loop.limit_test_batches=5",
+    ],
+}
 
 
 def floor_callback(pairs: list[tuple[float, float]]):  # noqa: ANN201
@@ -51,7 +63,8 @@ def floor_callback(pairs: list[tuple[float, float]]):  # noqa: ANN201
             with torch.enable_grad():
                 model.train()
                 start, steps = time.perf_counter(), 0
-                for index in batches(len(train.y), data.batch_size, None, generator):
+                limit = trainer.num_training_batches
+                for index in batches(len(train.y), data.batch_size, limit, generator):
                     x, y = data.transform(train.x[index], train=True), train.y[index]
                     loss = F.cross_entropy(model(x), y)
                     optimizer.zero_grad(set_to_none=True)
@@ -64,10 +77,10 @@ def floor_callback(pairs: list[tuple[float, float]]):  # noqa: ANN201
     return InterleavedFloor()
 
 
-def one(kind: str) -> dict[str, float]:
+def one(kind: str, workload: str = "digits") -> dict[str, float]:
     """Runs in a child process: kind is 'harness' (training_loop, as bin/train.py) or 'lightning' (alone)."""
     pairs: list[tuple[float, float]] = []
-    configs, bindings = ["configs/cnn.gin"], [f"training_loop.n_epochs={N_EPOCHS}"]
+    configs, bindings = ["configs/cnn.gin"], list(WORKLOADS[workload])
     if kind == "harness":
         import contextlib
         import io
@@ -96,31 +109,44 @@ def one(kind: str) -> dict[str, float]:
     }
 
 
-def run(kind: str) -> dict[str, float]:
-    _, done = timed([PY, "bench/interleaved_epochs.py", "--one", kind])
+def run(kind: str, workload: str, run_env: dict) -> dict[str, float]:
+    _, done = timed([PY, "bench/interleaved_epochs.py", "--one", kind, workload], env=run_env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    runs = alternate_many({"harness": lambda: run("harness"), "Lightning alone": lambda: run("lightning")}, repeats())
-    header(
-        f"digits, cnn.gin, {N_EPOCHS} epochs, epoch pairs",
-        "ms per step (Lightning side)",
-        "ms per step (floor epochs)",
-        "floor / Lightning side = throughput ratio",
-    )
-    for name, results in runs.items():
-        row(
-            name,
-            fmt([r["lightning_ms"] for r in results]),
-            fmt([r["floor_ms"] for r in results]),
-            fmt([r["ratio"] for r in results]) + (", target >= 0.95" if name == "harness" else ""),
+    data_dir = tempfile.mkdtemp(prefix="bench_cifar_")
+    try:
+        fake_cifar(data_dir)
+        run_env = env(DATA_DIR=data_dir)
+        header(
+            "cnn.gin, epoch pairs",
+            "ms per step (Lightning side)",
+            "ms per step (floor epochs)",
+            "floor / Lightning side = throughput ratio",
         )
+        for workload in WORKLOADS:
+            runs = alternate_many(
+                {
+                    "harness": functools.partial(run, "harness", workload, run_env),
+                    "Lightning alone": functools.partial(run, "lightning", workload, run_env),
+                },
+                repeats(),
+            )
+            for name, results in runs.items():
+                row(
+                    f"{workload}: {name}",
+                    fmt([r["lightning_ms"] for r in results]),
+                    fmt([r["floor_ms"] for r in results]),
+                    fmt([r["ratio"] for r in results]) + (", target >= 0.95" if name == "harness" else ""),
+                )
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
     disturbed_note()
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--one"]:
-        print(json.dumps(one(sys.argv[2])))
+        print(json.dumps(one(*sys.argv[2:4])))
     else:
         main()
