@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run every benchmark of bench/ (~15 min on 2 cores), printing markdown tables; a copy goes to bench/last_run.md.
+# Run every benchmark of bench/ (~25 min on 2 cores), printing markdown tables; a copy goes to bench/last_run.md.
 #   bash bench/run_all.sh                 # from the repository root, with .venv set up (make setup)
 #   BENCH_REPEATS=3 bash bench/run_all.sh # fewer repetitions (default 5; the sweep does SWEEP_REPEATS=3)
 # bench/profile_step.py needs py-spy (requirements-dev.txt); it is skipped where py-spy cannot run.
