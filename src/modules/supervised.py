@@ -58,18 +58,21 @@ class SupervisedLearning(pl.LightningModule):
         return loss
 
     def _log_epoch(self, stage: str) -> None:
-        """Log the stage's mean loss and accuracy over the epoch's examples, summed across processes."""
-        sums, count = self._sums.pop(stage, (None, 0))
-        distributed = self.trainer.world_size > 1
-        if sums is None and not distributed:
+        """Log the stage's mean loss and accuracy over the epoch's examples (of all processes: Lightning's sync
+        sums value x batch_size and batch sizes across them)."""
+        if stage not in self._sums:
             return
-        totals = torch.zeros(3, device=self.device) if sums is None else torch.cat((sums, sums.new_tensor([count])))
-        if distributed:  # every process gets here (an empty one with zeros), so none waits
-            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
-        if totals[2] > 0:
-            loss, acc = totals[0] / totals[2], totals[1] / totals[2]
-            self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage == "train", batch_size=1)
-            self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=1)
+        sums, count = self._sums.pop(stage)
+        for name, total in zip(("loss", "acc"), sums, strict=True):
+            self.log(
+                f"{stage}_{name}",
+                total / count,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == "acc" or stage == "train",
+                batch_size=count,
+                sync_dist=True,
+            )
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         if batch_idx == 0:
