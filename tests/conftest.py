@@ -38,16 +38,16 @@ def train():
     return run
 
 
-def evaluate_by_hand(run, checkpoint: str, split: str, batch_size: int, data_name: str = "digits"):
-    """(mean loss, accuracy) of a run's saved weights on a split, each example weighted once (gin must hold the
-    run's data bindings)."""
+def evaluate_by_hand(run, checkpoint: str, split: str, batch_size: int):
+    """(mean loss, accuracy) of a digits run's saved weights on a split, each example weighted once (gin must hold
+    the run's data bindings)."""
     import torch
     import torch.nn.functional as F
 
     from src.data import DATA
     from src.results import load_model
 
-    data = DATA.get(data_name)(seed=0)
+    data = DATA.get("digits")(seed=0)
     model, x, y = load_model(run, checkpoint), data.splits[split].x, data.splits[split].y
     with torch.no_grad():
         logits = torch.cat(

@@ -209,7 +209,9 @@ def test_partial_epoch_sums_travel_with_a_mid_epoch_checkpoint():
 
     before, generator = module(), torch.Generator().manual_seed(0)
     for n in (5, 3):  # two ragged batches
-        before._step((torch.randn(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,))), "train")
+        before._step(
+            (torch.randn(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator)), "train"
+        )
     checkpoint: dict = {}
     before.on_save_checkpoint(checkpoint)
     after = module()
