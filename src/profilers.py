@@ -5,7 +5,7 @@ folder (`profile/`, see src/run_dir.py); with none chosen, a no-op profiler chea
     advanced  cProfile of every hook
     pytorch   torch.profiler: operator table, plus a Chrome trace for `pytorch.export_to_chrome = True`
 
-Imported only by training_loop, after pytorch_lightning.
+Imports pytorch_lightning: imported by src.config (registration) and training_loop, never by analysis code.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ class NoProfiler(profilers.PassThroughProfiler):
 
     _nothing = contextlib.nullcontext()
 
-    def __init__(self, run_dir: str | None = None) -> None:
+    def __init__(self, run_dir: str | None = None) -> None:  # run_dir: called like the registered builders
         super().__init__()
 
     def profile(self, action_name: str) -> contextlib.nullcontext:  # type: ignore[override]
