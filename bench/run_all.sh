@@ -16,7 +16,7 @@ from common import machine
 m = machine()
 print(f"\n{m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, pytorch-lightning {m['pytorch-lightning']}")
 PYEOF
-    for script in harness_overhead interleaved_epochs step_phases profile_step startup data_pipeline results_scale sweep memory; do
+    for script in harness_overhead interleaved_epochs lightning_floor step_phases profile_step startup data_pipeline results_scale sweep memory; do
         echo
         echo "## $script"
         echo
