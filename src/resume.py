@@ -1,15 +1,17 @@
 """Resume: which checkpoint a run continues from, and whether it may continue with the config it is given.
 
-Candidates, newest first: Lightning's SLURM preemption checkpoints (hpc_ckpt_*.ckpt), last.ckpt, then
-previous.ckpt (the last.ckpt before). A candidate that cannot be loaded safely (truncated, garbage, or holding
-arbitrary pickled objects) is skipped with a one-line warning; with none left the run starts afresh.
+Candidates, newest first: the newer of Lightning's SLURM preemption checkpoint (hpc_ckpt_*.ckpt) and last.ckpt,
+then previous.ckpt (the last.ckpt before). A candidate that cannot be loaded safely (truncated, garbage, or holding
+arbitrary pickled objects) is skipped with a one-line warning and, once the run holds its lock, set aside as
+`<name>.unusable` (so that it is neither tried again nor rotated into previous.ckpt); with none left the run starts
+afresh.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from src import run_dir as layout
 from src.errors import UserError
@@ -33,8 +35,10 @@ MAY_CHANGE = {
 
 
 def candidates(save_dir: Path) -> list[Path]:
-    hpc = sorted(save_dir.glob(layout.HPC_CKPT_GLOB), key=lambda p: p.stat().st_mtime, reverse=True)
-    return [p for p in [*hpc, save_dir / layout.LAST_CKPT, save_dir / layout.PREVIOUS_CKPT] if p.is_file()]
+    recent = [*save_dir.glob(layout.HPC_CKPT_GLOB), save_dir / layout.LAST_CKPT]
+    recent = sorted((p for p in recent if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
+    previous = save_dir / layout.PREVIOUS_CKPT
+    return [*recent, previous] if previous.is_file() else recent
 
 
 def checkpoint_problem(path: Path) -> str | None:
@@ -51,23 +55,37 @@ def checkpoint_problem(path: Path) -> str | None:
     return None
 
 
-def choose_checkpoint(save_dir: Path, resume: bool) -> tuple[Path | None, list[str]]:
-    """(checkpoint to resume from or None, warnings to show). Refuses a folder with checkpoints if not resume."""
+class Choice(NamedTuple):
+    checkpoint: Path | None  # to resume from; None: start afresh
+    warnings: list[str]  # one line each, to show
+    unusable: list[Path]  # candidates that failed to load: set_aside() them once the run's lock is held
+
+
+def choose_checkpoint(save_dir: Path, resume: bool) -> Choice:
+    """The newest loadable checkpoint. Refuses a folder with checkpoints if not resume."""
     found = candidates(save_dir)
     if found and not resume:
         raise UserError(
             f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
             "training_loop.resume=True or choose another SAVE_DIR."
         )
-    warnings = []
+    warnings, unusable = [], []
     for path in found:
         problem = checkpoint_problem(path)
         if problem is None:
-            return path, warnings
+            return Choice(path, warnings, unusable)
         warnings.append(f"warning: {path.name} is unusable ({problem}); trying an older checkpoint")
+        unusable.append(path)
     if found:
         warnings.append(f"warning: no valid checkpoint in {save_dir}; starting from scratch")
-    return None, warnings
+    return Choice(None, warnings, unusable)
+
+
+def set_aside(unusable: list[Path]) -> None:
+    """Rename checkpoints that failed to load to `<name>.unusable` (kept for inspection, replacing an older one)."""
+    for path in unusable:
+        if path.is_file():
+            path.replace(path.with_name(path.name + layout.UNUSABLE_SUFFIX))
 
 
 def may_change(binding: str) -> bool:

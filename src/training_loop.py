@@ -19,6 +19,7 @@ import gin
 
 from src import resume as resuming
 from src import run_dir as layout
+from src import run_lock
 from src.errors import UserError
 
 if TYPE_CHECKING:
@@ -139,7 +140,8 @@ def training_loop(
         "profiler": NoProfiler if profiler is None else PROFILERS.get(profiler),
     }
     save_dir = Path(save_dir)
-    resume_from, resume_warnings = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else (None, [])
+    choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
+    resume_from = choice.checkpoint
 
     import pytorch_lightning as pl
     import torch
@@ -163,15 +165,15 @@ def training_loop(
 
     rank_zero = is_rank_zero()
     created = make_run_dir(save_dir) if rank_zero else False
+    if rank_zero:
+        run_lock.acquire(save_dir)  # before anything is written or removed: a folder in use stays untouched
     started = False
     try:
         if rank_zero:
-            from src import run_lock
-
-            run_lock.acquire(save_dir)
             layout.remove_partial_files(save_dir)
+            resuming.set_aside(choice.unusable)
         with layout.tee_output(save_dir) if rank_zero else contextlib.nullcontext(), quiet_lightning():
-            for line in resume_warnings:
+            for line in choice.warnings:
                 print(line, file=sys.stderr)
             if rank_zero:
                 write_start_files(save_dir, operative, config_files, bindings, loggers, callbacks, changes)
@@ -213,8 +215,6 @@ def training_loop(
     finally:
         close_loggers(loggers)
         if rank_zero:
-            from src import run_lock
-
             run_lock.release(save_dir)
 
 

@@ -3,15 +3,20 @@
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
+from src import resume as resuming
 from src import run_dir as layout
+from src import run_lock
 from src.errors import UserError
 from tests.conftest import FAST, ROOT, evaluate_by_hand
 
@@ -76,6 +81,35 @@ def test_corrupt_last_checkpoint_falls_back_to_previous(train, tmp_path):
     train(run, "training_loop.n_epochs = 3", "cnn.dropout = 0.2")
     assert "warning: last.ckpt is unusable" in (run / layout.STDERR).read_text()
     pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
+    # the damaged file was set aside, not rotated into previous.ckpt: two good checkpoints again
+    assert (run / f"{layout.LAST_CKPT}{layout.UNUSABLE_SUFFIX}").is_file()
+    assert resuming.checkpoint_problem(run / layout.PREVIOUS_CKPT) is None
+    assert resuming.checkpoint_problem(run / layout.LAST_CKPT) is None
+
+
+def test_resume_takes_the_newest_of_last_and_preemption_checkpoints(tmp_path):
+    def make(name: str, age: float) -> Path:
+        (tmp_path / name).write_bytes(b"")
+        os.utime(tmp_path / name, (time.time() - age, time.time() - age))
+        return tmp_path / name
+
+    previous, last, hpc = make(layout.PREVIOUS_CKPT, 300), make(layout.LAST_CKPT, 100), make("hpc_ckpt_1.ckpt", 200)
+    assert resuming.candidates(tmp_path) == [last, hpc, previous]
+    newer_hpc = make("hpc_ckpt_2.ckpt", 50)
+    assert resuming.candidates(tmp_path) == [newer_hpc, last, hpc, previous]
+
+
+def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1")
+    stale = run / "hpc_ckpt_1.ckpt"  # as if SLURM had preempted the run before its last epoch ended
+    shutil.copy(run / layout.LAST_CKPT, stale)
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    (run / layout.FINISHED).unlink()
+    train(run, "training_loop.n_epochs = 2")
+    assert f"Resuming from {run / layout.LAST_CKPT}" in (run / layout.STDOUT).read_text()
+    assert not stale.exists()  # superseded by the new last.ckpt
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2]
 
 
 def test_no_valid_checkpoint_starts_afresh(train, tmp_path):
@@ -128,6 +162,7 @@ def test_one_writer_per_run_folder(train, tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(UserError, match=rf"is in use by pid {holder.pid} on "):
         train(run, "training_loop.n_epochs = 1")
+    assert [p.name for p in run.iterdir()] == [run_lock.LOCK]  # the folder in use is left as it was: no FAILED
     holder.send_signal(signal.SIGKILL)  # a dead holder leaves a stale LOCK file that must not block
     holder.wait()
     train(run, "training_loop.n_epochs = 1")
