@@ -2,9 +2,13 @@
 # Variables already set (e.g. by .env or your shell) win over the defaults below.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 
-# Machine-specific paths and secrets (git-ignored); see .env.example.
+# Machine-specific paths and secrets (git-ignored); see .env.example. Variables already exported in your shell
+# win over .env, as in the Python loader (src/cli.py): the exports are saved before .env and restored after it.
 if [ -f "$_root/.env" ]; then
+    _exported="$(export -p)"
     set -a; . "$_root/.env"; set +a
+    eval "$_exported"
+    unset _exported
 fi
 
 if [ -f "$_root/.venv/bin/activate" ]; then

@@ -107,19 +107,16 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
 
 
 def download_main(argv: Sequence[str] | None = None) -> int:
-    import os
-
-    from src.data.download import ARCHIVES
+    from src.data.download import ARCHIVES, data_dir, download
 
     parser = Parser(prog="bin/download_data.py", description="Download and verify a data set into DATA_DIR.")
     parser.add_argument("name", help=f"one of: {', '.join(sorted(ARCHIVES))}")
-    parser.add_argument("--data-dir", default=os.environ.get("DATA_DIR") or "data", help="default: $DATA_DIR or data/")
+    parser.add_argument("--data-dir", help="default: $DATA_DIR (shell or .env) or data/")
     parser.add_argument("--url", help="mirror URL of the archive (the checksum is still verified)")
 
     def main(args: argparse.Namespace) -> None:
-        from src.data.download import download
-
-        print(f"{args.name} ready in {download(args.name, args.data_dir, url=args.url)}")
+        # DATA_DIR is read here, after run_main has loaded .env
+        print(f"{args.name} ready in {download(args.name, args.data_dir or data_dir(), url=args.url)}")
 
     return run_main(main, parser, argv)
 

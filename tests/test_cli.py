@@ -112,3 +112,14 @@ def test_evaluate_without_checkpoint(tmp_path, capsys):
 def test_download_unknown_name(tmp_path, capsys):
     assert download_main(["imagenet", "--data-dir", str(tmp_path)]) == 2
     assert "Valid names: cifar10" in one_error_line(capsys)
+
+
+def test_download_reads_data_dir_from_env_file(tmp_path, monkeypatch, capsys):
+    """DATA_DIR set only in .env (loaded after the arguments are parsed) is where the data is looked for."""
+    from src import cli
+
+    (tmp_path / "cifar-10-batches-py").mkdir()  # already there: nothing to download
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.setattr(cli, "load_env_file", lambda: monkeypatch.setenv("DATA_DIR", str(tmp_path)))
+    assert download_main(["cifar10"]) == 0
+    assert f"cifar10 ready in {tmp_path / 'cifar-10-batches-py'}" in capsys.readouterr().out

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.data.in_memory import InMemoryDataModule, Split, data_dir
+from src.data.download import data_dir
+from src.data.in_memory import InMemoryDataModule, Split
 from src.data.registry import DATA
 from src.data.splits import split_arrays
 from src.errors import UserError

@@ -7,6 +7,7 @@ unpacked into a temporary folder that is renamed into place only at the end.
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tarfile
 import tempfile
@@ -35,6 +36,11 @@ ARCHIVES = {
         folder="cifar-10-batches-py",
     ),
 }
+
+
+def data_dir() -> str:
+    """Where data sets live: $DATA_DIR (from the shell, e.sh or .env), else data/ in the working directory."""
+    return os.environ.get("DATA_DIR") or "data"
 
 
 def md5sum(path: Path, chunk: int = 1 << 20) -> str:

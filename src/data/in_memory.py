@@ -5,7 +5,6 @@ The shuffle order depends only on (seed, epoch), so a resumed run sees the same 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -128,7 +127,3 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", shuffle=False)
-
-
-def data_dir() -> str:
-    return os.environ.get("DATA_DIR") or "data"
