@@ -89,6 +89,11 @@ class Prepared:
     changed: list[str] = field(default_factory=list)  # finished runs whose config differs: kept, not re-run
 
 
+def experiment_runs_dir(experiment_dir: Path, name: str, results_dir: Path | None = None) -> Path:
+    """Where a search's run folders go: <results>/<experiment folder's name>/<search name>/<run>."""
+    return (results_dir or layout.results_root()).resolve() / Path(experiment_dir).resolve().name / name
+
+
 def prepare(
     experiment_dir: Path,
     name: str,
@@ -103,7 +108,7 @@ def prepare(
     out = experiment_dir / name
     configs = out / "configs"
     configs.mkdir(parents=True, exist_ok=True)
-    runs = (results_dir or layout.results_root()).resolve() / experiment_dir.name / name
+    runs = experiment_runs_dir(experiment_dir, name, results_dir)
     template = (experiment_dir / "template_config.gin").read_text()
     prepared = Prepared(batch=out / "batch.sh")
     jobs = []

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from src import run_dir as layout
-from src.experiment import Point, run_names, swept_keys
-from src.results import load_H, load_runs
+from src.experiment import Point, experiment_runs_dir, run_names, swept_keys
+from src.results import higher_is_better, load_H, load_runs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
 
 def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str]) -> pd.DataFrame:
     """One row per point of the search: its swept values, status and metrics (pending if never started)."""
-    runs_dir = layout.results_root().resolve() / Path(experiment_dir).resolve().name / name
+    runs_dir = experiment_runs_dir(experiment_dir, name)
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
     rows = []
@@ -114,7 +113,7 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     best = f"best_{metric}"
     if best in table:
-        table = table.sort_values(best, ascending=False, na_position="last")
+        table = table.sort_values(best, ascending=not higher_is_better(metric), na_position="last")
     print_table(table, swept, metric)
     counts = table["status"].value_counts().to_dict()
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

@@ -29,8 +29,10 @@ MAY_CHANGE = {
     "training_loop.accelerator",
     "training_loop.loggers",
     "training_loop.limit_test_batches",
+    "training_loop.profiler",
     "progress_log.every_n_steps",
     "heartbeat.interval",
+    "finite_loss.check_every_n_steps",
 }
 
 
@@ -89,12 +91,13 @@ def set_aside(unusable: list[Path]) -> None:
 
 
 def may_change(binding: str) -> bool:
-    """MAY_CHANGE, and every parameter of a logger: trackers may be added, removed or pointed elsewhere when a run
-    continues, which changes nothing that is trained."""
+    """MAY_CHANGE, and every parameter of a logger or profiler: trackers may be added, removed or pointed elsewhere
+    and profiling switched on or off when a run continues, which changes nothing that is trained."""
     from src.loggers import LOGGERS
+    from src.profilers import PROFILERS
 
     configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return binding in MAY_CHANGE or configurable in LOGGERS
+    return binding in MAY_CHANGE or configurable in LOGGERS or configurable in PROFILERS
 
 
 def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:

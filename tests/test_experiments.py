@@ -191,6 +191,12 @@ def test_report_on_partial_results(experiment, tmp_path, capsys, train):
         for suffix in (".png", ".pdf"):
             assert (experiment / "tiny" / f"{stem}{suffix}").stat().st_size > 1000
     assert len(pd.read_csv(experiment / "tiny" / "results.csv")) == 3
+    started = table.dropna(subset=["best_valid_acc"])
+    assert len(started) == 2 and started["best_valid_acc"].is_monotonic_decreasing  # best first
+
+    by_loss = report(experiment, "tiny", points, None, "valid_loss").dropna(subset=["best_valid_loss"])
+    assert by_loss["best_valid_loss"].is_monotonic_increasing  # a loss: lowest first
+    assert by_loss["best_valid_loss"].iloc[0] < by_loss["best_valid_loss"].iloc[1]
 
 
 def test_runs_and_diff_runs(tmp_path, train, env):

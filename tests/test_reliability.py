@@ -179,6 +179,10 @@ def test_config_guard(train, tmp_path):
     attempt = json.loads((run / layout.META).read_text())["attempts"][-1]
     assert attempt["config_changes"] == [{"binding": "supervised.lr", "old": "0.003", "new": "0.01"}]
     assert "supervised.lr = 0.01" in (run / layout.CONFIG).read_text()
+    # profiling and how often losses are checked change nothing that is trained: no allow_config_change needed
+    profiled = ["training_loop.profiler = 'simple'", "simple.extended = False", "finite_loss.check_every_n_steps = 7"]
+    train(run, "training_loop.n_epochs = 3", "supervised.lr = 0.01", *profiled)
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2, 3]
 
 
 def test_nan_loss_stops_the_run(train, tmp_path):
