@@ -13,15 +13,17 @@ from src.secrets import redact
 
 
 class Tee:
-    """A text stream that writes to the original stream and to a file."""
+    """A text stream that writes to the original stream and to a file, secrets masked in both: the original stream
+    often ends in a file too (SLURM's slurm-*.out inside the run folder, bin/run_local.py's logs)."""
 
     def __init__(self, stream: IO[str], file: IO[str]) -> None:
         self.stream = stream
         self.file = file
 
     def write(self, text: str) -> int:
-        self.stream.write(text)
-        self.file.write(redact(text))
+        masked = redact(text)
+        self.stream.write(masked)
+        self.file.write(masked)
         return len(text)
 
     def flush(self) -> None:

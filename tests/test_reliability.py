@@ -225,6 +225,21 @@ def test_secrets_never_reach_the_run_folder(train, tmp_path, monkeypatch):
     assert (run / "tensorboard").is_dir()
 
 
+def test_console_copy_of_the_output_is_masked_too(tmp_path, monkeypatch):
+    """What a run prints also reaches the console, which SLURM and bin/run_local.py write to log files."""
+    import io
+
+    from src.tee import tee_output
+
+    secret = "hf-token-8d3c2b1a0f"
+    monkeypatch.setenv("HF_TOKEN", secret)
+    console = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", console)
+    with tee_output(tmp_path / "out.txt", tmp_path / "err.txt"):
+        print(f"logging in with {secret}")
+    assert console.getvalue() == (tmp_path / "out.txt").read_text() == "logging in with ***\n"
+
+
 def test_run_that_never_starts_leaves_no_folder(train, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(Exception, match="bogus"):
