@@ -1,6 +1,6 @@
 """Resume: which checkpoint a run continues from, and whether it may continue with the config it is given.
 
-Candidates, newest first: the newer of Lightning's SLURM preemption checkpoint (hpc_ckpt_*.ckpt) and last.ckpt,
+Candidates, newest first: the newer of preempted.ckpt (saved on a SLURM preemption warning) and last.ckpt,
 then previous.ckpt (the last.ckpt before). A candidate that cannot be loaded safely (truncated, garbage, or holding
 arbitrary pickled objects) is skipped with a one-line warning and, once the run holds its lock, set aside as
 `<name>.unusable` (so that it is neither tried again nor rotated into previous.ckpt); with none left the run starts
@@ -37,7 +37,7 @@ MAY_CHANGE = {
 
 
 def candidates(save_dir: Path) -> list[Path]:
-    recent = [*save_dir.glob(layout.HPC_CKPT_GLOB), save_dir / layout.LAST_CKPT]
+    recent = [save_dir / layout.PREEMPTED_CKPT, save_dir / layout.LAST_CKPT]
     recent = sorted((p for p in recent if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
     previous = save_dir / layout.PREVIOUS_CKPT
     return [*recent, previous] if previous.is_file() else recent

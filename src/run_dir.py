@@ -12,8 +12,8 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     tensorboard/          TensorBoard event files
     last.ckpt best.ckpt   checkpoints (last epoch, best by the monitored metric)
     previous.ckpt         the last.ckpt before, kept in case the newest is damaged
-    hpc_ckpt_<n>.ckpt     Lightning's checkpoint when SLURM warned of preemption (resumed from if newest;
-                          removed once an epoch-end last.ckpt supersedes it)
+    preempted.ckpt        saved at a batch boundary when SLURM warned of preemption (SIGUSR1): resumed from if
+                          newer than last.ckpt, removed once an epoch-end last.ckpt supersedes it
     *.unusable            a checkpoint that could not be loaded on resume, set aside (not resumed from again)
     profile/              reports of the profiler chosen by training_loop.profiler (fit-profile.txt, ...)
     eval_results.json     test metrics of the best checkpoint after training
@@ -51,7 +51,7 @@ TENSORBOARD = "tensorboard"
 LAST_CKPT = "last.ckpt"
 PREVIOUS_CKPT = "previous.ckpt"  # the last.ckpt before the current one: the fallback if that one is damaged
 BEST_CKPT = "best.ckpt"
-HPC_CKPT_GLOB = "hpc_ckpt_*.ckpt"  # Lightning's checkpoint on a SLURM preemption signal
+PREEMPTED_CKPT = "preempted.ckpt"  # saved on a SLURM preemption warning (src/callbacks/preemption.py)
 UNUSABLE_SUFFIX = ".unusable"  # appended to a checkpoint that failed to load on resume
 EVAL_RESULTS = "eval_results.json"
 PROFILE_DIR = "profile"

@@ -25,8 +25,6 @@ from src.errors import UserError
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
-    from src.callbacks.checkpoint import AtomicCheckpointIO
-
 # Always on: they make the run folder what it is. `callbacks` adds to them.
 ESSENTIAL_CALLBACKS = (
     "finite_loss",  # first: a diverged epoch raises before any other callback records or saves it
@@ -36,6 +34,7 @@ ESSENTIAL_CALLBACKS = (
     "heartbeat",
     "checkpoint",
     "last_checkpoint",
+    "preemption",  # last: its save at a batch's end sees what the other callbacks did with that batch
 )
 QUIET_WARNINGS = (  # noise that says nothing actionable about this template's set-up
     r".*does not have many workers.*",
@@ -181,7 +180,7 @@ def training_loop(
                 default_root_dir=run,
                 callbacks=callbacks,
                 logger=loggers or False,
-                plugins=[checkpoint_io()],
+                plugins=plugins(),
                 enable_progress_bar=sys.stdout.isatty(),
                 use_distributed_sampler=False,  # our batch sampler shards by rank itself
                 max_epochs=n_epochs,
@@ -229,10 +228,14 @@ def close_loggers(loggers: list[Any]) -> None:
                 print(f"warning: closing the {type(logger).__name__} failed: {e}", file=sys.stderr)
 
 
-def checkpoint_io() -> AtomicCheckpointIO:
+def plugins() -> list[Any]:
+    """Atomic checkpoint writes; under SLURM, Lightning's own preemption handler off (the `preemption` callback
+    saves at a batch boundary instead of inside the signal handler)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
     from src.callbacks.checkpoint import AtomicCheckpointIO
 
-    return AtomicCheckpointIO()
+    return [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])]
 
 
 def write_start_files(

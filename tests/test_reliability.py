@@ -87,22 +87,23 @@ def test_corrupt_last_checkpoint_falls_back_to_previous(train, tmp_path):
     assert resuming.checkpoint_problem(run / layout.LAST_CKPT) is None
 
 
-def test_resume_takes_the_newest_of_last_and_preemption_checkpoints(tmp_path):
+def test_resume_takes_the_newer_of_last_and_preemption_checkpoints(tmp_path):
     def make(name: str, age: float) -> Path:
         (tmp_path / name).write_bytes(b"")
         os.utime(tmp_path / name, (time.time() - age, time.time() - age))
         return tmp_path / name
 
-    previous, last, hpc = make(layout.PREVIOUS_CKPT, 300), make(layout.LAST_CKPT, 100), make("hpc_ckpt_1.ckpt", 200)
-    assert resuming.candidates(tmp_path) == [last, hpc, previous]
-    newer_hpc = make("hpc_ckpt_2.ckpt", 50)
-    assert resuming.candidates(tmp_path) == [newer_hpc, last, hpc, previous]
+    previous, last = make(layout.PREVIOUS_CKPT, 300), make(layout.LAST_CKPT, 100)
+    preempted = make(layout.PREEMPTED_CKPT, 200)
+    assert resuming.candidates(tmp_path) == [last, preempted, previous]
+    preempted = make(layout.PREEMPTED_CKPT, 50)
+    assert resuming.candidates(tmp_path) == [preempted, last, previous]
 
 
 def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
     run = tmp_path / "run"
     train(run, "training_loop.n_epochs = 1")
-    stale = run / "hpc_ckpt_1.ckpt"  # as if SLURM had preempted the run before its last epoch ended
+    stale = run / layout.PREEMPTED_CKPT  # as if the run had been preempted before its last epoch ended
     shutil.copy(run / layout.LAST_CKPT, stale)
     os.utime(stale, (time.time() - 3600, time.time() - 3600))
     (run / layout.FINISHED).unlink()
@@ -110,6 +111,44 @@ def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
     assert f"Resuming from {run / layout.LAST_CKPT}" in (run / layout.STDOUT).read_text()
     assert not stale.exists()  # superseded by the new last.ckpt
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2]
+
+
+def test_preemption_warning_saves_at_a_batch_end_and_the_resumed_run_is_identical(train, tmp_path, monkeypatch):
+    """SIGUSR1 (SLURM's warning before preemption) mid-epoch: preempted.ckpt at the end of that batch, the run
+    stops as interrupted (not failed); run again, it continues from the next batch and ends as an uninterrupted
+    run does, bit for bit."""
+    from src.callbacks.preemption import Preemption
+
+    bindings = ("training_loop.n_epochs = 3", "cnn.dropout = 0.2")
+    train(tmp_path / "reference", *bindings)
+    run = tmp_path / "run"
+    hook = Preemption.on_train_batch_end
+
+    def warned_at_step_9(self, trainer, *args):  # noqa: ANN001, ANN202
+        if trainer.global_step == 9:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        hook(self, trainer, *args)
+
+    monkeypatch.setattr(Preemption, "on_train_batch_end", warned_at_step_9)
+    ctrl_c = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after an interrupt: pytest's must come back
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(run, *bindings)
+    finally:
+        signal.signal(signal.SIGINT, ctrl_c)
+    monkeypatch.undo()
+    assert f"preempted: saved {run / layout.PREEMPTED_CKPT} after step 9;" in (run / layout.STDERR).read_text()
+    assert layout.status(run) != "failed" and not (run / layout.FINISHED).exists()
+    state = torch.load(run / layout.PREEMPTED_CKPT, weights_only=True)
+    assert state["global_step"] == 9 and state["epoch"] == 1  # mid-epoch: toy digits' epochs are 7 steps
+
+    train(run, *bindings)
+    assert f"Resuming from {run / layout.PREEMPTED_CKPT}" in (run / layout.STDOUT).read_text()
+    assert not (run / layout.PREEMPTED_CKPT).exists() and layout.status(run) == "finished"
+    pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
+    assert json.loads((tmp_path / "reference" / layout.EVAL_RESULTS).read_text()) == json.loads(
+        (run / layout.EVAL_RESULTS).read_text()
+    )
 
 
 def test_no_valid_checkpoint_starts_afresh(train, tmp_path):

@@ -7,6 +7,7 @@ from src.callbacks import (  # noqa: F401  (registration)
     history,
     lr_schedule,
     meta_saver,
+    preemption,
     progress_log,
     rng_state,
 )

@@ -1,6 +1,6 @@
 """Checkpoints: `last.ckpt` every epoch and `best.ckpt` by the monitored metric (default: valid accuracy),
 written atomically (temporary file in the same folder, fsync, rename): a crash never leaves half a checkpoint.
-A new last.ckpt or SLURM preemption checkpoint removes the older preemption checkpoints."""
+A new last.ckpt removes the (older) preemption checkpoint."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        if path.name == layout.LAST_CKPT or path.match(layout.HPC_CKPT_GLOB):
-            remove_older_preemption_checkpoints(path)
+        if path.name == layout.LAST_CKPT:  # a newer epoch-end checkpoint: the preemption checkpoint is stale
+            path.with_name(layout.PREEMPTED_CKPT).unlink(missing_ok=True)
 
     def load_checkpoint(
         self, path: str | Path, map_location: Callable | None = None, weights_only: bool | None = None
@@ -54,14 +54,6 @@ def keep_previous(last: Path) -> None:
     link.unlink(missing_ok=True)
     os.link(last, link)
     os.replace(link, last.with_name(layout.PREVIOUS_CKPT))
-
-
-def remove_older_preemption_checkpoints(newest: Path) -> None:
-    """Once a newer last.ckpt or preemption checkpoint is on disk, older preemption checkpoints (Lightning numbers
-    them hpc_ckpt_1, _2, ... and never removes one) are only stale copies of the model."""
-    for stale in newest.parent.glob(layout.HPC_CKPT_GLOB):
-        if stale != newest:
-            stale.unlink(missing_ok=True)
 
 
 class EpochCheckpoint(ModelCheckpoint):

@@ -54,7 +54,13 @@ class HistoryWriter(pl.Callback):
         if trainer.is_global_zero:
             self._write()
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_timing()  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
+
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._start_timing()
+
+    def _start_timing(self) -> None:
         self.epoch_start, self.train_end, self.n_examples = time.perf_counter(), None, 0
 
     def on_train_batch_end(

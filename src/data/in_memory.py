@@ -1,6 +1,7 @@
 """In-memory data: tensors indexed a whole batch at a time (no per-sample Python), shuffled per epoch.
 
-The shuffle order depends only on (seed, epoch), so a resumed run sees the same batches as an uninterrupted one.
+The shuffle order depends only on (seed, epoch), and the position in an epoch is checkpointed, so a resumed run sees
+the same batches as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -42,15 +43,25 @@ class BatchIndexed(torch.utils.data.Dataset):
 class EpochBatchSampler(Sampler):
     """Yields index tensors of one batch each; the permutation is a function of (seed, epoch) only.
 
-    Under torch.distributed each rank takes an equal, disjoint share of every epoch's permutation.
+    Under torch.distributed each rank takes an equal, disjoint share of every epoch's permutation. Its state (epoch,
+    batches yielded) goes into mid-epoch checkpoints: a resumed epoch continues with the next batch of the same
+    permutation.
     """
 
     def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
         self.epoch = 0
+        self.yielded = 0  # batches of the current epoch handed out so far
+        self.resume_at: dict[str, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "batches": self.yielded}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.resume_at = dict(state)  # applied by the next iteration over the same epoch
 
     def _indices(self) -> torch.Tensor:
         if self.shuffle:
@@ -65,14 +76,28 @@ class EpochBatchSampler(Sampler):
         return indices
 
     def __iter__(self) -> Iterator[torch.Tensor]:
+        resume_at, self.resume_at = self.resume_at, None
+        self.yielded = resume_at["batches"] if resume_at and resume_at["epoch"] == self.epoch else 0
         indices = self._indices()
         stop = len(indices) - (len(indices) % self.batch_size if self.drop_last else 0)
-        for start in range(0, stop, self.batch_size):
+        for start in range(self.yielded * self.batch_size, stop, self.batch_size):
+            self.yielded += 1
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
         n = len(self._indices())
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader whose sampler's state Lightning keeps in checkpoints (it saves `state_dict()` of every training
+    loader that has one, and hands it back on resume)."""
+
+    def state_dict(self) -> dict[str, int]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -114,16 +139,21 @@ class InMemoryDataModule(pl.LightningDataModule):
         for x, y in self._loader(split, shuffle=False):
             yield self.transform(x, train=False), y
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, shuffle: bool) -> ResumableLoader:
+        # num_workers=0: the data is in memory and a batch is one indexing operation; workers would only add IPC.
+        # A generator of its own: otherwise each new iterator draws a worker seed from the global RNG, so that
+        # dropout in a run resumed mid-epoch (a new iterator there) would draw other numbers than without the stop.
         data = self.splits[split]
         sampler = EpochBatchSampler(len(data), self.batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(BatchIndexed(data), sampler=sampler, batch_size=None, num_workers=0)
+        return ResumableLoader(
+            BatchIndexed(data), sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator()
+        )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> ResumableLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> ResumableLoader:
         return self._loader("valid", shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> ResumableLoader:
         return self._loader("test", shuffle=False)

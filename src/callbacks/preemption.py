@@ -1,0 +1,90 @@
+"""Preemption: on SIGUSR1 (SLURM's warning before it preempts or times out a job: `--signal=B:USR1@90`), save
+`preempted.ckpt` at the end of the current training batch, requeue the SLURM job and stop; the requeued job (or the
+same command run again) continues from that batch.
+
+Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
+mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint
+consistent and the resumed run identical to an uninterrupted one. training_loop turns Lightning's handler off.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+
+from src import run_dir as layout
+from src.callbacks.registry import CALLBACKS
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import STEP_OUTPUT
+
+
+class Preempted(KeyboardInterrupt):
+    """Stops the run like Ctrl-C: not failed, resumed when started again (the exit code is 130)."""
+
+
+class Preemption(pl.Callback):
+    def __init__(self, run_dir: str, signum: int = signal.SIGUSR1) -> None:
+        self.checkpoint = Path(run_dir) / layout.PREEMPTED_CKPT
+        self.signum = signum
+        self.requested = False
+        self.previous_handler: Any = None
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True  # only a flag: the save happens at the next batch boundary
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+            self.previous_handler = signal.signal(self.signum, self._request)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if self.previous_handler is not None:
+            signal.signal(self.signum, self.previous_handler)
+            self.previous_handler = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
+    ) -> None:
+        requested = self.requested
+        if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
+            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
+        if not requested:
+            return
+        trainer.save_checkpoint(self.checkpoint)
+        if trainer.is_global_zero:
+            print(f"preempted: saved {self.checkpoint} after step {trainer.global_step}; {requeue()}", file=sys.stderr)
+        raise Preempted
+
+
+def requeue() -> str:
+    """Put this SLURM job (array task) back in the queue; say what happened."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if "SLURM_ARRAY_JOB_ID" in os.environ and "SLURM_ARRAY_TASK_ID" in os.environ:
+        job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    if job is None:
+        return "not a SLURM job: run the same command again to continue"
+    try:
+        done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"requeueing SLURM job {job} failed ({e}): resubmit to continue"
+    if done.returncode != 0:
+        return f"requeueing SLURM job {job} failed ({done.stderr.strip()}): resubmit to continue"
+    return f"SLURM job {job} requeued: it continues from there"
+
+
+@CALLBACKS.register("preemption")
+def preemption(run_dir: str) -> Preemption:
+    return Preemption(run_dir)
