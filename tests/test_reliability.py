@@ -113,10 +113,19 @@ def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2]
 
 
-def test_preemption_warning_saves_at_a_batch_end_and_the_resumed_run_is_identical(train, tmp_path, monkeypatch):
-    """SIGUSR1 (SLURM's warning before preemption) mid-epoch: preempted.ckpt at the end of that batch, the run
-    stops as interrupted (not failed); run again, it continues from the next batch and ends as an uninterrupted
-    run does, bit for bit."""
+@pytest.mark.parametrize(
+    ("step", "stopped"),
+    [
+        (9, "saved {run}/preempted.ckpt after step 9;"),  # mid-epoch (toy digits: 7 steps an epoch)
+        (7, "stopped before epoch 2, which resumes from last.ckpt;"),  # an epoch's last batch: its end comes first
+    ],
+)
+def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identical(
+    train, tmp_path, monkeypatch, step, stopped
+):
+    """SIGUSR1 (SLURM's warning before preemption): a checkpoint at the end of that batch (or of its epoch), the
+    run stops as interrupted (not failed); run again, it continues from there and ends as an uninterrupted run
+    does, bit for bit."""
     from src.callbacks.preemption import Preemption
 
     bindings = ("training_loop.n_epochs = 3", "cnn.dropout = 0.2")
@@ -124,12 +133,12 @@ def test_preemption_warning_saves_at_a_batch_end_and_the_resumed_run_is_identica
     run = tmp_path / "run"
     hook = Preemption.on_train_batch_end
 
-    def warned_at_step_9(self, trainer, *args):  # noqa: ANN001, ANN202
-        if trainer.global_step == 9:
+    def warned_at(self, trainer, *args):  # noqa: ANN001, ANN202
+        if trainer.global_step == step:
             os.kill(os.getpid(), signal.SIGUSR1)
         hook(self, trainer, *args)
 
-    monkeypatch.setattr(Preemption, "on_train_batch_end", warned_at_step_9)
+    monkeypatch.setattr(Preemption, "on_train_batch_end", warned_at)
     ctrl_c = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after an interrupt: pytest's must come back
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -137,13 +146,13 @@ def test_preemption_warning_saves_at_a_batch_end_and_the_resumed_run_is_identica
     finally:
         signal.signal(signal.SIGINT, ctrl_c)
     monkeypatch.undo()
-    assert f"preempted: saved {run / layout.PREEMPTED_CKPT} after step 9;" in (run / layout.STDERR).read_text()
+    assert f"preempted: {stopped.format(run=run)}" in (run / layout.STDERR).read_text()
     assert layout.status(run) != "failed" and not (run / layout.FINISHED).exists()
-    state = torch.load(run / layout.PREEMPTED_CKPT, weights_only=True)
-    assert state["global_step"] == 9 and state["epoch"] == 1  # mid-epoch: toy digits' epochs are 7 steps
+    resume_from = run / (layout.PREEMPTED_CKPT if (run / layout.PREEMPTED_CKPT).exists() else layout.LAST_CKPT)
+    assert torch.load(resume_from, weights_only=True)["global_step"] == step
 
     train(run, *bindings)
-    assert f"Resuming from {run / layout.PREEMPTED_CKPT}" in (run / layout.STDOUT).read_text()
+    assert f"Resuming from {resume_from}" in (run / layout.STDOUT).read_text()
     assert not (run / layout.PREEMPTED_CKPT).exists() and layout.status(run) == "finished"
     pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
     assert json.loads((tmp_path / "reference" / layout.EVAL_RESULTS).read_text()) == json.loads(

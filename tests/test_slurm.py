@@ -108,3 +108,37 @@ def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 151))
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 3  # resumed, not restarted
+
+
+def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path, monkeypatch):
+    """SLURM's preemption warning (USR1 to the batch script, as `--signal=B:USR1@90` sends it): the task saves
+    preempted.ckpt at a batch end and requeues itself; the requeued task continues from there and finishes."""
+    from src.experiment import grid, prepare
+
+    experiment = tmp_path / "preempt"
+    experiment.mkdir()
+    (experiment / "template_config.gin").write_text(
+        "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\nheartbeat.interval = 1\n"
+    )
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    done = prepare(experiment, "one", grid({"training_loop.n_epochs": [60]}))
+    run = read_batch(done.batch)[0].run_dir
+
+    job_id = submit(done.batch, SlurmOptions(max_jobs=1))
+    deadline = time.time() + 300
+    while layout.last_epoch(run) < 2:
+        assert time.time() < deadline, "the task never got to epoch 2"
+        time.sleep(0.1)
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
+    while layout.status(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
+        assert time.time() < deadline, f"the requeued task did not finish: {layout.status(run)}"
+        time.sleep(0.2)
+    wait_for(job_id)
+
+    stderr = (run / layout.STDERR).read_text()
+    assert "preempted: " in stderr and f"SLURM job {job_id}_0 requeued: it continues from there" in stderr
+    resumed_from = run / (layout.PREEMPTED_CKPT if "preempted: saved" in stderr else layout.LAST_CKPT)
+    assert f"Resuming from {resumed_from}" in (run / layout.STDOUT).read_text()
+    assert layout.status(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 61))
+    assert len(json.loads((run / layout.META).read_text())["attempts"]) == 2

@@ -1,6 +1,7 @@
 """Preemption: on SIGUSR1 (SLURM's warning before it preempts or times out a job: `--signal=B:USR1@90`), save
-`preempted.ckpt` at the end of the current training batch, requeue the SLURM job and stop; the requeued job (or the
-same command run again) continues from that batch.
+`preempted.ckpt` at the end of the current training batch (or, after an epoch's last batch, let the epoch end and
+its last.ckpt be written first), requeue the SLURM job and stop; the requeued job (or the same command run again)
+continues from there.
 
 Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
 mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint
@@ -55,17 +56,27 @@ class Preemption(pl.Callback):
             signal.signal(self.signum, self.previous_handler)
             self.previous_handler = None
 
+    def _warned(self, trainer: pl.Trainer) -> bool:
+        if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
+            return trainer.strategy.reduce_boolean_decision(self.requested, all=False)
+        return self.requested
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
-        requested = self.requested
-        if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
-            requested = trainer.strategy.reduce_boolean_decision(requested, all=False)
-        if not requested:
-            return
-        trainer.save_checkpoint(self.checkpoint)
+        # After an epoch's last batch, the epoch's end (validation, history, last.ckpt) comes first: Lightning would
+        # skip it when resuming from a checkpoint saved there. The next epoch's start stops the run instead.
+        if batch_idx + 1 < trainer.num_training_batches and self._warned(trainer):
+            trainer.save_checkpoint(self.checkpoint)
+            self._stop(trainer, f"saved {self.checkpoint} after step {trainer.global_step}")
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._warned(trainer):
+            self._stop(trainer, f"stopped before epoch {trainer.current_epoch + 1}, which resumes from last.ckpt")
+
+    def _stop(self, trainer: pl.Trainer, what: str) -> None:
         if trainer.is_global_zero:
-            print(f"preempted: saved {self.checkpoint} after step {trainer.global_step}; {requeue()}", file=sys.stderr)
+            print(f"preempted: {what}; {requeue()}", file=sys.stderr)
         raise Preempted
 
 

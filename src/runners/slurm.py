@@ -2,8 +2,8 @@
 
 Task i runs job line i of the batch; `%K` caps how many run at once. Each task's SLURM log goes into its run
 folder (through `<batch folder>/slurm/tasks/<i>`, a link to the run folder, since `--output` only knows %A/%a).
-`--signal=B:USR1@90` reaches the task script, which passes it to the training process, where Lightning's
-SLURM environment saves a checkpoint and requeues the task (`--requeue`); the requeued task resumes.
+`--signal=B:USR1@90` reaches the task script, which passes it to the training process: it checkpoints at the end
+of the current batch and requeues the task (`--requeue`, src/callbacks/preemption.py); the requeued task resumes.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root}
 echo "$(date -Is) task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname): $1"
 {python} {train} "$@" &
 pid=$!
-trap 'kill -USR1 $pid 2>/dev/null' USR1   # preemption warning: Lightning checkpoints and requeues
+trap 'kill -USR1 $pid 2>/dev/null' USR1   # preemption warning: the run checkpoints and requeues itself
 cancelled=0
 trap 'cancelled=1; kill -TERM $pid 2>/dev/null' TERM   # scancel or time limit: the run resumes when resubmitted
 while true; do
@@ -66,7 +66,7 @@ class SlurmOptions:
             "--open-mode=append",
             "--signal=B:USR1@90",
             "--requeue",
-            "--ntasks=1",  # sets SLURM_NTASKS, by which Lightning recognises SLURM and arms its requeue handler
+            "--ntasks=1",  # one training process per task (SLURM_NTASKS: Lightning recognises SLURM)
             f"--cpus-per-task={self.cpus}",
         ]
         for flag, value in (

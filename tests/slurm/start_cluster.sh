@@ -108,6 +108,8 @@ SlurmdTimeout=30
 KillWait=2
 MinJobAge=30
 ReturnToService=2
+# A requeued job waits for its credential to expire before it starts again (default 120 s).
+AuthInfo=cred_expire=5
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
