@@ -23,6 +23,8 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]
         enable_model_summary=False,
         accelerator=args["accelerator"],
         devices=1,
+        precision=args["precision"],
+        limit_test_batches=args["limit_test_batches"],  # as the test at the end of training: comparable results
     )
     metrics = {"checkpoint": checkpoint, **trainer.test(lit, datamodule=datamodule, verbose=False)[0]}
     return metrics, layout.write_eval_results(run_dir, metrics, checkpoint)

@@ -44,6 +44,14 @@ def parse_run_config(run_dir: str | Path) -> dict:
     return training_loop_arguments()
 
 
+def build_data(run_dir: str | Path) -> pl.LightningDataModule:
+    """The run's data module as its config.gin sets it up (same data set, splits, batch size and transform)."""
+    from src.data import DATA
+
+    args = parse_run_config(run_dir)
+    return DATA.get(args["data"])(seed=args["seed"])
+
+
 def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[pl.LightningModule, dict]:
     """(LightningModule with the checkpoint's weights, in eval mode; training_loop arguments of the run)."""
     import torch

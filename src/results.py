@@ -1,9 +1,10 @@
-"""Results analysis over run folders: no training code imported (load_model imports it lazily, when called).
+"""Results analysis over run folders: no training code imported (load_model, load_data import it when called).
 
 C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
 H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
 df = load_runs("results/tune_lr/**")   # one row per run: status, config, best/final metrics
 module = load_model(run)   # the trained LightningModule, eval mode
+data = load_data(run)      # its data module: data.batches("test") as the model saw them
 """
 
 from __future__ import annotations
@@ -132,3 +133,11 @@ def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModul
     from src.reload import build_module  # training code, imported only here
 
     return build_module(run_dir, checkpoint)[0]
+
+
+def load_data(run_dir: PathLike) -> pl.LightningDataModule:
+    """The run's data module, as configured: `data.batches("test")` yields batches as the model saw them
+    (normalised, not augmented), ready for `load_model(run)(x)`."""
+    from src.reload import build_data  # training code, imported only here
+
+    return build_data(run_dir)

@@ -30,7 +30,7 @@ def test_train_then_evaluate_end_to_end(tmp_path, env):
     assert meta["argv"][0] == "bin/train.py" and "cli_run" in meta["command"]
 
     evaluate = subprocess.run(
-        [sys.executable, "bin/evaluate.py", str(run), "--checkpoint", "last"],
+        [sys.executable, "bin/evaluate.py", str(run), "--checkpoint", "best"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -38,8 +38,9 @@ def test_train_then_evaluate_end_to_end(tmp_path, env):
         timeout=300,
     )
     assert evaluate.returncode == 0, evaluate.stderr
-    result = json.loads((run / "eval_results_last.json").read_text())
-    assert result["checkpoint"] == "last" and 0 <= result["test_acc"] <= 1
+    result = json.loads((run / "eval_results_best.json").read_text())
+    after_training = json.loads((run / layout.EVAL_RESULTS).read_text())  # best.ckpt, tested at the end
+    assert result["checkpoint"] == "best" and result["test_acc"] == after_training["test_acc"]
 
 
 def one_error_line(capsys) -> str:

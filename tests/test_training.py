@@ -108,7 +108,7 @@ def test_finished_run_is_not_retrained(train, tmp_path, capsys):
 
 def test_results_api_on_trained_runs(train, tmp_path):
     from src.evaluate import evaluate
-    from src.results import load_C, load_H, load_HC, load_model, load_runs
+    from src.results import load_C, load_data, load_H, load_HC, load_model, load_runs
 
     run = tmp_path / "exp" / "a"
     train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
@@ -140,16 +140,14 @@ def test_results_api_on_trained_runs(train, tmp_path):
     # load_model rebuilds from config.gin alone; its predictions equal the trained module's (best.ckpt).
     module = load_model(run)
     assert not module.training
-    from src.data import DATA
-
-    x, _ = next(DATA.get("digits")(toy=True).batches("test"))
+    x, _ = next(load_data(run).batches("test"))
     state = torch.load(run / layout.BEST_CKPT, weights_only=True)["state_dict"]
     reference = load_model(run)
     reference.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(module(x), reference(x))
         # with the data module's transform, the reloaded model reproduces the test accuracy reported after training
-        test = [(module(x).argmax(-1) == y) for x, y in DATA.get("digits")(toy=True).batches("test")]
+        test = [(module(x).argmax(-1) == y) for x, y in load_data(run).batches("test")]
     accuracy = torch.cat(test).float().mean().item()
     assert accuracy == pytest.approx(json.loads((run / layout.EVAL_RESULTS).read_text())["test_acc"], abs=1e-6)
 
