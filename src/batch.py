@@ -4,7 +4,8 @@
 
 `job` (defined at the top of the file) runs `bin/train.py` with the line's arguments: the run folder first,
 then the configs. A failing line is counted and recorded in the run's FAILED file; the others still run; the
-script exits non-zero if any failed. Ctrl-C stops the whole batch (re-running it resumes).
+script exits non-zero if any failed. A run another process trains in is skipped, untouched. Ctrl-C stops the whole
+batch (re-running it resumes).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.errors import UserError
+from src.errors import RunInUse, UserError
 from src.run_dir import CODE_ROOT as ROOT
 from src.run_dir import write_atomic
 
@@ -35,6 +36,7 @@ job() {{
     "$PYTHON" {train} "$@"
     local code=$?
     if [ "$code" -eq 130 ]; then echo "batch: interrupted; run it again to resume" >&2; exit 130; fi
+    if [ "$code" -eq {in_use} ]; then echo "batch: skipped, another process trains in $1" >&2; return 0; fi
     if [ "$code" -ne 0 ]; then
         failed=$((failed + 1))
         echo "batch: job failed (exit $code): $1" >&2
@@ -66,7 +68,12 @@ class Job:
 def write_batch(path: str | Path, jobs: list[Job], title: str) -> Path:
     path = Path(path)
     text = PREAMBLE.format(
-        title=title, path=path, root=shlex.quote(str(ROOT)), python=shlex.quote(sys.executable), train=TRAIN
+        title=title,
+        path=path,
+        root=shlex.quote(str(ROOT)),
+        python=shlex.quote(sys.executable),
+        train=TRAIN,
+        in_use=RunInUse.exit_code,
     )
     text += "".join(job.line() + "\n" for job in jobs) + EPILOGUE
     write_atomic(path, text)

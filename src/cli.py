@@ -47,7 +47,7 @@ def run_main(
         if args.debug:
             raise
         print(f"error: {first_line(e)}", file=sys.stderr)
-        return 2
+        return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
         return 130

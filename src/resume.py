@@ -33,6 +33,7 @@ MAY_CHANGE = {
     "progress_log.every_n_steps",
     "heartbeat.interval",
     "finite_loss.check_every_n_steps",
+    "preemption.ddp_every_n_steps",
 }
 
 

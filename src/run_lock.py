@@ -11,14 +11,14 @@ import os
 import socket
 from pathlib import Path
 
-from src.errors import UserError
+from src.errors import RunInUse
 
 LOCK = "LOCK"
 _held: dict[str, int] = {}  # run folder -> open file descriptor, kept open while we hold the lock
 
 
 def acquire(run_dir: str | Path) -> None:
-    """Take the run's lock or raise a UserError naming the holder. Re-entrant within one process."""
+    """Take the run's lock or raise RunInUse naming the holder. Re-entrant within one process."""
     key = str(Path(run_dir).resolve())
     if key in _held:
         return
@@ -28,7 +28,7 @@ def acquire(run_dir: str | Path) -> None:
     except BlockingIOError:
         holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
         os.close(fd)
-        raise UserError(
+        raise RunInUse(
             f"{str(run_dir)!r} is in use by {holder}: one process per run folder "
             "(wait for it, or stop it; a crashed holder releases the lock by itself)."
         ) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -60,6 +61,24 @@ def evaluate_by_hand(run, checkpoint: str, split: str, batch_size: int):
 def env():
     """Environment for subprocesses running bin/ scripts."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "DATA_DIR": os.environ.get("DATA_DIR", "data")}
+
+
+def lock_holder(run) -> subprocess.Popen:
+    """Another process holding the run folder's lock (as a training would), until it is killed."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
+            "print('locked', flush=True); time.sleep(300)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
 
 
 @pytest.fixture(autouse=True)

@@ -12,10 +12,11 @@ import pandas as pd
 import pytest
 
 from src import run_dir as layout
+from src import run_lock
 from src.batch import read_batch
-from src.errors import UserError
+from src.errors import RunInUse, UserError
 from src.experiment import grid, prepare, random_search
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, lock_holder
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\ntraining_loop.n_epochs = 1\n"
 
@@ -167,6 +168,26 @@ def test_status_classification(tmp_path):
     assert layout.status(run) == "failed"
     (run / layout.FINISHED).touch()
     assert layout.status(run) == "finished"
+
+
+def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path, env):
+    """Two runners on the same batch (or a resubmitted SLURM array): the second leaves the busy run alone."""
+    from src.runners.local import record_exit
+
+    done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01]}))
+    job = read_batch(done.batch)[0]
+    job.run_dir.mkdir(parents=True)
+    holder = lock_holder(job.run_dir)
+    try:
+        batch = subprocess.run(["bash", str(done.batch)], cwd=ROOT, env=env, capture_output=True, text=True)
+        assert batch.returncode == 0 and f"batch: skipped, another process trains in {job.run_dir}" in batch.stderr
+        alone = subprocess.run(job.command(), cwd=ROOT, env=env, capture_output=True, text=True)
+        assert alone.returncode == RunInUse.exit_code and "is in use by pid" in alone.stderr
+        record_exit(job, alone.returncode)  # what bin/run_local.py does with a job's exit code
+        assert [p.name for p in job.run_dir.iterdir()] == [run_lock.LOCK]  # no FAILED, nothing written
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def test_report_on_partial_results(experiment, tmp_path, capsys, train):

@@ -17,8 +17,8 @@ import torch
 from src import resume as resuming
 from src import run_dir as layout
 from src import run_lock
-from src.errors import UserError
-from tests.conftest import FAST, ROOT, evaluate_by_hand
+from src.errors import RunInUse, UserError
+from tests.conftest import FAST, ROOT, evaluate_by_hand, lock_holder
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
 CRASH_BINDINGS = [*FAST, "training_loop.n_epochs = 5", "cnn.dropout = 0.2"]
@@ -195,20 +195,8 @@ def test_checkpoint_with_pickled_code_is_refused_safely(train, tmp_path):
 def test_one_writer_per_run_folder(train, tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
-            "print('locked', flush=True); time.sleep(120)",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert holder.stdout.readline().strip() == "locked"
-    with pytest.raises(UserError, match=rf"is in use by pid {holder.pid} on "):
+    holder = lock_holder(run)
+    with pytest.raises(RunInUse, match=rf"is in use by pid {holder.pid} on "):
         train(run, "training_loop.n_epochs = 1")
     assert [p.name for p in run.iterdir()] == [run_lock.LOCK]  # the folder in use is left as it was: no FAILED
     holder.send_signal(signal.SIGKILL)  # a dead holder leaves a stale LOCK file that must not block

@@ -32,9 +32,10 @@ class Preempted(KeyboardInterrupt):
 
 
 class Preemption(pl.Callback):
-    def __init__(self, run_dir: str, signum: int = signal.SIGUSR1) -> None:
+    def __init__(self, run_dir: str, signum: int = signal.SIGUSR1, ddp_every_n_steps: int = 10) -> None:
         self.checkpoint = Path(run_dir) / layout.PREEMPTED_CKPT
         self.signum = signum
+        self.ddp_every_n_steps = ddp_every_n_steps
         self.requested = False
         self.previous_handler: Any = None
 
@@ -56,8 +57,11 @@ class Preemption(pl.Callback):
             signal.signal(self.signum, self.previous_handler)
             self.previous_handler = None
 
-    def _warned(self, trainer: pl.Trainer) -> bool:
+    def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
         if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
+            # a collective (and a device sync): every n steps only, at the same steps in every process
+            if trainer.global_step % every_n_steps:
+                return False
             return trainer.strategy.reduce_boolean_decision(self.requested, all=False)
         return self.requested
 
@@ -66,7 +70,7 @@ class Preemption(pl.Callback):
     ) -> None:
         # After an epoch's last batch, the epoch's end (validation, history, last.ckpt) comes first: Lightning would
         # skip it when resuming from a checkpoint saved there. The next epoch's start stops the run instead.
-        if batch_idx + 1 < trainer.num_training_batches and self._warned(trainer):
+        if batch_idx + 1 < trainer.num_training_batches and self._warned(trainer, self.ddp_every_n_steps):
             trainer.save_checkpoint(self.checkpoint)
             self._stop(trainer, f"saved {self.checkpoint} after step {trainer.global_step}")
 
@@ -97,5 +101,7 @@ def requeue() -> str:
 
 
 @CALLBACKS.register("preemption")
-def preemption(run_dir: str) -> Preemption:
-    return Preemption(run_dir)
+def preemption(run_dir: str, ddp_every_n_steps: int = 10) -> Preemption:
+    """ddp_every_n_steps: with several processes, how often they agree on whether the warning came (~10 steps must
+    take well under SLURM's 90 s notice)."""
+    return Preemption(run_dir, ddp_every_n_steps=ddp_every_n_steps)

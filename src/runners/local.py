@@ -19,7 +19,7 @@ from pathlib import Path
 
 from src import run_dir as layout
 from src.batch import Job, read_batch
-from src.errors import UserError
+from src.errors import RunInUse, UserError
 
 
 @dataclass
@@ -31,8 +31,10 @@ class Running:
 
 
 def record_exit(job: Job, code: int) -> None:
-    """A failed job leaves its exit code in FAILED (unless the run finished or was interrupted)."""
-    if code not in (0, 130, -signal.SIGINT) and job.run_dir.is_dir() and not (job.run_dir / layout.FINISHED).exists():
+    """A failed job leaves its exit code in FAILED (unless the run finished, was interrupted, or is trained by
+    another process)."""
+    not_a_failure = (0, 130, -signal.SIGINT, RunInUse.exit_code)
+    if code not in not_a_failure and job.run_dir.is_dir() and not (job.run_dir / layout.FINISHED).exists():
         if not (job.run_dir / layout.FAILED).exists():
             layout.touch(job.run_dir / layout.FAILED, f"exit code {code}\n")
 

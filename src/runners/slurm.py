@@ -17,7 +17,7 @@ from pathlib import Path
 
 from src import run_dir as layout
 from src.batch import TRAIN, Job, read_batch
-from src.errors import UserError
+from src.errors import RunInUse, UserError
 
 TASK_SCRIPT = """\
 set -u
@@ -37,8 +37,8 @@ while true; do
     wait $pid; code=$?
     kill -0 $pid 2>/dev/null || break   # still alive: wait was interrupted by a trapped signal
 done
-if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ] \
-        && [ ! -e "$1/FAILED" ]; then
+if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \
+        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ]; then
     echo "exit code $code" > "$1/FAILED"
 fi
 exit $code
@@ -85,7 +85,11 @@ def array_script(batch: Path, jobs: list[Job], indices: list[int], options: Slur
     cases = "\n".join(f"    {i}) set -- {' '.join(shlex.quote(a) for a in jobs[i].args)} ;;" for i in indices)
     header = "#!/usr/bin/env bash\n" + "".join(f"#SBATCH {d}\n" for d in options.directives(batch, indices))
     return header + TASK_SCRIPT.format(
-        cases=cases, root=shlex.quote(str(layout.CODE_ROOT)), python=shlex.quote(sys.executable), train=TRAIN
+        cases=cases,
+        root=shlex.quote(str(layout.CODE_ROOT)),
+        python=shlex.quote(sys.executable),
+        train=TRAIN,
+        in_use=RunInUse.exit_code,
     )
 
 
