@@ -79,7 +79,9 @@ def test_tune_lr_small_grid_as_a_job_array(slurm, tmp_path, monkeypatch):
     assert submit(batch, SlurmOptions()) is None
 
 
-def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
+def submit_one_run(tmp_path, n_epochs: int, until_epoch: int) -> tuple:
+    """(batch file, run folder, job id) of one fast digits run submitted as an array task, once it has
+    finished `until_epoch` epochs. RESULTS_DIR must point into tmp_path."""
     from src.experiment import grid, prepare
 
     experiment = tmp_path / "long"
@@ -87,22 +89,26 @@ def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
     (experiment / "template_config.gin").write_text(
         "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\nheartbeat.interval = 1\n"
     )
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    done = prepare(experiment, "one", grid({"training_loop.n_epochs": [150]}))
+    done = prepare(experiment, "one", grid({"training_loop.n_epochs": [n_epochs]}))
     run = read_batch(done.batch)[0].run_dir
-
     job_id = submit(done.batch, SlurmOptions(max_jobs=1))
     deadline = time.time() + 300
-    while layout.last_epoch(run) < 3:
-        assert time.time() < deadline, "the task never got to epoch 3"
+    while layout.last_epoch(run) < until_epoch:
+        assert time.time() < deadline, f"the task never got to epoch {until_epoch}"
         time.sleep(0.1)
+    return done.batch, run, job_id
+
+
+def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    batch, run, job_id = submit_one_run(tmp_path, n_epochs=150, until_epoch=3)
     subprocess.run(["scancel", job_id], check=True)
     wait_for(job_id)
     stopped_at = layout.last_epoch(run)
     assert 3 <= stopped_at < 150 and layout.status(run) != "finished"
     assert not (run / layout.FAILED).exists()  # cancelled is not failed
 
-    job_id = submit(done.batch, SlurmOptions(max_jobs=1))
+    job_id = submit(batch, SlurmOptions(max_jobs=1))
     wait_for(job_id)
     assert layout.status(run) == "finished"
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 151))
@@ -113,22 +119,9 @@ def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
 def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path, monkeypatch):
     """SLURM's preemption warning (USR1 to the batch script, as `--signal=B:USR1@90` sends it): the task saves
     preempted.ckpt at a batch end and requeues itself; the requeued task continues from there and finishes."""
-    from src.experiment import grid, prepare
-
-    experiment = tmp_path / "preempt"
-    experiment.mkdir()
-    (experiment / "template_config.gin").write_text(
-        "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\nheartbeat.interval = 1\n"
-    )
     monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    done = prepare(experiment, "one", grid({"training_loop.n_epochs": [60]}))
-    run = read_batch(done.batch)[0].run_dir
-
-    job_id = submit(done.batch, SlurmOptions(max_jobs=1))
+    _, run, job_id = submit_one_run(tmp_path, n_epochs=60, until_epoch=2)
     deadline = time.time() + 300
-    while layout.last_epoch(run) < 2:
-        assert time.time() < deadline, "the task never got to epoch 2"
-        time.sleep(0.1)
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
     while layout.status(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
         assert time.time() < deadline, f"the requeued task did not finish: {layout.status(run)}"

@@ -46,8 +46,10 @@ class Preemption(pl.Callback):
         if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
             self.previous_handler = signal.signal(self.signum, self._request)
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore()
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # Kept through the test after training: SIGUSR1's default action would kill the process there.
+        if stage == "test":
+            self._restore()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore()
