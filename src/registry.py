@@ -23,6 +23,8 @@ from src.errors import UserError
 
 T = TypeVar("T", bound=Callable)
 
+_EVERY_ITEM: dict[str, Callable] = {}  # name -> builder, over all registries (gin has one namespace)
+
 
 class Registry:
     """Maps names to gin-configurable builders. Duplicate names and unknown names are errors."""
@@ -36,7 +38,7 @@ class Registry:
             if name in self._items:
                 raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name]!r})")
             configurable = gin.configurable(name, denylist=list(denylist))(fn)
-            self._items[name] = configurable
+            self._items[name] = _EVERY_ITEM[name] = configurable
             return configurable
 
         return decorator
@@ -57,3 +59,8 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def registered(name: str) -> Callable | None:
+    """The builder registered under `name` in any registry, or None."""
+    return _EVERY_ITEM.get(name)

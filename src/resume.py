@@ -9,6 +9,7 @@ afresh.
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -102,14 +103,30 @@ def may_change(binding: str) -> bool:
 
 
 def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
-    """(binding, old, new) for every binding that differs, except those that may change."""
+    """(binding, old, new) for every binding that differs, except those that may change and parameters that a newer
+    version of the code added with a default the run keeps (the old run behaved as that default does)."""
     old, new = parse_bindings(old_text), parse_bindings(new_text)
     missing = "<unset>"
     return [
         (k, old.get(k, missing), new.get(k, missing))
         for k in sorted(set(old) | set(new))
-        if not may_change(k) and old.get(k, missing) != new.get(k, missing)
+        if not may_change(k) and old.get(k, missing) != new.get(k, missing) and not added_with_default(k, old, new)
     ]
+
+
+def added_with_default(binding: str, old: dict, new: dict) -> bool:
+    """A binding the old config lacks, set to its default in the code."""
+    if binding in old or binding not in new:
+        return False
+    configurable, _, parameter = binding.rsplit("/", 1)[-1].rpartition(".")
+    if configurable == "training_loop":
+        from src.training_loop import training_loop as builder
+    else:
+        from src.registry import registered
+
+        builder = registered(configurable)
+    parameters = inspect.signature(builder).parameters if builder is not None else {}
+    return parameter in parameters and new[binding] == parameters[parameter].default
 
 
 def guard_config(save_dir: Path, operative: str, allow: bool) -> list[tuple[str, Any, Any]]:
