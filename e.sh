@@ -2,13 +2,15 @@
 # Variables already set (e.g. by .env or your shell) win over the defaults below.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 
-# Machine-specific paths and secrets (git-ignored); see .env.example. Variables already exported in your shell
-# win over .env, as in the Python loader (src/cli.py): the exports are saved before .env and restored after it.
+# Machine-specific paths and secrets (git-ignored; NAME=value lines, see .env.example). A variable already exported
+# in your shell wins over its .env line, as in the Python loader (src/cli.py).
 if [ -f "$_root/.env" ]; then
-    _exported="$(export -p)"
-    set -a; . "$_root/.env"; set +a
-    eval "$_exported"
-    unset _exported
+    while IFS= read -r _line || [ -n "$_line" ]; do
+        _line="${_line#export }"
+        case "$_line" in [A-Za-z_]*=*) ;; *) continue ;; esac   # comments, blank lines
+        printenv "${_line%%=*}" >/dev/null || eval "export $_line"
+    done <"$_root/.env"
+    unset _line
 fi
 
 if [ -f "$_root/.venv/bin/activate" ]; then

@@ -11,11 +11,10 @@ from src import run_dir as layout
 def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]:
     import pytorch_lightning as pl
 
-    from src.data import DATA
-    from src.reload import build_module
+    from src.reload import build_module, data_module
 
     lit, args = build_module(run_dir, checkpoint)
-    datamodule = DATA.get(args["data"])(seed=args["seed"])
+    datamodule = data_module(args)
     trainer = pl.Trainer(
         logger=False,
         callbacks=[],

@@ -46,9 +46,13 @@ def parse_run_config(run_dir: str | Path) -> dict:
 
 def build_data(run_dir: str | Path) -> pl.LightningDataModule:
     """The run's data module as its config.gin sets it up (same data set, splits, batch size and transform)."""
+    return data_module(parse_run_config(run_dir))
+
+
+def data_module(args: dict) -> pl.LightningDataModule:
+    """The data module of a run's training_loop arguments (its config.gin parsed)."""
     from src.data import DATA
 
-    args = parse_run_config(run_dir)
     return DATA.get(args["data"])(seed=args["seed"])
 
 

@@ -184,6 +184,10 @@ def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path
         alone = subprocess.run(job.command(), cwd=ROOT, env=env, capture_output=True, text=True)
         assert alone.returncode == RunInUse.exit_code and "is in use by pid" in alone.stderr
         record_exit(job, alone.returncode)  # what bin/run_local.py does with a job's exit code
+        local = subprocess.run(
+            [sys.executable, "bin/run_local.py", str(done.batch)], cwd=ROOT, env=env, capture_output=True, text=True
+        )
+        assert local.returncode == 0 and "0 succeeded, 0 failed, 1 skipped (in use by another process)" in local.stdout
         assert [p.name for p in job.run_dir.iterdir()] == [run_lock.LOCK]  # no FAILED, nothing written
     finally:
         holder.kill()

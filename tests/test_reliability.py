@@ -114,31 +114,33 @@ def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("step", "stopped"),
-    [
-        (9, "saved {run}/preempted.ckpt after step 9;"),  # mid-epoch (toy digits: 7 steps an epoch)
-        (7, "stopped before epoch 2, which resumes from last.ckpt;"),  # an epoch's last batch: its end comes first
+    ("warned_at", "extra", "stopped", "saved_step"),
+    [  # toy digits: 7 batches an epoch; warned_at: (epoch, batch index)
+        ((1, 1), (), "saved {run}/preempted.ckpt after step 9;", 9),  # mid-epoch
+        ((0, 6), (), "stopped before epoch 2, which resumes from last.ckpt;", 7),  # an epoch's end comes first
+        # mid-way through an accumulation window: saved after the window's optimizer step (4 steps an epoch)
+        ((1, 2), ("training_loop.accumulate_grad_batches = 2",), "saved {run}/preempted.ckpt after step 6;", 6),
     ],
 )
 def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identical(
-    train, tmp_path, monkeypatch, step, stopped
+    train, tmp_path, monkeypatch, warned_at, extra, stopped, saved_step
 ):
     """SIGUSR1 (SLURM's warning before preemption): a checkpoint at the end of that batch (or of its epoch), the
     run stops as interrupted (not failed); run again, it continues from there and ends as an uninterrupted run
     does, bit for bit."""
     from src.callbacks.preemption import Preemption
 
-    bindings = ("training_loop.n_epochs = 3", "cnn.dropout = 0.2")
+    bindings = ("training_loop.n_epochs = 3", "cnn.dropout = 0.2", *extra)
     train(tmp_path / "reference", *bindings)
     run = tmp_path / "run"
     hook = Preemption.on_train_batch_end
 
-    def warned_at(self, trainer, *args):  # noqa: ANN001, ANN202
-        if trainer.global_step == step:
+    def warn(self, trainer, pl_module, outputs, batch, batch_idx):  # noqa: ANN001, ANN202
+        if (trainer.current_epoch, batch_idx) == warned_at:
             os.kill(os.getpid(), signal.SIGUSR1)
-        hook(self, trainer, *args)
+        hook(self, trainer, pl_module, outputs, batch, batch_idx)
 
-    monkeypatch.setattr(Preemption, "on_train_batch_end", warned_at)
+    monkeypatch.setattr(Preemption, "on_train_batch_end", warn)
     ctrl_c = signal.getsignal(signal.SIGINT)  # Lightning ignores SIGINT after an interrupt: pytest's must come back
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -149,7 +151,7 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
     assert f"preempted: {stopped.format(run=run)}" in (run / layout.STDERR).read_text()
     assert layout.status(run) != "failed" and not (run / layout.FINISHED).exists()
     resume_from = run / (layout.PREEMPTED_CKPT if (run / layout.PREEMPTED_CKPT).exists() else layout.LAST_CKPT)
-    assert torch.load(resume_from, weights_only=True)["global_step"] == step
+    assert torch.load(resume_from, weights_only=True)["global_step"] == saved_step
 
     train(run, *bindings)
     assert f"Resuming from {resume_from}" in (run / layout.STDOUT).read_text()

@@ -71,8 +71,10 @@ class Preemption(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         # After an epoch's last batch, the epoch's end (validation, history, last.ckpt) comes first: Lightning would
-        # skip it when resuming from a checkpoint saved there. The next epoch's start stops the run instead.
-        if batch_idx + 1 < trainer.num_training_batches and self._warned(trainer, self.ddp_every_n_steps):
+        # skip it when resuming from a checkpoint saved there. The next epoch's start stops the run instead. With
+        # gradient accumulation only after an optimizer step: the accumulated gradients are not in a checkpoint.
+        stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
+        if stepped and batch_idx + 1 < trainer.num_training_batches and self._warned(trainer, self.ddp_every_n_steps):
             trainer.save_checkpoint(self.checkpoint)
             self._stop(trainer, f"saved {self.checkpoint} after step {trainer.global_step}")
 

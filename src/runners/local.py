@@ -98,7 +98,7 @@ def run_local(batch: str | Path, jobs: int = 2, threads: int | None = None, quie
         f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
         f"{jobs} at a time, {threads} threads each; logs in {batch.parent / 'logs'}"
     )
-    queue, running, failed, done = list(todo), [], [], 0
+    queue, running, failed, skipped, done = list(todo), [], [], [], 0
     columns = (
         "{task.description}",
         BarColumn(),
@@ -120,22 +120,30 @@ def run_local(batch: str | Path, jobs: int = 2, threads: int | None = None, quie
                     code = r.process.returncode
                     record_exit(r.job, code)
                     done += 1
-                    if code != 0:
+                    if code == RunInUse.exit_code:
+                        skipped.append(r.job)
+                        verdict = "skipped: another process trains in it"
+                    elif code != 0:
                         failed.append(r.job)
-                    verdict = "ok" if code == 0 else f"FAILED (exit {code}, log {r.log.name})"
+                        verdict = f"FAILED (exit {code}, log {r.log.name})"
+                    else:
+                        verdict = "ok"
                     progress.console.print(
                         f"[{done}/{len(todo)}] {r.job.run_dir.name}: {verdict} in {time.time() - r.started:.0f} s"
                     )
                     progress.advance(task)
                 progress.update(
-                    task, description=f"done {done - len(failed)} | running {len(running)} | failed {len(failed)}"
+                    task,
+                    description=f"done {done - len(failed) - len(skipped)} | running {len(running)} | "
+                    f"failed {len(failed)}",
                 )
         except KeyboardInterrupt:
             progress.console.print(f"interrupted: stopping {len(running)} jobs; run the same command to resume")
             stop_all(running)
             return 130
     print(
-        f"{done - len(failed)} succeeded, {len(failed)} failed"
+        f"{done - len(failed) - len(skipped)} succeeded, {len(failed)} failed"
+        + (f", {len(skipped)} skipped (in use by another process)" if skipped else "")
         + "".join(f"\n  failed: {job.run_dir}" for job in failed)
     )
     return 1 if failed else 0
