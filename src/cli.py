@@ -61,6 +61,9 @@ def run_main(
 
 def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> int:
     """bin/train.py. freeze_gc (the script, not in-process callers): see gc.freeze() below."""
+    from src import preemption_signal
+
+    preemption_signal.listen()  # SLURM's preemption warning may come during imports and data loading
     parser = Parser(
         prog="bin/train.py",
         description="Train with gin configs into SAVE_DIR; re-running the same command resumes.",

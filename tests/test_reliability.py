@@ -162,6 +162,28 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
     )
 
 
+def test_preemption_warning_during_start_up_stops_before_training(train, tmp_path):
+    """bin/train.py listens for SIGUSR1 from its start: a warning before fit stops the run at its first epoch
+    (nothing to save yet) instead of killing the process with the signal's default action."""
+    from src import preemption_signal
+
+    run = tmp_path / "run"
+    previous = signal.getsignal(preemption_signal.SIGNAL)
+    ctrl_c = signal.getsignal(signal.SIGINT)
+    try:
+        preemption_signal.listen()
+        os.kill(os.getpid(), preemption_signal.SIGNAL)  # as if it came while torch was being imported
+        with pytest.raises(KeyboardInterrupt):
+            train(run, "training_loop.n_epochs = 2")
+    finally:
+        signal.signal(preemption_signal.SIGNAL, previous)
+        signal.signal(signal.SIGINT, ctrl_c)
+    assert "preempted: stopped before epoch 1" in (run / layout.STDERR).read_text()
+    assert not preemption_signal.warned() and not (run / layout.FAILED).exists()
+    train(run, "training_loop.n_epochs = 2")
+    assert layout.status(run) == "finished"
+
+
 def test_no_valid_checkpoint_starts_afresh(train, tmp_path):
     run = tmp_path / "run"
     train(run, "training_loop.n_epochs = 2")

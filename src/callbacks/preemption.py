@@ -6,20 +6,21 @@ continues from there.
 Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
 mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint
 consistent and the resumed run identical to an uninterrupted one. training_loop turns Lightning's handler off.
+The signal itself is recorded by src/preemption_signal.py, from the start of bin/train.py: a warning during start-up
+stops the run at its first epoch's start, one during the final test is ignored (the run is about to finish).
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
+from src import preemption_signal
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
 
@@ -32,40 +33,20 @@ class Preempted(KeyboardInterrupt):
 
 
 class Preemption(pl.Callback):
-    def __init__(self, run_dir: str, signum: int = signal.SIGUSR1, ddp_every_n_steps: int = 10) -> None:
+    def __init__(self, run_dir: str, ddp_every_n_steps: int = 10) -> None:
         self.checkpoint = Path(run_dir) / layout.PREEMPTED_CKPT
-        self.signum = signum
         self.ddp_every_n_steps = ddp_every_n_steps
-        self.requested = False
-        self.previous_handler: Any = None
-
-    def _request(self, signum: int, frame: object) -> None:
-        self.requested = True  # only a flag: the save happens at the next batch boundary
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
-            self.previous_handler = signal.signal(self.signum, self._request)
-
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        # Kept through the test after training: SIGUSR1's default action would kill the process there.
-        if stage == "test":
-            self._restore()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._restore()
-
-    def _restore(self) -> None:
-        if self.previous_handler is not None:
-            signal.signal(self.signum, self.previous_handler)
-            self.previous_handler = None
+        preemption_signal.listen()  # bin/train.py listens from its start; in-process callers from here
 
     def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
         if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
             # a collective (and a device sync): every n steps only, at the same steps in every process
             if trainer.global_step % every_n_steps:
                 return False
-            return trainer.strategy.reduce_boolean_decision(self.requested, all=False)
-        return self.requested
+            return trainer.strategy.reduce_boolean_decision(preemption_signal.warned(), all=False)
+        return preemption_signal.warned()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
@@ -80,9 +61,11 @@ class Preemption(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._warned(trainer):
-            self._stop(trainer, f"stopped before epoch {trainer.current_epoch + 1}, which resumes from last.ckpt")
+            then = ", which resumes from last.ckpt" if trainer.current_epoch > 0 else " (nothing trained yet)"
+            self._stop(trainer, f"stopped before epoch {trainer.current_epoch + 1}{then}")
 
     def _stop(self, trainer: pl.Trainer, what: str) -> None:
+        preemption_signal.clear()
         if trainer.is_global_zero:
             print(f"preempted: {what}; {requeue()}", file=sys.stderr)
         raise Preempted
