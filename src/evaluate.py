@@ -11,10 +11,9 @@ from src import run_dir as layout
 def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]:
     import pytorch_lightning as pl
 
-    from src.reload import build_module, data_module
+    from src.reload import build_module
 
-    lit, args = build_module(run_dir, checkpoint)
-    datamodule = data_module(args)
+    parts, args = build_module(run_dir, checkpoint)
     trainer = pl.Trainer(
         logger=False,
         callbacks=[],
@@ -25,5 +24,5 @@ def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]
         precision=args["precision"],
         limit_test_batches=args["limit_test_batches"],  # as the test at the end of training: comparable results
     )
-    metrics = {"checkpoint": checkpoint, **trainer.test(lit, datamodule=datamodule, verbose=False)[0]}
+    metrics = {"checkpoint": checkpoint, **trainer.test(parts.module, datamodule=parts.data, verbose=False)[0]}
     return metrics, layout.write_eval_results(run_dir, metrics, checkpoint)

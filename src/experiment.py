@@ -1,10 +1,10 @@
-"""Experiments: search spaces, `prepare` (one config per point + batch.sh of the unfinished runs) and the
-`main.py prepare|report` command line shared by every experiment folder.
+"""Experiments: search spaces and `prepare` (one config per point + batch.sh of the unfinished runs). The
+`main.py prepare|report` command line shared by every experiment folder is src/experiment_cli.py.
 
 An experiment folder holds `template_config.gin` and a short `main.py` that defines its search spaces:
 
     GRIDS = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
-    sys.exit(experiment_main(Path(__file__).parent, GRIDS, swept=["supervised.lr"]))
+    sys.exit(experiment_main(Path(__file__).parent, GRIDS))   # from src.experiment_cli
 
 A point is a dict of gin bindings; its config is the template followed by those bindings.
 """
@@ -18,15 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from src import run_dir as layout
 from src.batch import Job, write_batch
 
-if TYPE_CHECKING:
-    import argparse
-
 Point = dict[str, Any]
+REPLICATES = ("training_loop.seed",)  # swept bindings that repeat a configuration: report averages over them
 
 
 def grid(axes: dict[str, Sequence], fixed: dict[str, Any] | None = None) -> list[Point]:
@@ -129,36 +127,3 @@ def prepare(
     title = f"{experiment_dir.name}/{name}: {len(jobs)} of {len(points)} runs to do, results in {runs}"
     write_batch(prepared.batch, jobs, title)
     return prepared
-
-
-def experiment_main(
-    experiment_dir: Path,
-    searches: dict[str, list[Point]],
-    swept: Sequence[str] | None = None,
-    metric: str = "valid_acc",
-    argv: Sequence[str] | None = None,
-) -> int:
-    """`main.py prepare [--name N]` / `main.py report [--name N]` for an experiment folder."""
-    from src.cli import Parser, run_main
-
-    parser = Parser(prog=f"{Path(experiment_dir).name}/main.py")
-    parser.add_argument("command", choices=["prepare", "report"])
-    parser.add_argument("--name", default=next(iter(searches)), help=f"search space: {', '.join(searches)}")
-
-    def main(args: argparse.Namespace) -> None:
-        from src.errors import UserError
-
-        if args.name not in searches:
-            raise UserError(f"Unknown search {args.name!r}. Valid names: {', '.join(searches)}.")
-        points = searches[args.name]
-        if args.command == "prepare":
-            done = prepare(Path(experiment_dir), args.name, points, swept)
-            for run in done.changed:
-                print(f"changed: {run} finished with another config; kept as is (delete its folder to re-run)")
-            print(f"{len(done.todo)} to run, {len(done.finished)} finished, {len(done.changed)} changed: {done.batch}")
-        else:
-            from src.report import report
-
-            report(Path(experiment_dir), args.name, points, swept, metric)
-
-    return run_main(main, parser, argv)

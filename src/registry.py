@@ -1,21 +1,28 @@
-"""One small registry mechanism for everything chosen by name (models, data, callbacks, loggers, modules).
+"""One small registry mechanism for everything chosen by name (models, data, modules, callbacks, loggers, profilers).
 
     MODELS = Registry("model")
 
     @MODELS.register("cnn")
-    def cnn(input_shape, n_classes, width=32): ...
+    def cnn(input_shape, n_outputs, width=32): ...
 
-    MODELS.get("cnn")     # -> the gin-configurable callable; `cnn.width = 64` works in a config
+    MODELS.get("cnn")                                       # -> the gin-configurable callable
+    MODELS.build("cnn", input_shape=(1, 8, 8), n_outputs=10, seed=0)   # passes only what cnn accepts
 
-Registering makes the item gin-configurable under its registry name, so every registered name must be
-unique across all registries (gin has one namespace).
+Registering makes the item gin-configurable under its registry name (`cnn.width = 64` works in a config), so every
+registered name must be unique across all registries (gin has one namespace).
+
+`build` is how the template calls every builder: it offers everything it knows (the data's declared keywords to a
+model, the run folder and the module's main metric to a callback) and passes only the keywords the builder's
+signature names. A builder that requires a keyword nobody offers, and that gin does not bind either, is a one-line
+error naming what was on offer.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import gin
 
@@ -44,9 +51,14 @@ class Registry:
         return decorator
 
     def get(self, name: str) -> Callable:
-        if name not in self._items:
+        if not isinstance(name, str) or name not in self._items:
             raise UserError(self.unknown_message(name))
         return self._items[name]
+
+    def build(self, name: str, **offered: Any) -> Any:
+        """Call the builder registered as `name` with the offered keywords it accepts (gin binds the rest)."""
+        builder = self.get(name)
+        return builder(**accepted(builder, name, offered, self.kind))
 
     def unknown_message(self, name: object) -> str:
         valid = ", ".join(sorted(self._items))
@@ -59,6 +71,38 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+def parameters(builder: Callable) -> dict[str, inspect.Parameter]:
+    """The builder's parameters (a class: its __init__'s, without self)."""
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    found = dict(inspect.signature(target).parameters)
+    found.pop("self", None)
+    return found
+
+
+def accepted(builder: Callable, name: str, offered: dict[str, Any], kind: str = "item") -> dict[str, Any]:
+    """The offered keywords the builder's signature names (all of them if it takes **kwargs); a required parameter
+    that is neither offered nor bound in gin is a UserError."""
+    params = parameters(builder)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(offered)
+    bound = gin.get_bindings(name) if name in _EVERY_ITEM else {}
+    missing = [
+        p
+        for p, spec in params.items()
+        if spec.default is inspect.Parameter.empty
+        and spec.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        and p not in offered
+        and p not in bound
+    ]
+    if missing:
+        on_offer = ", ".join(sorted(offered)) or "nothing"
+        raise UserError(
+            f"The {kind} {name!r} needs {', '.join(map(repr, missing))}, which nothing provides "
+            f"(on offer: {on_offer}; or bind it in gin, e.g. {name}.{missing[0]} = ...)."
+        )
+    return {k: v for k, v in offered.items() if k in params}
 
 
 def registered(name: str) -> Callable | None:

@@ -1,19 +1,17 @@
-"""Rebuild a trained run from its folder alone: the stored config.gin says which model, module and data to build,
-the checkpoint (loaded with weights_only=True) supplies the weights. No knowledge of the model code is needed."""
+"""Rebuild a trained run from its folder alone: the stored config.gin says which data, model and module to build
+(src/parts.py builds them as the training did), the checkpoint (loaded with weights_only=True) supplies the weights.
+No knowledge of the model code is needed."""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import gin
 
 from src import run_dir as layout
 from src.errors import UserError
-
-if TYPE_CHECKING:
-    import pytorch_lightning as pl
+from src.parts import Parts
 
 
 def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
@@ -28,51 +26,28 @@ def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
     return path
 
 
-def training_loop_arguments() -> dict:
-    """training_loop's arguments as the parsed gin config sets them (defaults for the unbound ones)."""
-    from src.training_loop import training_loop
-
-    signature = inspect.signature(training_loop.__wrapped__ if hasattr(training_loop, "__wrapped__") else training_loop)
-    defaults = {name: p.default for name, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
-    return {**defaults, **gin.get_bindings("training_loop")}
-
-
-def parse_run_config(run_dir: str | Path) -> dict:
+def run_parts(run_dir: str | Path) -> tuple[Parts, dict[str, Any]]:
+    """(the run's parts, untrained; training_loop's arguments as the run's config.gin sets them, defaults included)."""
     from src import config
+    from src.parts import build_parts
+    from src.trainer import trainer_defaults
+    from src.training_loop import own_defaults
 
     config.parse([str(Path(run_dir) / layout.CONFIG)])
-    return training_loop_arguments()
+    args = {**trainer_defaults(), **own_defaults(), **gin.get_bindings("training_loop")}
+    return build_parts(args["data"], args["model"], args["module"], args["seed"]), args
 
 
-def build_data(run_dir: str | Path) -> pl.LightningDataModule:
-    """The run's data module as its config.gin sets it up (same data set, splits, batch size and transform)."""
-    return data_module(parse_run_config(run_dir))
-
-
-def data_module(args: dict) -> pl.LightningDataModule:
-    """The data module of a run's training_loop arguments (its config.gin parsed)."""
-    from src.data import DATA
-
-    return DATA.get(args["data"])(seed=args["seed"])
-
-
-def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[pl.LightningModule, dict]:
-    """(LightningModule with the checkpoint's weights, in eval mode; training_loop arguments of the run)."""
+def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[Parts, dict[str, Any]]:
+    """(the run's parts, the module holding the checkpoint's weights and in eval mode; training_loop's arguments)."""
     import torch
 
-    from src.data import DATA
-    from src.models import MODELS
-    from src.modules import MODULES
-
     path = checkpoint_path(run_dir, checkpoint)
-    args = parse_run_config(run_dir)
-    data = DATA.get(args["data"])
-    lit = MODULES.get(args["module"])(
-        model=MODELS.get(args["model"])(input_shape=data.input_shape, n_classes=data.n_classes)
-    )
+    parts, args = run_parts(run_dir)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"Cannot load {path} safely (weights_only=True): {str(e).splitlines()[0]}") from e
-    lit.load_state_dict(state["state_dict"])
-    return lit.eval(), args
+    parts.module.load_state_dict(state["state_dict"])
+    parts.module.eval()
+    return parts, args

@@ -1,11 +1,17 @@
 """Experiment report: a terminal table of every run (swept values, status, metrics), the best configuration,
 `results.csv`, and plots (learning curves; best metric vs each swept value) as PNG and PDF.
 
-Works on partial results: pending, running, dead and failed runs are listed, not fatal.
+Replicates (by default `training_loop.seed`; an experiment may declare others) are not hyperparameters: when one
+varies, runs are grouped by the other swept values, each configuration shows mean ± std over its n runs
+(`results_by_config.csv`), the best configuration is picked on the mean, and the plots show means with a ±1 std band.
+Metrics are ranked in the direction the runs recorded (src/metric_directions.py).
+
+Works on partial results: pending, running, dead, failed and damaged runs are listed, not fatal.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from src.experiment import Point, experiment_runs_dir, run_names, swept_keys
+from src import metric_directions
+from src.experiment import REPLICATES, Point, experiment_runs_dir, run_names, swept_keys
 from src.results import higher_is_better, load_H, load_runs
 
 if TYPE_CHECKING:
@@ -21,27 +28,47 @@ if TYPE_CHECKING:
 
 
 def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str]) -> pd.DataFrame:
-    """One row per point of the search: its swept values, status and metrics (pending if never started)."""
+    """One row per point of the search: `name` (the run folder's name), its swept values, status, metrics and `run`
+    (the run folder's path, as in load_runs); pending if never started."""
     runs_dir = experiment_runs_dir(experiment_dir, name)
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
     rows = []
-    for point, run in zip(points, run_names(points, swept), strict=True):
-        path = str(runs_dir / run)
+    for point, run_name in zip(points, run_names(points, swept), strict=True):
+        path = str(runs_dir / run_name)
         row = found.loc[path].to_dict() if len(found) and path in found.index else {"status": "pending"}
-        rows.append({"run": run, **{k: point[k] for k in swept}, **row, "path": path})
+        rows.append({"name": run_name, **row, **{k: point[k] for k in swept}, "run": path})
     return pd.DataFrame(rows)
 
 
-def print_table(table: pd.DataFrame, swept: Sequence[str], metric: str) -> None:
+def main_metric(table: pd.DataFrame) -> str:
+    """The main metric the runs recorded (the first that did), else valid_loss."""
+    for run in table["run"]:
+        if (found := metric_directions.main_metric(run)) is not None:
+            return found
+    return "valid_loss"
+
+
+def by_config(table: pd.DataFrame, configs: Sequence[str], metric: str, higher: bool) -> pd.DataFrame:
+    """One row per configuration (the swept values other than replicates): mean, std and n of best_<metric> over its
+    runs that have it, best configuration first."""
+    best = f"best_{metric}"
+    started = table.dropna(subset=[best]) if best in table else table.iloc[0:0]
+    keys = list(configs) or ["_all"]
+    grouped = started.assign(_all="all").groupby(keys, dropna=False)[best]
+    summary = grouped.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "n"})
+    summary = summary.sort_values("mean", ascending=not higher, na_position="last")
+    return summary.drop(columns=["_all"], errors="ignore").reset_index(drop=True)
+
+
+def print_table(rows: pd.DataFrame, columns: Sequence[str], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    columns = ["run", *swept, "status", "epochs", f"best_{metric}", "eval_test_acc"]
-    view = Table(title="runs", show_lines=False)
+    view = Table(title=title, show_lines=False)
     for column in columns:
-        view.add_column(column, justify="left" if column in ("run", "status") else "right")
-    for _, row in table.iterrows():
+        view.add_column(column, justify="left" if column in ("name", "status", "damaged") else "right")
+    for _, row in rows.iterrows():
         view.add_row(*[fmt(row.get(c)) for c in columns])
     Console().print(view)
 
@@ -54,7 +81,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def plot(table: pd.DataFrame, swept: Sequence[str], metric: str, out: Path) -> list[Path]:
+def log_spaced(values: Sequence[float]) -> bool:
+    """Positive values spanning more than a factor 10 (learning rates, weight decays): plotted on a log axis."""
+    values = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return bool(values) and min(values) > 0 and max(values) / min(values) > 10
+
+
+def plot(
+    table: pd.DataFrame, configs: Sequence[str], replicated: bool, metric: str, higher: bool, out: Path
+) -> list[Path]:
     """learning_curves.{png,pdf} and <metric>_vs_<key>.{png,pdf}; inline too when MPLBACKEND is itermplot."""
     import matplotlib
 
@@ -62,33 +97,72 @@ def plot(table: pd.DataFrame, swept: Sequence[str], metric: str, out: Path) -> l
     if not inline:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     written = []
-    started = table[table["status"] != "pending"]
+    started = table[~table["status"].isin(["pending", "damaged"])]
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    curves = {}
     for _, row in started.iterrows():
-        history = load_H(row["path"])
+        history = load_H(row["run"])
         if metric in history and len(history):
-            ax.plot(history["epoch"], history[metric], marker=".", label=f"{row['run']} ({row['status']})")
-    ax.set(xlabel="epoch", ylabel=metric, title="learning curves")
-    if len(started):
+            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in configs) or "all"
+            if not replicated:
+                label = f"{row['name']} ({row['status']})"
+            curves.setdefault(label, []).append(history.set_index("epoch")[metric])
+    for label in sorted(curves, key=natural_key):
+        frame = pd.concat(curves[label], axis=1)
+        mean = frame.mean(axis=1)
+        line = ax.plot(
+            mean.index, mean.values, marker=".", label=label + (f" (n={frame.shape[1]})" if replicated else "")
+        )
+        if replicated and frame.shape[1] > 1:
+            std = frame.std(axis=1)
+            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2, color=line[0].get_color())
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set(
+        xlabel="epoch", ylabel=metric, title="learning curves" + (" (mean ± std over replicates)" if replicated else "")
+    )
+    if curves:
         ax.legend(fontsize="x-small", ncol=2)
     written += save(fig, out / "learning_curves", inline)
 
     best = f"best_{metric}"
-    for key in swept:
+    for key in configs:
         if best not in started or not pd.api.types.is_numeric_dtype(started[key]):
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.scatter(started[key], started[best], alpha=0.6, label="runs")
-        means = started.groupby(key)[best].mean()
-        ax.plot(means.index, means.values, color="black", label="mean")
-        if started[key].min() > 0 and started[key].max() / started[key].min() > 10:
+        stats = started.groupby(key)[best].agg(["mean", "std"]).sort_index()
+        ax.plot(stats.index, stats["mean"], color="black", label="mean")
+        if replicated:
+            ax.fill_between(
+                stats.index,
+                stats["mean"] - stats["std"].fillna(0),
+                stats["mean"] + stats["std"].fillna(0),
+                color="black",
+                alpha=0.15,
+                label="± std",
+            )
+        if log_spaced(list(started[key])):
             ax.set_xscale("log")
-        ax.set(xlabel=key, ylabel=best, title=f"{best} vs {key}")
+        arrow = "higher is better" if higher else "lower is better"
+        ax.set(xlabel=key, ylabel=f"{best} ({arrow})", title=f"{best} vs {key}")
         ax.legend()
         written += save(fig, out / f"{metric}_vs_{key.rsplit('.', 1)[-1]}", inline)
     return written
+
+
+def natural_key(label: str) -> tuple:
+    """Legend order by value: 'lr=0.0003' before 'lr=0.003' before 'lr=0.03'."""
+    parts = []
+    for item in label.replace(",", " ").split():
+        value = item.split("=", 1)[-1].split(" ")[0]
+        try:
+            parts.append((0, float(value), ""))
+        except ValueError:
+            parts.append((1, math.inf, item))
+    return tuple(parts)
 
 
 def save(fig: Figure, stem: Path, inline: bool) -> list[Path]:
@@ -105,27 +179,62 @@ def save(fig: Figure, stem: Path, inline: bool) -> list[Path]:
 
 
 def report(
-    experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str] | None, metric: str
+    experiment_dir: Path,
+    name: str,
+    points: list[Point],
+    swept: Sequence[str] | None = None,
+    metric: str | None = None,
+    replicates: Sequence[str] = REPLICATES,
 ) -> pd.DataFrame:
+    """Print and write the report of search `name`; return its table (one row per run, best first)."""
     swept = list(swept or swept_keys(points))
     table = collect(experiment_dir, name, points, swept)
     out = Path(experiment_dir) / name
     out.mkdir(parents=True, exist_ok=True)
+    metric = metric or main_metric(table)
+    started = table[table["status"] != "pending"]
+    higher = higher_is_better(metric, started["run"].iloc[0] if len(started) else None)
+    configs = [k for k in swept if k not in replicates]
+    replicated = len(configs) < len(swept)
     best = f"best_{metric}"
     if best in table:
-        table = table.sort_values(best, ascending=not higher_is_better(metric), na_position="last")
-    print_table(table, swept, metric)
+        table = table.sort_values(best, ascending=not higher, na_position="last").reset_index(drop=True)
+    evals = [c for c in table.columns if c == f"eval_test_{metric.split('_', 1)[-1]}"]
+    print_table(table, ["name", *swept, "status", "epochs", best, *evals], "runs")
     counts = table["status"].value_counts().to_dict()
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    for _, row in table[table["status"] == "damaged"].iterrows():
+        print(f"damaged: {row['name']}: {row.get('damaged')}")
+    table.to_csv(out / "results.csv", index=False)
     finished = table[table["status"] == "finished"]
-    if best in finished and len(finished):
+    if replicated:
+        summary = by_config(finished, configs, metric, higher)
+        shown = summary.assign(
+            **{
+                f"{best} mean ± std": [
+                    f"{m:.4g} ± {fmt(s)}" for m, s in zip(summary["mean"], summary["std"], strict=True)
+                ]
+            }
+        )
+        print_table(
+            shown,
+            [*configs, f"{best} mean ± std", "n"],
+            f"by configuration (replicates: {', '.join(k for k in swept if k in replicates)})",
+        )
+        summary.to_csv(out / "results_by_config.csv", index=False)
+        if len(summary):
+            top = summary.iloc[0]
+            print(
+                f"best configuration ({best} mean = {top['mean']:.4g} over {top['n']} runs): "
+                + (", ".join(f"{k} = {fmt(top[k])}" for k in configs) or "the only one")
+            )
+    elif best in finished and len(finished):
         top = finished.iloc[0]
         print(
             f"best ({best} = {top[best]:.4g}): "
             + ", ".join(f"{k} = {fmt(top[k])}" for k in swept)
-            + f"  [{top['path']}]"
+            + f"  [{top['run']}]"
         )
-    table.to_csv(out / "results.csv", index=False)
-    for path in plot(table, swept, metric, out):
+    for path in plot(table, configs if replicated else swept, replicated, metric, higher, out):
         print(f"wrote {path}")
     return table

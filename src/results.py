@@ -2,7 +2,7 @@
 
 C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
 H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
-df = load_runs("results/tune_lr/**")   # one row per run: status, config, best/final metrics
+df = load_runs("results/tune_lr/**")   # one row per run: status, config, best_/final_ of every metric
 module = load_model(run)   # the trained LightningModule, eval mode
 data = load_data(run)      # its data module: data.batches("test") as the model saw them
 """
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from src import metric_directions
 from src import run_dir as layout
 from src.errors import UserError
 from src.gin_bindings import parse_bindings
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     import pytorch_lightning as pl
 
 PathLike = str | os.PathLike
+NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history columns that are no results
 
 
 def _require_run(run_dir: PathLike) -> Path:
@@ -41,8 +43,10 @@ def load_C(run_dir: PathLike) -> dict:
     path = _require_run(run_dir) / layout.CONFIG
     try:
         return parse_bindings(path.read_text())
-    except Exception as e:  # gin's parser raises SyntaxError, ValueError and tokenize errors
-        raise UserError(f"{path} is not valid gin: {str(e).splitlines()[0]}") from e
+    except Exception as e:  # gin's parser raises SyntaxError, ValueError and tokenize errors; bytes: decode errors
+        raise UserError(
+            f"{path} is damaged (not valid gin): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from e
 
 
 def load_eval(run_dir: PathLike) -> dict:
@@ -52,8 +56,10 @@ def load_eval(run_dir: PathLike) -> dict:
         prefix = "eval_" + path.stem[len("eval_results_") :] + "_" if path.stem != "eval_results" else "eval_"
         try:
             values = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue
+        except (OSError, ValueError) as e:  # JSON or decode errors
+            raise UserError(f"{path} is damaged: {e}") from e
+        if not isinstance(values, dict):
+            raise UserError(f"{path} is damaged: not a JSON object")
         found.update({prefix + k: v for k, v in values.items() if k != "checkpoint"})
     return found
 
@@ -61,10 +67,13 @@ def load_eval(run_dir: PathLike) -> dict:
 def load_H(run_dir: PathLike) -> pd.DataFrame:
     """history.csv (one row per epoch) with every eval_* result as a constant column."""
     run_dir = _require_run(run_dir)
+    path = run_dir / layout.HISTORY
     try:
-        history = pd.read_csv(run_dir / layout.HISTORY)
+        history = pd.read_csv(path)
     except (FileNotFoundError, pd.errors.EmptyDataError):
         history = pd.DataFrame({"epoch": pd.Series(dtype=int)})
+    except (ValueError, pd.errors.ParserError) as e:
+        raise UserError(f"{path} is damaged: {str(e).splitlines()[0]}") from e
     for key, value in load_eval(run_dir).items():
         history[key] = value
     return history
@@ -92,39 +101,58 @@ def find_runs(paths_or_glob: PathLike | Iterable[PathLike]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def higher_is_better(metric: str) -> bool:
-    """Accuracies are maximised, losses (and any other metric named *_loss) minimised."""
-    return not metric.endswith("_loss")
+def higher_is_better(metric: str, run_dir: PathLike | None = None) -> bool:
+    """From the direction the run recorded (metrics.json), else accuracies up, losses down. `best_x`, `final_x`
+    and `eval_x` (`eval_test_acc`) go the way `x` does."""
+    recorded = metric_directions.read(run_dir) if run_dir is not None else {}
+    for prefix in ("best_", "final_", "eval_"):
+        metric = metric.removeprefix(prefix)
+    return metric_directions.direction(metric, recorded) != "min"
 
 
 def summarize(run_dir: PathLike) -> dict:
-    """epochs, best_* (max accuracy, min loss) and final_* of every *_acc / *_loss column of history.csv, and the
-    eval_* results. Read with the csv module: ten times faster than a DataFrame per run, for thousands of runs."""
+    """epochs, best_<metric> (in the metric's direction, when it has one) and final_<metric> of every metric column
+    of history.csv, and the eval_* results. Read with the csv module: ten times faster than a DataFrame per run,
+    for thousands of runs. A damaged file is a UserError naming it."""
     run_dir = Path(run_dir)
+    path = run_dir / layout.HISTORY
     try:
-        with open(run_dir / layout.HISTORY, newline="") as f:
+        with open(path, newline="") as f:
             lines = [line for line in csv.reader(f) if line]  # blank lines skipped, as csv.DictReader does
     except FileNotFoundError:
         lines = []
+    except (OSError, ValueError, csv.Error) as e:  # bytes that are no text, NUL characters
+        raise UserError(f"{path} is damaged: {e}") from e
     header, rows = (lines[0], lines[1:]) if lines else ([], [])
     width = len(header)
     padded = [row if len(row) == width else (row + [""] * width)[:width] for row in rows]
     columns = dict(zip(header, zip(*padded, strict=True), strict=False)) if rows else {}  # name -> texts
-    summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
-    for name, texts in columns.items():
-        if name.endswith(("_acc", "_loss")):
+    try:
+        summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
+        recorded = metric_directions.read(run_dir)
+        for name, texts in columns.items():
+            if name in NOT_METRICS:
+                continue
             values = [v for text in texts if text and (v := float(text)) == v]  # v == v drops NaN
             if values:
-                best = max(values) if higher_is_better(name) else min(values)
-                summary[f"best_{name}"], summary[f"final_{name}"] = best, values[-1]
+                direction = metric_directions.direction(name, recorded)
+                if direction is not None:
+                    summary[f"best_{name}"] = max(values) if direction == "max" else min(values)
+                summary[f"final_{name}"] = values[-1]
+    except ValueError as e:
+        raise UserError(f"{path} is damaged: {e}") from e
     return {**summary, **load_eval(run_dir)}
 
 
 def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = None) -> pd.DataFrame:
-    """One row per run: path, status, every config binding, best_/final_ metrics, eval_ results, epochs."""
+    """One row per run: path, status, every config binding, best_/final_ metrics, eval_ results, epochs. A run
+    with a damaged file has status `damaged` and the reason (naming the file) in `damaged`; the others load."""
     rows = []
     for run in find_runs(paths_or_glob):
-        rows.append({"run": str(run), "status": layout.status(run, now), **summarize(run), **load_C(run)})
+        try:
+            rows.append({"run": str(run), "status": layout.status(run, now), **summarize(run), **load_C(run)})
+        except UserError as e:
+            rows.append({"run": str(run), "status": "damaged", "damaged": str(e)})
     return pd.DataFrame(rows)
 
 
@@ -132,12 +160,12 @@ def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModul
     """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
     from src.reload import build_module  # training code, imported only here
 
-    return build_module(run_dir, checkpoint)[0]
+    return build_module(run_dir, checkpoint)[0].module
 
 
 def load_data(run_dir: PathLike) -> pl.LightningDataModule:
     """The run's data module, as configured: `data.batches("test")` yields batches as the model saw them
     (normalised, not augmented), ready for `load_model(run)(x)`."""
-    from src.reload import build_data  # training code, imported only here
+    from src.reload import run_parts  # training code, imported only here
 
-    return build_data(run_dir)
+    return run_parts(run_dir)[0].data

@@ -9,7 +9,6 @@ afresh.
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -62,7 +61,7 @@ def checkpoint_problem(path: Path) -> str | None:
 class Choice(NamedTuple):
     checkpoint: Path | None  # to resume from; None: start afresh
     warnings: list[str]  # one line each, to show
-    unusable: list[Path]  # candidates that failed to load: set_aside() them once the run's lock is held
+    unusable: list[Path]  # candidates that failed to load: run_dir.session sets them aside once the lock is held
 
 
 def choose_checkpoint(save_dir: Path, resume: bool) -> Choice:
@@ -85,13 +84,6 @@ def choose_checkpoint(save_dir: Path, resume: bool) -> Choice:
     return Choice(None, warnings, unusable)
 
 
-def set_aside(unusable: list[Path]) -> None:
-    """Rename checkpoints that failed to load to `<name>.unusable` (kept for inspection, replacing an older one)."""
-    for path in unusable:
-        if path.is_file():
-            path.replace(path.with_name(path.name + layout.UNUSABLE_SUFFIX))
-
-
 def may_change(binding: str) -> bool:
     """MAY_CHANGE, and every parameter of a logger or profiler: trackers may be added, removed or pointed elsewhere
     and profiling switched on or off when a run continues, which changes nothing that is trained."""
@@ -102,39 +94,52 @@ def may_change(binding: str) -> bool:
     return binding in MAY_CHANGE or configurable in LOGGERS or configurable in PROFILERS
 
 
-def config_changes(old_text: str, new_text: str) -> list[tuple[str, Any, Any]]:
-    """(binding, old, new) for every binding that differs, except those that may change and parameters that a newer
-    version of the code added with a default the run keeps (the old run behaved as that default does)."""
+def config_changes(
+    old_text: str, new_text: str, defaults: dict[str, Any] | None = None, resolved: dict[str, Any] | None = None
+) -> list[tuple[str, Any, Any]]:
+    """(binding, old, new) for every binding that differs, except those that may change, and a binding one side
+    lacks while the other holds its default (a parameter that a newer version of the code added or stopped writing:
+    the old run behaved as that default does). `defaults`: training_loop's and the Trainer's, by parameter name;
+    `resolved`: the values the run gives bindings left at None (the checkpoint monitor follows the module)."""
     old, new = parse_bindings(old_text), parse_bindings(new_text)
+    for side in (old, new):  # a change of what they resolve from (the module, its loss) shows as its own binding
+        side.update({k: v for k, v in (resolved or {}).items() if side.get(k) is None})
     missing = "<unset>"
     return [
         (k, old.get(k, missing), new.get(k, missing))
         for k in sorted(set(old) | set(new))
-        if not may_change(k) and old.get(k, missing) != new.get(k, missing) and not added_with_default(k, old, new)
+        if not may_change(k)
+        and old.get(k, missing) != new.get(k, missing)
+        and not one_side_default(k, old, new, defaults or {})
     ]
 
 
-def added_with_default(binding: str, old: dict, new: dict) -> bool:
-    """A binding the old config lacks, set to its default in the code."""
-    if binding in old or binding not in new:
+def one_side_default(binding: str, old: dict, new: dict, defaults: dict[str, Any]) -> bool:
+    """The binding is on one side only, at its default there."""
+    if (binding in old) == (binding in new):
         return False
+    value = old[binding] if binding in old else new[binding]
     configurable, _, parameter = binding.rsplit("/", 1)[-1].rpartition(".")
     if configurable == "training_loop":
-        from src.training_loop import training_loop as builder
-    else:
-        from src.registry import registered
+        return parameter in defaults and value == defaults[parameter]
+    from src.registry import parameters, registered
 
-        builder = registered(configurable)
-    parameters = inspect.signature(builder).parameters if builder is not None else {}
-    return parameter in parameters and new[binding] == parameters[parameter].default
+    builder = registered(configurable)
+    params = parameters(builder) if builder is not None else {}
+    return parameter in params and value == params[parameter].default
 
 
-def guard_config(save_dir: Path, operative: str, allow: bool) -> list[tuple[str, Any, Any]]:
-    """Refuse to continue a run with a different config, unless allowed; return the changes."""
+def guard_config(
+    save_dir: Path, operative: str, allow: bool, defaults: dict[str, Any], resolved: dict[str, Any]
+) -> list[tuple[str, Any, Any]]:
+    """Refuse to continue a run with a different config, unless allowed; return the changes. `defaults` are the
+    training loop's own parameters' (the Trainer's are added here)."""
+    from src.trainer import trainer_defaults
+
     stored = save_dir / layout.CONFIG
     if not stored.is_file():
         return []
-    changes = config_changes(stored.read_text(), operative)
+    changes = config_changes(stored.read_text(), operative, {**trainer_defaults(), **defaults}, resolved)
     if changes and not allow:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes)
         raise UserError(

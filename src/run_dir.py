@@ -3,6 +3,7 @@
 A run folder (SAVE_DIR) holds (see results/README.md for the full description):
 
     config.gin            operative gin config (every parameter actually used)
+    metrics.json          the module's metrics, their direction (min/max) and the main one (metric_directions.py)
     configs/              copies of the input config files
     bindings.txt          the -b bindings, one per line
     meta.json             command, host, git commit, versions, start/end times of every attempt
@@ -25,17 +26,23 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     FINISHED              touched only after a successful end
     FAILED                the error of the last attempt, if it failed
 
+It also owns a run folder's life around one training attempt (`session`).
 This module imports nothing heavy: results analysis and runners use it too.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
+
+from src.errors import UserError
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the repository: bin/, src/, configs/
 
@@ -47,6 +54,7 @@ GIT_DIFF = "git_diff.patch"
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 HISTORY = "history.csv"
+METRICS = "metrics.json"  # written and read by src/metric_directions.py
 TENSORBOARD = "tensorboard"
 LAST_CKPT = "last.ckpt"
 PREVIOUS_CKPT = "previous.ckpt"  # the last.ckpt before the current one: the fallback if that one is damaged
@@ -64,7 +72,7 @@ os.umask(UMASK)
 
 CHECKPOINTS = {"best": BEST_CKPT, "last": LAST_CKPT}
 
-STATUSES = ("finished", "running", "dead", "failed", "pending")
+STATUSES = ("finished", "running", "dead", "failed", "pending", "damaged")  # damaged: set by src/results.py
 # A heartbeat older than this many intervals means the process is gone.
 STALE_HEARTBEATS = 4
 MIN_STALE_SECONDS = 120.0
@@ -182,3 +190,59 @@ def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:
     from src.tee import tee_output as tee
 
     return tee(Path(run_dir) / STDOUT, Path(run_dir) / STDERR)
+
+
+def make(save_dir: Path) -> bool:
+    """Create the run folder if needed; True if this call created it."""
+    if save_dir.exists() and not save_dir.is_dir():
+        raise UserError(f"SAVE_DIR {str(save_dir)!r} is a file, not a folder.")
+    if save_dir.is_dir():
+        return False
+    try:
+        save_dir.mkdir(parents=True)
+    except OSError as e:
+        raise UserError(f"Cannot create SAVE_DIR {str(save_dir)!r}: {e.strerror}.") from e
+    return True
+
+
+def set_aside(unusable: Sequence[Path]) -> None:
+    """Rename checkpoints that failed to load to `<name>.unusable` (kept for inspection, replacing an older one), so
+    that they are neither tried again nor rotated into previous.ckpt."""
+    for path in unusable:
+        if path.is_file():
+            path.replace(path.with_name(path.name + UNUSABLE_SUFFIX))
+
+
+@dataclass
+class Attempt:
+    started: bool = False  # set once training is under way: an error after it leaves FAILED, before it no folder
+
+
+@contextlib.contextmanager
+def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Iterator[Attempt]:
+    """One training attempt's hold on its run folder, in the process that owns it (`owner`: rank zero; other
+    processes get a bare Attempt). Creates the folder, takes its lock before anything is written or removed (a folder
+    in use stays untouched), clears half-written files and sets unusable checkpoints aside, copies stdout/stderr into
+    it; on an error writes FAILED with the reason, or removes the folder if this call created it and training never
+    started; releases the lock."""
+    attempt = Attempt()
+    if not owner:
+        yield attempt
+        return
+    from src import run_lock
+
+    created = make(save_dir)
+    run_lock.acquire(save_dir)
+    try:
+        remove_partial_files(save_dir)
+        set_aside(unusable)
+        with tee_output(save_dir):
+            yield attempt
+    except Exception as e:
+        if created and not attempt.started:
+            shutil.rmtree(save_dir, ignore_errors=True)  # never started: leave nothing behind
+        elif save_dir.is_dir():
+            touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
+        raise
+    finally:
+        run_lock.release(save_dir)

@@ -45,12 +45,12 @@ CLI_CASES = [
     (
         "train",
         ["{t}/r", CNN, "-b", "training_loop.model='cnnn'"],
-        "Unknown model 'cnnn'. Did you mean 'cnn'? Valid model names: cnn, mlp, resnet.",
+        "Unknown model 'cnnn'. Did you mean 'cnn'? Valid model names: ",
     ),
     (
         "train",
         ["{t}/r", CNN, "-b", "training_loop.data='mnist'"],
-        "Unknown data set 'mnist'. Valid data set names: cifar10, digits.",
+        "Unknown data set 'mnist'. Valid data set names: ",
     ),
     ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_shedule']"], "Did you mean 'lr_schedule'?"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.loggers=['tensorbord']"], "Unknown logger 'tensorbord'"),
@@ -59,6 +59,13 @@ CLI_CASES = [
     ("train", ["{t}/r", CNN, "-b", "cnn.widht = 3"], "widht"),
     ("train", ["{t}/r", CNN, "-b", "no_such_thing.x = 3"], "no_such_thing"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.n_epochs = "], "Bad gin config"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.n_epoch = 3"], "training_loop.n_epoch. Did you mean 'n_epochs'?"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.precison = '16'"], "Did you mean 'precision'?"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.max_epochs = 3"], "use training_loop.n_epochs instead"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.limit_train_batches = 0"], "limit_train_batches = 0 trains nothing"),
+    ("train", ["{t}/r", CNN, "-b", "supervised.loss = 'hinge'"], "Unknown loss 'hinge'. Valid loss names: "),
+    ("train", ["{t}/r", CNN, "-b", "checkpoint.monitor = 'valid_mae'"], "'valid_mae' is not a metric the module logs"),
+
     ("train", ["{t}/r", CNN + "#{t}/bad.gin"], "bad.gin"),
     ("train", ["{t}/r", "configs/missing.gin"], "Config file 'configs/missing.gin' does not exist."),
     ("train", ["{t}/r", ""], "No config file given"),
@@ -102,7 +109,7 @@ CLI_CASES = [
     # browsing
     ("runs", ["{t}/nowhere"], "is not a folder"),
     ("diff_runs", ["{t}/run_no_ckpt", "{t}/a_file"], "is not a run folder"),
-    ("diff_runs", ["{t}/run_no_ckpt", "{t}/broken_run"], "is not valid gin"),
+    ("diff_runs", ["{t}/run_no_ckpt", "{t}/broken_run"], "not valid gin"),
 ]
 MAINS = {
     "train": cli.train_main,
@@ -131,7 +138,8 @@ def test_cli_bad_input(place, capsys, monkeypatch, script, argv, expected):
 
 
 def test_experiment_main_bad_inputs(tmp_path, capsys):
-    from src.experiment import experiment_main, grid
+    from src.experiment import grid
+    from src.experiment_cli import experiment_main
 
     (tmp_path / "template_config.gin").write_text("")
     searches = {"small": grid({"supervised.lr": [0.1]})}

@@ -200,25 +200,27 @@ def test_profiler_report_lands_in_the_run_folder(train, tmp_path):
     assert "simple.extended = False" in (run / layout.CONFIG).read_text()
 
 
-def test_partial_epoch_sums_travel_with_a_mid_epoch_checkpoint():
-    """A SLURM preemption saves mid-epoch: the epoch's running loss/accuracy sums go into the checkpoint."""
+def test_partial_epoch_sums_travel_with_a_mid_epoch_checkpoint(tmp_path):
+    """A SLURM preemption saves mid-epoch: the epoch's running metric sums go into the checkpoint file (loaded back
+    with weights_only=True, as resume does) and the resumed epoch's means count every example once."""
     from src.models import MODELS
     from src.modules import MODULES
 
     def module():
-        return MODULES.get("supervised")(model=MODELS.get("mlp")(input_shape=(1, 8, 8), n_classes=10))
+        return MODULES.build("supervised", model=MODELS.get("mlp")(input_shape=(1, 8, 8), n_outputs=10))
 
     before, generator = module(), torch.Generator().manual_seed(0)
     for n in (5, 3):  # two ragged batches
-        before._step(
-            (torch.randn(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator)), "train"
-        )
-    checkpoint: dict = {}
-    before.on_save_checkpoint(checkpoint)
+        batch = (torch.randn(n, 1, 8, 8, generator=generator), torch.randint(0, 10, (n,), generator=generator))
+        before.step(batch, "train")
+    saved: dict = {}
+    before.on_save_checkpoint(saved)
+    torch.save(saved, tmp_path / "mid_epoch.ckpt")
     after = module()
-    after.on_load_checkpoint(checkpoint)
-    (sums, count), (restored, restored_count) = before._sums["train"], after._sums["train"]
-    assert count == restored_count == 8 and torch.equal(sums, restored)
+    after.on_load_checkpoint(torch.load(tmp_path / "mid_epoch.ckpt", weights_only=True))
+    (names, sums, count), (restored_names, restored, restored_count) = before._sums["train"], after._sums["train"]
+    assert names == restored_names == ("loss", "acc") and count == restored_count == 8
+    assert torch.equal(sums, restored) and restored is not sums
     assert 0 <= sums[1] <= 8 and sums[1] == sums[1].round()  # correct predictions, counted
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.experiment import experiment_main, grid  # noqa: E402
+from src.experiment import grid  # noqa: E402
+from src.experiment_cli import experiment_main  # noqa: E402
 
 SEARCHES = {
     # about a minute on 2 CPU cores
@@ -23,4 +24,4 @@ SEARCHES = {
 }
 
 if __name__ == "__main__":
-    sys.exit(experiment_main(Path(__file__).parent, SEARCHES, metric="valid_acc"))
+    sys.exit(experiment_main(Path(__file__).parent, SEARCHES))

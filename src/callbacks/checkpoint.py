@@ -1,6 +1,6 @@
-"""Checkpoints: `last.ckpt` every epoch and `best.ckpt` by the monitored metric (default: valid accuracy),
-written atomically (temporary file in the same folder, fsync, rename): a crash never leaves half a checkpoint.
-A new last.ckpt removes the (older) preemption checkpoint."""
+"""Checkpoints: `last.ckpt` every epoch and `best.ckpt` by the monitored metric (default: the module's main metric,
+`valid_<main_metric>`, in its declared direction), written atomically (temporary file in the same folder, fsync,
+rename): a crash never leaves half a checkpoint. A new last.ckpt removes the (older) preemption checkpoint."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
+from src.errors import UserError
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import STEP_OUTPUT
@@ -69,6 +70,31 @@ class EpochCheckpoint(ModelCheckpoint):
     ) -> None:
         pass  # every_n_train_steps and train_time_interval are not used: nothing to check per batch
 
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self.monitor is not None and self.monitor not in monitor_candidates and not trainer.sanity_checking:
+            logged = ", ".join(sorted(k for k in monitor_candidates if k not in ("epoch", "step"))) or "nothing"
+            raise UserError(
+                f"checkpoint.monitor {self.monitor!r} is not logged by the module (it logs: {logged}); set "
+                "checkpoint.monitor to one of those, or log it."
+            )
+        super()._save_topk_checkpoint(trainer, monitor_candidates)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A run folder moved or copied since the checkpoint (rsync from a cluster, `mv`) keeps its best score: the
+        stored paths are read as relative to the folder (Lightning would drop the score and overwrite best.ckpt
+        with a worse epoch)."""
+        old = state_dict.get("dirpath")
+        if old and self.dirpath and old != self.dirpath:
+            state_dict = {**state_dict, "dirpath": self.dirpath}
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if isinstance(state_dict.get(key), str) and state_dict[key]:
+                    state_dict[key] = os.path.join(self.dirpath, os.path.basename(state_dict[key]))
+            if isinstance(state_dict.get("best_k_models"), dict):
+                state_dict["best_k_models"] = {
+                    os.path.join(self.dirpath, os.path.basename(k)): v for k, v in state_dict["best_k_models"].items()
+                }
+        super().load_state_dict(state_dict)
+
     @functools.cached_property
     def state_key(self) -> str:
         # Computed once (Lightning formats it for every hook it calls), under ModelCheckpoint's name: checkpoints
@@ -76,9 +102,21 @@ class EpochCheckpoint(ModelCheckpoint):
         return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
 
 
-@CALLBACKS.register("checkpoint")
-def checkpoint(run_dir: str, monitor: str = "valid_acc", mode: str = "max") -> ModelCheckpoint:
-    """best.ckpt: the best epoch by `monitor`."""
+@CALLBACKS.register("checkpoint", denylist=("metrics",))
+def checkpoint(
+    run_dir: str, metrics: dict[str, Any], monitor: str | None = None, mode: str | None = None
+) -> ModelCheckpoint:
+    """best.ckpt: the best epoch by `monitor` (default: the module's main metric) in `mode` (default: its declared
+    direction). `metrics` is the module's declaration (src/metric_directions.py), offered by the training loop."""
+    directions = metrics["directions"]
+    monitor = monitor or metrics["main"]
+    if monitor not in directions and mode is None:
+        raise UserError(
+            f"checkpoint.monitor {monitor!r} is not a metric the module logs; it logs: {', '.join(directions)}."
+        )
+    mode = mode or directions[monitor]
+    if mode not in ("min", "max"):
+        raise UserError(f"checkpoint.mode must be 'min' or 'max', got {mode!r}.")
     return EpochCheckpoint(
         dirpath=run_dir,
         filename=Path(layout.BEST_CKPT).stem,

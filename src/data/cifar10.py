@@ -90,7 +90,7 @@ class Cifar10(InMemoryDataModule):
     """Train 45,000 / valid 5,000 (seeded split of the training batches) / test 10,000 (toy: 500 / 100 / 100)."""
 
     input_shape = (3, 32, 32)
-    n_classes = 10
+    n_outputs = 10  # classes
 
     def __init__(
         self,

@@ -18,7 +18,7 @@ class Digits(InMemoryDataModule):
     """Train 1,197 / valid 300 / test 300 (toy: 200 / 50 / 50), split with a fixed seed."""
 
     input_shape = (1, 8, 8)
-    n_classes = 10
+    n_outputs = 10  # classes
 
     def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False, device_resident: bool = False) -> None:
         self.toy = toy
@@ -32,11 +32,15 @@ class Digits(InMemoryDataModule):
         return split_arrays(x, labels, n_valid=300, n_test=300)
 
 
-def read_digits() -> tuple[np.ndarray, np.ndarray]:
-    """The digits file inside the scikit-learn package, read without importing scikit-learn (0.5 s saved):
-    the same arrays as `sklearn.datasets.load_digits()` (pixels 0..16 as N x 64, labels as N)."""
+def sklearn_data_file(name: str) -> Path:
+    """A data file shipped inside the scikit-learn package, found without importing scikit-learn (0.5 s saved)."""
     spec = importlib.util.find_spec("sklearn")
     if spec is None or not spec.submodule_search_locations:
-        raise UserError("The digits data set needs scikit-learn: pip install -r requirements.txt")
-    table = np.loadtxt(Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz", delimiter=",")
+        raise UserError("The embedded data sets need scikit-learn: pip install -r requirements.txt")
+    return Path(spec.submodule_search_locations[0]) / "datasets" / "data" / name
+
+
+def read_digits() -> tuple[np.ndarray, np.ndarray]:
+    """The same arrays as `sklearn.datasets.load_digits()` (pixels 0..16 as N x 64, labels as N)."""
+    table = np.loadtxt(sklearn_data_file("digits.csv.gz"), delimiter=",")
     return table[:, :-1], table[:, -1].astype(np.int64)

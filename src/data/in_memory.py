@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import pytorch_lightning as pl
@@ -101,10 +102,15 @@ class ResumableLoader(DataLoader):
 
 
 class InMemoryDataModule(pl.LightningDataModule):
-    """Train/valid/test tensors held in memory; subclasses fill `self.splits` in `load()`."""
+    """Train/valid/test tensors held in memory; subclasses return them from `load()` and declare what a model built
+    for them receives: `input_shape` and `n_outputs` (or override `model_kwargs`).
+
+    `load()` runs on first use of `splits` (the training loop asks for it before the run folder exists, so missing
+    data fails early; `load_model` never loads the data)."""
 
     input_shape: tuple[int, ...]
-    n_classes: int
+    n_outputs: int
+    use_distributed_sampler = False  # EpochBatchSampler shards by rank itself (and resumes mid-epoch)
 
     def __init__(self, batch_size: int = 128, seed: int = 0, device_resident: bool = False) -> None:
         super().__init__()
@@ -113,10 +119,21 @@ class InMemoryDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.seed = seed
         self.device_resident = device_resident
-        self.splits: dict[str, Split] = self.load()
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        """The keywords a model builder receives for this data (src/models/registry.py)."""
+        return {"input_shape": tuple(self.input_shape), "n_outputs": self.n_outputs}
+
+    @cached_property
+    def splits(self) -> dict[str, Split]:
+        return self.load()
 
     def load(self) -> dict[str, Split]:
         raise NotImplementedError
+
+    def prepare_data(self) -> None:
+        self.splits  # noqa: B018  (loads now: a missing or corrupt data set fails before training starts)
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         """Applied to a whole batch on the training device (e.g. uint8 -> normalised float; augmentation when

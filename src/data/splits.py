@@ -1,4 +1,4 @@
-"""Seeded, stable train/valid/test splits of a labelled array."""
+"""Seeded, stable train/valid/test splits of an array of inputs and one of targets (labels, values, ...)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def split_arrays(
     if limit is not None:
         order = order[:limit]
     test, valid, train = order[:n_test], order[n_test : n_test + n_valid], order[n_test + n_valid :]
+    # targets keep their dtype: int64 labels, float values
     return {
-        name: Split(torch.as_tensor(x[idx]), torch.as_tensor(y[idx], dtype=torch.long))
+        name: Split(torch.as_tensor(x[idx]), torch.as_tensor(y[idx]))
         for name, idx in (("train", train), ("valid", valid), ("test", test))
     }

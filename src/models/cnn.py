@@ -13,7 +13,7 @@ def conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 @MODELS.register("cnn")
 def cnn(
-    input_shape: tuple[int, ...], n_classes: int, width: int = 32, n_blocks: int = 2, dropout: float = 0.0
+    input_shape: tuple[int, ...], n_outputs: int, width: int = 32, n_blocks: int = 2, dropout: float = 0.0
 ) -> nn.Module:
     layers: list[nn.Module] = []
     c_in = input_shape[0]
@@ -21,5 +21,5 @@ def cnn(
         c_out = width * 2**i
         layers += conv_bn_relu(c_in, c_out) + conv_bn_relu(c_out, c_out) + [nn.MaxPool2d(2)]
         c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_classes)]
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c_in, n_outputs)]
     return nn.Sequential(*layers)

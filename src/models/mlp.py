@@ -12,12 +12,12 @@ from src.models.registry import MODELS
 
 @MODELS.register("mlp")
 def mlp(
-    input_shape: tuple[int, ...], n_classes: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0
+    input_shape: tuple[int, ...], n_outputs: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0
 ) -> nn.Module:
     layers: list[nn.Module] = [nn.Flatten()]
     width = math.prod(input_shape)
     for h in hidden:
         layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
         width = h
-    layers.append(nn.Linear(width, n_classes))
+    layers.append(nn.Linear(width, n_outputs))
     return nn.Sequential(*layers)

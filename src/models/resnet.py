@@ -30,7 +30,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, in_channels: int, n_classes: int, width: int, blocks: tuple[int, ...]) -> None:
+    def __init__(self, in_channels: int, n_outputs: int, width: int, blocks: tuple[int, ...]) -> None:
         super().__init__()
         self.stem = nn.Sequential(
             nn.Conv2d(in_channels, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)
@@ -42,7 +42,7 @@ class ResNet(nn.Module):
                 stages.append(BasicBlock(c_in, c_out, stride=2 if i > 0 and j == 0 else 1))
                 c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, n_outputs))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem(x)))
@@ -50,6 +50,6 @@ class ResNet(nn.Module):
 
 @MODELS.register("resnet")
 def resnet(
-    input_shape: tuple[int, ...], n_classes: int, width: int = 16, blocks: Sequence[int] = (3, 3, 3)
+    input_shape: tuple[int, ...], n_outputs: int, width: int = 16, blocks: Sequence[int] = (3, 3, 3)
 ) -> nn.Module:
-    return ResNet(input_shape[0], n_classes, width, tuple(blocks))
+    return ResNet(input_shape[0], n_outputs, width, tuple(blocks))

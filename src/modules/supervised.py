@@ -1,28 +1,53 @@
-"""SupervisedLearning: cross-entropy classification around any model; the optimiser and schedule live here."""
+"""SupervisedLearning: a model trained to map inputs to targets with a loss chosen by name; the metrics follow the
+loss, and the optimiser and schedule live here.
+
+    supervised.loss = 'cross_entropy'   # classification: logits (N, C), int labels (N,)     -> loss, acc
+    supervised.loss = 'bce'             # binary / multi-label: logits, 0/1 targets (float)  -> loss, acc
+    supervised.loss = 'mse'             # regression: values, float targets of that shape    -> loss, mse, mae
+    supervised.loss = 'l1'              #                                                     -> loss, mse, mae
+    supervised.target = 'input'         # reconstruct the input (autoencoders): labels are never used
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.errors import UserError
+from src.modules import optim
+from src.modules.epoch_metrics import EpochMetricsModule
 from src.modules.registry import MODULES
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "cosine")
+
+@dataclass(frozen=True)
+class Loss:
+    metrics: dict[str, str]  # name -> direction, besides the loss
+    main: str  # picks best.ckpt
+
+
+LOSSES = {
+    "cross_entropy": Loss({"acc": "max"}, "acc"),
+    "bce": Loss({"acc": "max"}, "acc"),
+    "mse": Loss({"mse": "min", "mae": "min"}, "mse"),
+    "l1": Loss({"mse": "min", "mae": "min"}, "mae"),
+}
+TARGETS = ("label", "input")
 
 
 @MODULES.register("supervised", denylist=("model",))
-class SupervisedLearning(pl.LightningModule):
-    """Cross-entropy classification; optimizer in adam|adamw|sgd, scheduler in none|cosine (per epoch)."""
+class SupervisedLearning(EpochMetricsModule):
+    """loss in cross_entropy|bce|mse|l1; target in label|input; optimizer in adam|adamw|sgd; scheduler in
+    none|cosine (per epoch)."""
 
     def __init__(
         self,
         model: nn.Module,
+        loss: str = "cross_entropy",
+        target: str = "label",
         lr: float = 1e-3,
         optimizer: str = "adam",
         weight_decay: float = 0.0,
@@ -31,94 +56,53 @@ class SupervisedLearning(pl.LightningModule):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise UserError(f"Unknown optimizer {optimizer!r}. Valid optimizer names: {', '.join(OPTIMIZERS)}.")
-        if scheduler not in SCHEDULERS:
-            raise UserError(f"Unknown scheduler {scheduler!r}. Valid scheduler names: {', '.join(SCHEDULERS)}.")
-        if not lr > 0:
-            raise UserError(f"lr must be positive, got {lr!r}.")
+        if loss not in LOSSES:
+            raise UserError(f"Unknown loss {loss!r}. Valid loss names: {', '.join(LOSSES)}.")
+        if target not in TARGETS:
+            raise UserError(f"Unknown target {target!r}. Valid targets: {', '.join(TARGETS)}.")
+        optim.check(optimizer, scheduler, lr)
         self.model = model
+        self.loss_name, self.target = loss, target
+        self.metrics = {"loss": "min", **LOSSES[loss].metrics}
+        self.main_metric = LOSSES[loss].main
         self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
         self.scheduler_name, self.label_smoothing = scheduler, label_smoothing
-        self._sums: dict[str, tuple[torch.Tensor, int]] = {}  # stage -> ([loss x n, correct] summed, examples)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _step(self, batch: Any, stage: str) -> torch.Tensor:
+    def step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        # Epoch means weighted by examples, summed here and logged once per epoch: Lightning's self.log walks its
-        # whole metric state on every call (~0.4 ms on a CPU), more than a small model's step.
+        if self.target == "input":
+            y = x
+        out = self(x)
+        if self.loss_name == "cross_entropy":
+            loss = F.cross_entropy(out, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
+        elif self.loss_name == "bce":
+            loss = F.binary_cross_entropy_with_logits(out, y.to(out.dtype))
+        else:
+            loss = (F.mse_loss if self.loss_name == "mse" else F.l1_loss)(out, y.to(out.dtype))
         with torch.no_grad():
-            sums = torch.stack((loss.detach() * len(y), (logits.argmax(-1) == y).sum(dtype=loss.dtype)))
-            total, count = self._sums.get(stage, (0, 0))
-            self._sums[stage] = (total + sums, count + len(y))
+            self.accumulate(stage, len(y), loss=loss * len(y), **self.metric_sums(out, y))
         return loss
 
-    def _log_epoch(self, stage: str) -> None:
-        """Log the stage's mean loss and accuracy over the epoch's examples (of all processes: Lightning's sync
-        sums value x batch_size and batch sizes across them)."""
-        if stage not in self._sums:
-            return
-        sums, count = self._sums.pop(stage)
-        for name, total in zip(("loss", "acc"), sums, strict=True):
-            self.log(
-                f"{stage}_{name}",
-                total / count,
-                on_step=False,
-                on_epoch=True,
-                prog_bar=name == "acc" or stage == "train",
-                batch_size=count,
-                sync_dist=True,
-            )
-
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if batch_idx == 0:
-            self._sums.pop("train", None)
-        loss = self._step(batch, "train")
-        # Logged with the epoch's last batch: callbacks' on_train_epoch_end (history.csv) run before the module's.
-        if batch_idx + 1 >= self.trainer.num_training_batches:
-            self._log_epoch("train")
-        return loss
-
-    def on_train_epoch_end(self) -> None:
-        if "train" in self._sums:  # a loader without a length: the last batch was not recognised
-            self._log_epoch("train")
-
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "valid")
-
-    def on_validation_epoch_start(self) -> None:
-        self._sums.pop("valid", None)
-
-    def on_validation_epoch_end(self) -> None:
-        self._log_epoch("valid")
-
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._step(batch, "test")
-
-    def on_test_epoch_start(self) -> None:
-        self._sums.pop("test", None)
-
-    def on_test_epoch_end(self) -> None:
-        self._log_epoch("test")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "train" in self._sums:  # a mid-epoch checkpoint (SLURM preemption) keeps the partial epoch's sums
-            checkpoint["supervised_train_sums"] = self._sums["train"]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "supervised_train_sums" in checkpoint:
-            self._sums["train"] = checkpoint["supervised_train_sums"]
+    def metric_sums(self, out: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The batch's sums over examples of the metrics besides the loss (each example weighs the same)."""
+        if self.loss_name == "cross_entropy":
+            return {"acc": (out.argmax(-1) == y).sum(dtype=out.dtype)}
+        n = len(y)
+        if self.loss_name == "bce":
+            return {"acc": ((out > 0) == (y > 0.5)).to(out.dtype).reshape(n, -1).mean(1).sum()}
+        error = (out - y.to(out.dtype)).reshape(n, -1)
+        return {"mse": error.square().mean(1).sum(), "mae": error.abs().mean(1).sum()}
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
-        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
-        if self.optimizer_name == "sgd":
-            kwargs.update(momentum=self.momentum, nesterov=self.momentum > 0)
-        optimizer = OPTIMIZERS[self.optimizer_name](self.parameters(), **kwargs)
-        if self.scheduler_name == "cosine":
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.trainer.max_epochs)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        return optimizer
+        return optim.configure(
+            self.parameters(),
+            self.optimizer_name,
+            self.lr,
+            self.weight_decay,
+            self.momentum,
+            self.scheduler_name,
+            self.trainer.max_epochs,
+        )

@@ -1,0 +1,111 @@
+"""EpochMetricsModule: a LightningModule base that logs per-epoch means over examples of the metrics a subclass
+accumulates, and keeps the partial sums of an interrupted epoch in the checkpoint (exact mid-epoch resume).
+
+    class MyTask(EpochMetricsModule):
+        metrics = {"loss": "min", "mae": "max"}
+        main_metric = "mae"
+
+        def step(self, batch, stage):                       # stage: train | valid | test
+            x, y = batch
+            error = self.model(x) - y
+            loss = error.square().mean()
+            self.accumulate(stage, len(y), loss=loss * len(y), mae=error.abs().flatten(1).mean(1).sum())
+            return loss
+
+`accumulate` takes sums over the batch's examples; at the epoch's end each metric is logged as `<stage>_<name>` =
+sum / examples, summed over processes under DDP. Sums stay on the device and are logged once per epoch: Lightning's
+`self.log` costs ~0.4 ms a call on a CPU, more than a small model's step.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+SUMS_KEY = "epoch_metric_sums"  # the partial training epoch's sums in a mid-epoch checkpoint
+OLD_SUMS_KEY = "supervised_train_sums"  # the same, from checkpoints written before metrics were declared
+
+
+class EpochMetricsModule(pl.LightningModule):
+    metrics: dict[str, str] = {"loss": "min"}
+    main_metric: str = "loss"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._sums: dict[str, tuple[tuple[str, ...], torch.Tensor, int]] = {}  # stage -> (names, sums, examples)
+
+    def step(self, batch: Any, stage: str) -> torch.Tensor:
+        """The loss of one batch; calls `accumulate` with the batch's metric sums."""
+        raise NotImplementedError
+
+    def accumulate(self, stage: str, n: int, **sums: torch.Tensor) -> None:
+        with torch.no_grad():
+            values = torch.stack([v.detach().float() for v in sums.values()])  # one dtype under mixed precision
+            if stage in self._sums:
+                names, total, count = self._sums[stage]
+                self._sums[stage] = (names, total + values, count + n)
+            else:
+                self._sums[stage] = (tuple(sums), values, n)
+
+    def log_epoch(self, stage: str) -> None:
+        """Log the stage's means over the epoch's examples (of all processes: Lightning's sync sums value x
+        batch_size and batch sizes across them)."""
+        if stage not in self._sums:
+            return
+        names, sums, count = self._sums.pop(stage)
+        for name, total in zip(names, sums, strict=True):
+            self.log(
+                f"{stage}_{name}",
+                total / count,
+                on_step=False,
+                on_epoch=True,
+                prog_bar=name == self.main_metric or stage == "train",
+                batch_size=count,
+                sync_dist=True,
+            )
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        if batch_idx == 0:
+            self._sums.pop("train", None)
+        loss = self.step(batch, "train")
+        # Logged with the epoch's last batch: callbacks' on_train_epoch_end (history.csv) run before the module's.
+        if batch_idx + 1 >= self.trainer.num_training_batches:
+            self.log_epoch("train")
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        if "train" in self._sums:  # a loader without a length: the last batch was not recognised
+            self.log_epoch("train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "valid")
+
+    def on_validation_epoch_start(self) -> None:
+        self._sums.pop("valid", None)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch("valid")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    def on_test_epoch_start(self) -> None:
+        self._sums.pop("test", None)
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch("test")
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "train" in self._sums:  # a mid-epoch checkpoint (SLURM preemption) keeps the partial epoch's sums
+            names, sums, count = self._sums["train"]
+            checkpoint[SUMS_KEY] = {"names": list(names), "sums": sums, "count": count}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if SUMS_KEY in checkpoint:
+            saved = checkpoint[SUMS_KEY]
+            self._sums["train"] = (tuple(saved["names"]), saved["sums"], int(saved["count"]))
+        elif OLD_SUMS_KEY in checkpoint:
+            sums, count = checkpoint[OLD_SUMS_KEY]
+            self._sums["train"] = (("loss", "acc"), sums, int(count))

@@ -1,0 +1,118 @@
+"""The Lightning Trainer of a run: every Trainer flag is settable from gin as `training_loop.<flag>` (precision,
+devices, strategy, limit_train_batches, gradient_clip_val, max_time, ...) and passed through unchanged; the template
+sets only what makes the run folder work (callbacks, loggers, checkpoint I/O, epochs, root folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import inspect
+import logging
+import sys
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from src.errors import UserError
+
+if TYPE_CHECKING:
+    import pytorch_lightning as pl
+
+SET_BY_THE_TEMPLATE = {  # Trainer flags the training loop sets itself: flag -> what to use instead
+    "default_root_dir": "SAVE_DIR",
+    "callbacks": "training_loop.callbacks",
+    "logger": "training_loop.loggers",
+    "plugins": "nothing (checkpoint I/O and SLURM handling are the template's)",
+    "max_epochs": "training_loop.n_epochs",
+    "profiler": "training_loop.profiler",
+    "enable_checkpointing": "nothing (last.ckpt and best.ckpt are what resume and evaluation read)",
+}
+# Lightning's None defaults, as earlier versions of the template spelled them in config.gin
+SPELLED_DEFAULTS = {"precision": "32-true", "num_sanity_val_steps": 2}
+QUIET_WARNINGS = (  # noise that says nothing actionable about this template's set-up
+    r".*does not have many workers.*",
+    r".*exists and is not empty.*",
+    r".*smaller than the logging interval.*",
+    r".*The `srun` command is available.*",
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated.*",
+)
+
+
+def trainer_defaults() -> dict[str, Any]:
+    """Every Trainer flag with its default."""
+    import pytorch_lightning as pl
+
+    params = inspect.signature(pl.Trainer.__init__).parameters
+    found = {name: p.default for name, p in params.items() if name != "self" and p.kind is p.KEYWORD_ONLY}
+    return {**found, **SPELLED_DEFAULTS}
+
+
+def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
+    """Unknown flags (typos of the training loop's own parameters too) and flags the template sets: one line each."""
+    known = trainer_defaults()
+    for name in flags:
+        if name in SET_BY_THE_TEMPLATE:
+            raise UserError(f"training_loop.{name} is set by the template: use {SET_BY_THE_TEMPLATE[name]} instead.")
+        if name not in known:
+            close = difflib.get_close_matches(name, [*own_parameters, *known], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserError(
+                f"Unknown parameter training_loop.{name}.{hint} Valid: the training loop's own "
+                f"({', '.join(own_parameters)}) and pytorch_lightning.Trainer's flags."
+            )
+    limit = flags.get("limit_train_batches")
+    if limit is not None and not isinstance(limit, bool) and limit == 0:
+        raise UserError("training_loop.limit_train_batches = 0 trains nothing: use a positive number or fraction.")
+
+
+def make_trainer(
+    run_dir: str, n_epochs: int, callbacks: list, loggers: list, profiler: Any, data: Any, **flags: Any
+) -> pl.Trainer:
+    """A Trainer for the run (flags: the user's Trainer flags)."""
+    import pytorch_lightning as pl
+
+    return pl.Trainer(
+        default_root_dir=run_dir,
+        callbacks=callbacks,
+        logger=loggers or False,
+        plugins=plugins(),
+        max_epochs=n_epochs,
+        profiler=profiler,
+        **{
+            "enable_progress_bar": sys.stdout.isatty(),
+            "use_distributed_sampler": getattr(data, "use_distributed_sampler", True),  # False: it shards itself
+            **SPELLED_DEFAULTS,
+            **flags,
+        },
+    )
+
+
+def plugins() -> list[Any]:
+    """Atomic checkpoint writes; under SLURM, Lightning's own preemption handler off (the `preemption` callback
+    saves at a batch boundary instead of inside the signal handler)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    from src.callbacks.checkpoint import AtomicCheckpointIO
+
+    return [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])]
+
+
+@contextlib.contextmanager
+def quiet_lightning() -> Iterator[None]:
+    """Silence Lightning's advertising and the warnings above, for the duration of a run."""
+
+    class DropTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "Tip:" not in str(record.msg)
+
+    tips = DropTips()
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")  # where rank_zero_info logs
+    logger.addFilter(tips)
+    with warnings.catch_warnings():
+        for pattern in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        try:
+            yield
+        finally:
+            logger.removeFilter(tips)
