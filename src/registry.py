@@ -108,3 +108,13 @@ def accepted(builder: Callable, name: str, offered: dict[str, Any], kind: str = 
 def registered(name: str) -> Callable | None:
     """The builder registered under `name` in any registry, or None."""
     return _EVERY_ITEM.get(name)
+
+
+def import_submodules(package: str, path: list[str]) -> None:
+    """Import every module of a package, in name order: registering a new model, data set, module or callback is
+    dropping its file into the package (src/models/my_net.py), nothing else."""
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
+        importlib.import_module(f"{package}.{info.name}")

@@ -65,7 +65,6 @@ CLI_CASES = [
     ("train", ["{t}/r", CNN, "-b", "training_loop.limit_train_batches = 0"], "limit_train_batches = 0 trains nothing"),
     ("train", ["{t}/r", CNN, "-b", "supervised.loss = 'hinge'"], "Unknown loss 'hinge'. Valid loss names: "),
     ("train", ["{t}/r", CNN, "-b", "checkpoint.monitor = 'valid_mae'"], "'valid_mae' is not a metric the module logs"),
-
     ("train", ["{t}/r", CNN + "#{t}/bad.gin"], "bad.gin"),
     ("train", ["{t}/r", "configs/missing.gin"], "Config file 'configs/missing.gin' does not exist."),
     ("train", ["{t}/r", ""], "No config file given"),
@@ -155,7 +154,7 @@ def test_experiment_main_bad_inputs(tmp_path, capsys):
     [
         ("load_H", "a_file", "is not a run folder"),
         ("load_C", "nowhere", "is not a run folder"),
-        ("load_C", "broken_run", "is not valid gin"),
+        ("load_C", "broken_run", "not valid gin"),
         ("load_model", "run_no_ckpt", "has no best.ckpt"),
         ("load_runs", "nowhere", "does not exist"),
     ],

@@ -1,16 +1,9 @@
-"""Callbacks chosen by name. Importing this package registers every callback."""
+"""Callbacks chosen by name (src/callbacks/registry.py). Importing this package imports every module in it, which
+registers what it defines: a new file in src/callbacks/ is registered without any other edit."""
 
-from src.callbacks import (  # noqa: F401  (registration)
-    checkpoint,
-    finite_loss,
-    heartbeat,
-    history,
-    lr_schedule,
-    meta_saver,
-    preemption,
-    progress_log,
-    rng_state,
-)
 from src.callbacks.registry import CALLBACKS
+from src.registry import import_submodules
+
+import_submodules(__name__, __path__)
 
 __all__ = ["CALLBACKS"]

@@ -1,6 +1,9 @@
-"""Models chosen by name. Importing this package registers every model."""
+"""Models chosen by name (src/models/registry.py). Importing this package imports every module in it, which
+registers what it defines: a new file in src/models/ is registered without any other edit."""
 
-from src.models import autoencoder, cnn, mlp, resnet  # noqa: F401  (registration)
 from src.models.registry import MODELS
+from src.registry import import_submodules
+
+import_submodules(__name__, __path__)
 
 __all__ = ["MODELS"]
