@@ -225,7 +225,7 @@ def report(
         if len(summary):
             top = summary.iloc[0]
             print(
-                f"best configuration ({best} mean = {top['mean']:.4g} over {top['n']} runs): "
+                f"best configuration ({best} mean = {top['mean']:.4g} over {int(top['n'])} runs): "
                 + (", ".join(f"{k} = {fmt(top[k])}" for k in configs) or "the only one")
             )
     elif best in finished and len(finished):

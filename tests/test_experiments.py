@@ -327,3 +327,78 @@ def run_lock_is_free(run) -> bool:
     from src import run_lock
 
     return run_lock.is_held(run) is False
+
+
+def fake_run(run_dir, bindings, history, directions=None, status=layout.FINISHED):
+    """A finished run folder as analysis code reads it, without training."""
+    run_dir.mkdir(parents=True)
+    (run_dir / layout.CONFIG).write_text("".join(f"{k} = {v!r}\n" for k, v in bindings.items()))
+    pd.DataFrame(history).to_csv(run_dir / layout.HISTORY, index=False)
+    if directions is not None:
+        record = {"main": next(iter(directions)), "directions": directions}
+        (run_dir / layout.METRICS).write_text(json.dumps(record))
+    (run_dir / status).touch()
+
+
+def test_report_averages_seeds_and_ranks_by_the_recorded_direction(experiment, tmp_path, capsys):
+    """Seeds are replicates: runs are grouped by lr, mean ± std and n shown, the best lr picked on the mean of a
+    metric recorded as lower-is-better, never a 'best seed'."""
+    from src.report import report
+
+    points = grid({"supervised.lr": [0.01, 0.1], "training_loop.seed": [0, 1, 2]})
+    runs = tmp_path / "results" / "exp" / "seeds"
+    maes = {(0.01, 0): 0.30, (0.01, 1): 0.50, (0.01, 2): 0.40, (0.1, 0): 0.20, (0.1, 1): 0.90, (0.1, 2): 0.70}
+    for (lr, seed), mae in maes.items():
+        fake_run(
+            runs / f"lr={lr}_seed={seed}",
+            {"supervised.lr": lr, "training_loop.seed": seed},
+            {"epoch": [1, 2], "valid_mae": [mae + 0.1, mae]},
+            {"valid_mae": "min"},
+        )
+    report(experiment, "seeds", points)  # the metric: the runs' recorded main one
+    out = capsys.readouterr().out
+    assert "best configuration (best_valid_mae mean = 0.4 over 3 runs): supervised.lr = 0.01" in out
+    assert "best (" not in out  # no single best run, i.e. no best seed
+    by_config = pd.read_csv(experiment / "seeds" / "results_by_config.csv")
+    assert list(by_config["supervised.lr"]) == [0.01, 0.1] and list(by_config["n"]) == [3, 3]
+    assert by_config["mean"].tolist() == pytest.approx([0.4, 0.6])
+    assert by_config["std"].tolist() == pytest.approx([0.1, pd.Series([0.2, 0.9, 0.7]).std()])
+    for stem in ("learning_curves", "valid_mae_vs_lr"):
+        assert (experiment / "seeds" / f"{stem}.png").stat().st_size > 1000
+    results = pd.read_csv(experiment / "seeds" / "results.csv")
+    assert results["best_valid_mae"].is_monotonic_increasing  # lowest first: the recorded direction is min
+    assert set(results["run"]) == {str(runs / name) for name in results["name"]}  # `run` is the path, as in load_runs
+
+
+def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
+    from src.results import load_runs
+
+    good = {"epoch": [1], "valid_acc": [0.5]}
+    fake_run(tmp_path / "ok", {"supervised.lr": 0.1}, good)
+    fake_run(tmp_path / "bytes", {"supervised.lr": 0.2}, good)
+    (tmp_path / "bytes" / layout.HISTORY).write_bytes(os.urandom(300) + b"\xff\xfe")
+    fake_run(tmp_path / "text", {"supervised.lr": 0.3}, {"epoch": [1, 2], "valid_acc": [0.5, "oops"]})
+    fake_run(tmp_path / "config", {"supervised.lr": 0.4}, good)
+    (tmp_path / "config" / layout.CONFIG).write_bytes(b"supervised.lr = \x00\xff(((")
+    fake_run(tmp_path / "eval", {"supervised.lr": 0.5}, good)
+    (tmp_path / "eval" / layout.EVAL_RESULTS).write_text("[1, 2")
+    runs = load_runs(tmp_path).set_index("run")
+    assert runs.loc[str(tmp_path / "ok"), "status"] == "finished"
+    assert runs.loc[str(tmp_path / "ok"), "best_valid_acc"] == 0.5
+    for name, damaged_file in (
+        ("bytes", layout.HISTORY),
+        ("text", layout.HISTORY),
+        ("config", layout.CONFIG),
+        ("eval", layout.EVAL_RESULTS),
+    ):
+        row = runs.loc[str(tmp_path / name)]
+        assert row["status"] == "damaged" and str(tmp_path / name / damaged_file) in row["damaged"], name
+        assert "\n" not in row["damaged"]
+    out = subprocess.run(
+        [sys.executable, "bin/runs.py", str(tmp_path)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0 and out.stdout.count("damaged") >= 4, out.stderr
