@@ -86,3 +86,15 @@ def test_readme_task_keeps_the_templates_tests_and_lint_green(fork):
     for args in (["check", "."], ["format", "--check", "."]):
         lint = run(fork, "-m", "ruff", *args)
         assert lint.returncode == 0, lint.stdout[-2000:]
+
+
+def test_readme_python_examples_pass_lint(tmp_path):
+    """Every python block of the README, copied as it is into a file, passes `make lint` (ruff check and format)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(blocks) >= 4
+    for i, block in enumerate(blocks):
+        (tmp_path / f"example_{i}.py").write_text(block)
+    config = ["--config", str(ROOT / "pyproject.toml")]
+    for args in (["check", *config, "."], ["format", "--check", *config, "."]):
+        lint = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout[-3000:]
