@@ -249,3 +249,29 @@ def test_setup_reads_nvidia_smi_and_checks_the_options(fake_gpus, monkeypatch):
     assert G.setup(None, None, 1, 0.2) == (None, None)
     with pytest.raises(UserError, match=r"--gpus-per-job 1: not enough GPUs \(nvidia-smi is not on PATH\)"):
         G.setup(None, 1, 1, 0.2)
+
+
+def test_the_pool_rechecks_before_every_job_and_says_each_change_once(monkeypatch):
+    state = {"gpus": [gpu(0), gpu(1, used=10000)], "apps": []}
+    monkeypatch.setattr(G, "query_gpus", lambda: state["gpus"])
+    monkeypatch.setattr(G, "query_apps", lambda: state["apps"])
+    pool, said = G.GpuPool([gpu(0), gpu(1)], per_job=1, per_gpu=1, max_memory_used=0.2), []
+    assert pool.take([], said.append) == [gpu(0)]
+    assert said == ["GPU 1 (Fake GPU) is busy, 10000 of 16000 MiB used by others: not given jobs while it is"]
+    child = os.getpid()  # stands for our job on GPU 0: its process is ours, not a colleague's
+    state["apps"] = [G.App("GPU-0", child, 3000)]
+    assert pool.take([child], said.append) is None  # GPU 0 runs our job, GPU 1 is busy: wait
+    assert said[1:] == ["waiting for a free GPU (GPU 1: 10000 of 16000 MiB used by others)"]
+    state["gpus"] = [gpu(0, used=3000), gpu(1, used=10500)]  # the colleague's memory grows: nothing new to say
+    assert pool.take([child], said.append) is None and len(said) == 2
+    state["gpus"] = [gpu(0, used=3000), gpu(1)]
+    assert pool.take([child], said.append) == [gpu(1)]
+    assert said[2:] == ["GPU 1 (Fake GPU) is free again"]
+    pool.release([gpu(0)])
+    state["apps"] += [G.App("GPU-0", 1, 100)]  # someone starts on GPU 0 after our job there ended
+    assert pool.take([child], said.append) is None
+    colleague = G.owner(1)  # "pid 1 (root)"
+    assert said[3:] == [
+        f"GPU 0 (Fake GPU) is busy, in use by {colleague}: not given jobs while it is",
+        f"waiting for a free GPU (GPU 0: in use by {colleague})",
+    ]

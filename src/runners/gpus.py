@@ -175,8 +175,8 @@ class GpuPool:
         self.gpus, self.per_job, self.per_gpu, self.max_memory_used = list(gpus), per_job, per_gpu, max_memory_used
         self.load = {g.index: 0 for g in self.gpus}
         self.own: set[int] = set()  # our children and their descendants, ever seen (nvidia-smi may lag an exit)
-        self.said: dict[int, str] = {}  # GPU index -> the busy reason last reported
-        self.waiting = ""  # the last "waiting" line said
+        self.said: dict[int, str] = {}  # busy GPU index -> why (said when it became busy; memory figures move)
+        self.waiting: object = None  # what the last "waiting" line was about
 
     @property
     def slots(self) -> int:
@@ -190,15 +190,13 @@ class GpuPool:
         try:
             now, apps = {g.index: g for g in query_gpus()}, query_apps()
         except (GpuQueryError, FileNotFoundError) as e:
-            self._wait(f"waiting: cannot check the GPUs ({e}); retrying", say)
+            self._wait(str(e), f"waiting: cannot check the GPUs ({e}); retrying", say)
             return None
-        if self.waiting.startswith("waiting: cannot"):
-            self.waiting = ""
         free = []
         for gpu in self.gpus:
             current = now.get(gpu.index)
-            reason = busy_reason(current, apps, self.own, self.max_memory_used) if current else "not listed"
-            if reason and self.said.get(gpu.index) != reason:
+            reason = busy_reason(current, apps, self.own, self.max_memory_used) if current else "gone from nvidia-smi"
+            if reason and gpu.index not in self.said:
                 say(f"GPU {gpu.index} ({gpu.name}) is busy, {reason}: not given jobs while it is")
             elif not reason and gpu.index in self.said:
                 say(f"GPU {gpu.index} ({gpu.name}) is free again")
@@ -210,7 +208,7 @@ class GpuPool:
         chosen = choose(free, self.load, self.per_job, self.per_gpu)
         if chosen is None and self.said:  # (without busy GPUs, all slots run our own jobs: nothing to explain)
             busy = "; ".join(f"GPU {index}: {reason}" for index, reason in sorted(self.said.items()))
-            self._wait(f"waiting for a free GPU ({busy})", say)
+            self._wait(tuple(sorted(self.said)), f"waiting for a free GPU ({busy})", say)
         for gpu in chosen or ():
             self.load[gpu.index] += 1
         return chosen
@@ -219,10 +217,10 @@ class GpuPool:
         for gpu in gpus:
             self.load[gpu.index] -= 1
 
-    def _wait(self, line: str, say: Callable[[str], None]) -> None:
-        if line != self.waiting:
+    def _wait(self, about: object, line: str, say: Callable[[str], None]) -> None:
+        if about != self.waiting:
             say(line)
-            self.waiting = line
+            self.waiting = about
 
 
 def setup(
