@@ -10,6 +10,7 @@ batch (re-running it resumes).
 
 from __future__ import annotations
 
+import re
 import shlex
 import sys
 from dataclasses import dataclass
@@ -82,12 +83,13 @@ def write_batch(path: str | Path, jobs: list[Job], title: str) -> Path:
 
 
 def read_batch(path: str | Path) -> list[Job]:
-    """The jobs of a batch file; a missing, empty or job-less file is an error."""
+    """The jobs of a batch file: none when every run is finished (`prepare` writes no job line then); a missing
+    file, or one with neither job lines nor the `job` function (not a batch file), is an error."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Batch file {str(path)!r} does not exist; write one with `main.py prepare`.")
-    jobs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    jobs, text = [], path.read_text()
+    for number, line in enumerate(text.splitlines(), 1):
         if line.startswith("job "):
             try:
                 args = tuple(shlex.split(line)[1:])
@@ -96,6 +98,6 @@ def read_batch(path: str | Path) -> list[Job]:
             if not args:
                 raise UserError(f"{path}:{number}: job line without a run folder.")
             jobs.append(Job(args))
-    if not jobs:
-        raise UserError(f"Batch file {str(path)!r} has no job lines: nothing to run.")
+    if not jobs and not re.search(r"^\s*(function\s+)?job\s*(\(\s*\))?\s*\{", text, re.MULTILINE):
+        raise UserError(f"{str(path)!r} is not a batch file: it has no job lines and no `job` function.")
     return jobs

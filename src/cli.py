@@ -129,13 +129,39 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
         prog="bin/run_local.py", description="Run a batch file's unfinished jobs N at a time on this machine."
     )
     parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
-    parser.add_argument("--jobs", "-j", type=int, default=2, help="jobs at a time (default 2)")
+    parser.add_argument(
+        "--jobs", "-j", type=int, help="jobs at a time (default: as many as the GPUs take; 2 without GPUs)"
+    )
     parser.add_argument("--threads", type=int, help="CPU threads per job (default: cores // jobs)")
+    parser.add_argument(
+        "--gpus", help="the GPUs to use, e.g. 0,2,3 (nvidia-smi's numbers; default: $CUDA_VISIBLE_DEVICES or all)"
+    )
+    parser.add_argument(
+        "--gpus-per-job", type=int, help="GPUs each job gets (default 1 where there are GPUs; 0: CPU only)"
+    )
+    parser.add_argument(
+        "--jobs-per-gpu", type=int, default=1, help="jobs sharing one GPU, for small models (default 1)"
+    )
+    parser.add_argument(
+        "--max-gpu-memory",
+        type=float,
+        default=20,
+        metavar="PERCENT",
+        help="a GPU with more of its memory used by others than this is busy (default 20)",
+    )
 
     def main(args: argparse.Namespace) -> int:
         from src.runners.local import run_local
 
-        return run_local(args.batch, jobs=args.jobs, threads=args.threads)
+        return run_local(
+            args.batch,
+            jobs=args.jobs,
+            threads=args.threads,
+            gpus=args.gpus,
+            gpus_per_job=args.gpus_per_job,
+            jobs_per_gpu=args.jobs_per_gpu,
+            max_gpu_memory=args.max_gpu_memory / 100,
+        )
 
     return run_main(main, parser, argv)
 

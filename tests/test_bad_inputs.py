@@ -99,10 +99,13 @@ CLI_CASES = [
     # bin/download_data.py
     ("download", ["imagenet"], "Unknown data set 'imagenet' to download. Valid names: cifar10."),
     # runners
-    ("run_local", ["{t}/empty.sh"], "has no job lines: nothing to run"),
+    ("run_local", ["{t}/empty.sh"], "is not a batch file: it has no job lines and no `job` function."),
     ("run_local", ["{t}/missing.sh"], "does not exist"),
     ("run_local", ["{t}/one_job.sh", "--jobs", "0"], "--jobs must be at least 1, got 0."),
     ("run_local", ["{t}/one_job.sh", "--jobs", "two"], "argument --jobs/-j: invalid int value: 'two'"),
+    ("run_local", ["{t}/one_job.sh", "--gpus", "0"], "--gpus '0': no GPU '0' on this machine. GPUs here: none"),
+    ("run_local", ["{t}/one_job.sh", "--gpus-per-job", "1"], "--gpus-per-job 1: not enough GPUs (nvidia-smi is"),
+    ("run_local", ["{t}/one_job.sh", "--jobs-per-gpu", "0"], "--jobs-per-gpu must be at least 1, got 0."),
     ("run_slurm", ["{t}/one_job.sh"], "SLURM is not installed here: `sbatch` is not on PATH"),
     ("run_slurm", ["{t}/one_job.sh", "--max-jobs", "0"], "--max-jobs must be at least 1, got 0."),
     # browsing

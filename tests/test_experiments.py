@@ -140,7 +140,7 @@ def test_runner_errors(tmp_path):
 
     empty = tmp_path / "batch.sh"
     empty.write_text("#!/usr/bin/env bash\nset -u\n")
-    with pytest.raises(UserError, match="has no job lines"):
+    with pytest.raises(UserError, match="is not a batch file: it has no job lines"):
         run_local(empty)
     with pytest.raises(UserError, match="does not exist"):
         submit(tmp_path / "missing.sh", SlurmOptions())

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
@@ -44,6 +45,13 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return found
+
+
+def gpu_names() -> list[str]:
+    """The GPUs this process sees (after CUDA_VISIBLE_DEVICES), by name."""
+    return (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
 
 
 class MetaSaver(pl.Callback):
@@ -84,6 +92,8 @@ class MetaSaver(pl.Callback):
                 "hostname": self.meta["hostname"],
                 "pid": os.getpid(),
                 "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # set by bin/run_local.py, SLURM
+                "gpus": gpu_names(),
                 **self.attempt_notes,
             }
         )

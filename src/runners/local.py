@@ -1,15 +1,21 @@
 """Run a batch file's jobs N at a time on this machine, with a live progress display.
 
-CPU threads are split fairly (each job gets cpus // N through OMP_NUM_THREADS, which torch uses for its thread
-pool), finished runs are skipped, each job logs to <batch folder>/logs/<run>.log, a non-zero exit is recorded
-in the run's FAILED file, and Ctrl-C stops the children cleanly (re-running resumes them).
+On a machine with NVIDIA GPUs each job gets its own GPU(s) through CUDA_VISIBLE_DEVICES, from those free right now
+(src/runners/gpus.py: GPUs that colleagues use are skipped); a job waits for a free slot. CPU threads are split
+fairly (each job gets cpus // N through OMP_NUM_THREADS, which torch uses for its thread pool), finished runs are
+skipped, each job logs to <batch folder>/logs/<run>.log, a non-zero exit is recorded in the run's FAILED file, and
+Ctrl-C stops the children cleanly (re-running resumes them). Several runners may share one batch file: the run
+lock lets one of them train each run, and the others skip it.
 """
 
 from __future__ import annotations
 
+import heapq
+import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,8 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src import run_dir as layout
+from src import run_lock
 from src.batch import Job, read_batch
 from src.errors import RunInUse, UserError
+from src.runners.gpus import Gpu, describe, setup, visible_devices
 
 
 @dataclass
@@ -28,6 +36,7 @@ class Running:
     process: subprocess.Popen
     log: object
     started: float
+    gpus: list[Gpu]
 
 
 def record_exit(job: Job, code: int) -> None:
@@ -39,7 +48,8 @@ def record_exit(job: Job, code: int) -> None:
             layout.touch(job.run_dir / layout.FAILED, f"exit code {code}\n")
 
 
-def start(job: Job, log_dir: Path, threads: int) -> Running:
+def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None) -> Running:
+    """Start the job's process; `devices` is its CUDA_VISIBLE_DEVICES (None: leave the environment's)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{job.run_dir.name}.log", "a")
     started = time.time()
@@ -51,6 +61,8 @@ def start(job: Job, log_dir: Path, threads: int) -> Running:
         "MKL_NUM_THREADS": str(threads),
         "PYTHONPATH": str(layout.CODE_ROOT),
     }
+    if devices is not None:
+        env |= {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # nvidia-smi's numbering
     process = subprocess.Popen(
         job.command(),
         cwd=layout.CODE_ROOT,
@@ -60,7 +72,7 @@ def start(job: Job, log_dir: Path, threads: int) -> Running:
         env=env,
         start_new_session=True,
     )
-    return Running(job, process, log, started)
+    return Running(job, process, log, started, gpus)
 
 
 def stop_all(running: list[Running], grace: float = 30.0) -> None:
@@ -84,66 +96,164 @@ def with_suppressed(fn: Callable[..., object], *args: object) -> None:
         pass
 
 
-def run_local(batch: str | Path, jobs: int = 2, threads: int | None = None, quiet: bool = False) -> int:
-    """Run the batch; return 0 if every job succeeded, 1 if any failed, 130 if interrupted."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+def estimate_left(durations: list[float], running_for: list[float], queued: int, slots: int) -> float | None:
+    """Seconds until the batch is done, if every job takes the mean of the finished jobs' `durations`: each running
+    job ends after the rest of that mean (at once if it is past it), each queued one starts on the first free of
+    `slots`. None before any job has finished."""
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    free_at = [max(mean - t, 0.0) for t in running_for] + [0.0] * max(slots - len(running_for), 0)
+    heapq.heapify(free_at)
+    for _ in range(queued):
+        heapq.heappush(free_at, heapq.heappop(free_at) + mean)
+    return max(free_at, default=0.0)
 
-    if jobs < 1:
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    seconds = round(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+FINISHED_ELSEWHERE = "finished by another process"
+
+
+def trained_elsewhere(job: Job, pid: int) -> bool:
+    """Whether a job that exited 0 found its run finished by another process (its last attempt is not `pid`'s)."""
+    try:
+        attempts = json.loads((job.run_dir / layout.META).read_text()).get("attempts") or [{}]
+    except (OSError, ValueError):
+        return False
+    return (attempts[-1].get("pid"), attempts[-1].get("hostname")) not in ((pid, socket.gethostname()), (None, None))
+
+
+def already_taken(job: Job) -> str | None:
+    """Why another runner's work makes the job moot now (finished meanwhile, or trained right now), else None."""
+    if (job.run_dir / layout.FINISHED).exists():
+        return FINISHED_ELSEWHERE
+    if run_lock.is_held(job.run_dir):
+        return "another process trains in it"
+    return None
+
+
+def run_local(
+    batch: str | Path,
+    jobs: int | None = None,
+    threads: int | None = None,
+    quiet: bool = False,
+    gpus: str | None = None,
+    gpus_per_job: int | None = None,
+    jobs_per_gpu: int = 1,
+    max_gpu_memory: float = 0.2,
+    poll: float = 5.0,
+) -> int:
+    """Run the batch; return 0 if every job succeeded (or there was nothing to do), 1 if any failed, 130 if
+    interrupted. `gpus` ("0,2,3"), `gpus_per_job`, `jobs_per_gpu` and `max_gpu_memory` (the fraction of a GPU's
+    memory others may use before it counts as busy) choose the GPUs (src/runners/gpus.py); `jobs` defaults to as
+    many as the GPUs take, or 2 without GPUs; `poll`: seconds between looks at busy GPUs while waiting."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}.")
     batch = Path(batch)
     all_jobs = read_batch(batch)
+    pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
     todo = [job for job in all_jobs if layout.status(job.run_dir) != "finished"]
-    threads = threads or max(1, (os.cpu_count() or 1) // min(jobs, max(len(todo), 1)))
+    if not todo:
+        print(f"nothing to do: all {len(all_jobs)} runs of the batch file are finished")
+        return 0
+    jobs = jobs or (pool.slots if pool else 2)
+    slots = min(jobs, pool.slots) if pool else jobs
+    threads = threads or max(1, (os.cpu_count() or 1) // min(slots, len(todo)))
+    where = ""
+    if pool:
+        each = f"{pool.per_job} GPU{'s' * (pool.per_job > 1)} per job, {pool.per_gpu} job{'s' * (pool.per_gpu > 1)}"
+        where = f" on {describe(pool.gpus)} ({each} per GPU)"
+    elif cpu_devices == "":
+        where = " on CPU (GPUs hidden: --gpus-per-job 0)"
     print(
         f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
-        f"{jobs} at a time, {threads} threads each; logs in {batch.parent / 'logs'}"
+        f"at most {slots} at a time{where}, {threads} threads each; logs in {batch.parent / 'logs'}"
     )
-    queue, running, failed, skipped, done = list(todo), [], [], [], 0
-    columns = (
-        "{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        "eta",
-        TimeRemainingColumn(),
-    )
+    queue, running, failed, skipped, elsewhere, durations = list(todo), [], [], [], [], []
+    done, next_look = 0, 0.0
+    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta {task.fields[eta]}")
     with Progress(*columns, disable=quiet or not sys.stdout.isatty()) as progress:
-        task = progress.add_task("", total=len(todo))
+
+        def say(line: str) -> None:
+            progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+        def finish(job: Job, verdict: str) -> None:
+            nonlocal done
+            done += 1
+            say(f"[{done}/{len(todo)}] {job.run_dir.name}: {verdict}")
+            progress.advance(task)
+
+        task = progress.add_task("", total=len(todo), eta=clock(None))
         try:
             while queue or running:
-                while queue and len(running) < jobs:
-                    running.append(start(queue.pop(0), batch.parent / "logs", threads))
+                while queue and len(running) < slots:
+                    reason = already_taken(queue[0])
+                    if reason:
+                        job = queue.pop(0)
+                        (elsewhere if reason == FINISHED_ELSEWHERE else skipped).append(job)
+                        finish(job, f"skipped: {reason}")
+                        continue
+                    chosen: list[Gpu] = []
+                    if pool:
+                        if time.time() < next_look:
+                            break
+                        chosen = pool.take([r.process.pid for r in running], say)
+                        if chosen is None:
+                            next_look = time.time() + poll
+                            break
+                    devices = visible_devices(chosen) if pool else cpu_devices
+                    running.append(start(queue.pop(0), batch.parent / "logs", threads, chosen, devices))
+                    if pool:
+                        say(f"started {running[-1].job.run_dir.name} on {describe(chosen)}")
                 time.sleep(0.2)
                 for r in [r for r in running if r.process.poll() is not None]:
                     running.remove(r)
                     r.log.close()
-                    code = r.process.returncode
+                    if pool:
+                        pool.release(r.gpus)
+                        next_look = 0.0
+                    code, seconds = r.process.returncode, time.time() - r.started
                     record_exit(r.job, code)
-                    done += 1
                     if code == RunInUse.exit_code:
                         skipped.append(r.job)
                         verdict = "skipped: another process trains in it"
                     elif code != 0:
                         failed.append(r.job)
                         verdict = f"FAILED (exit {code}, log {r.log.name})"
+                    elif trained_elsewhere(r.job, r.process.pid):
+                        elsewhere.append(r.job)
+                        verdict = f"skipped: {FINISHED_ELSEWHERE}"
                     else:
+                        durations.append(seconds)
                         verdict = "ok"
-                    progress.console.print(
-                        f"[{done}/{len(todo)}] {r.job.run_dir.name}: {verdict} in {time.time() - r.started:.0f} s"
-                    )
-                    progress.advance(task)
+                    on = f" on {describe(r.gpus)}" if pool else ""
+                    finish(r.job, f"{verdict} in {seconds:.0f} s{on}")
+                now = time.time()
+                eta = estimate_left(durations, [now - r.started for r in running], len(queue), slots)
+                placed = ", ".join(f"{r.job.run_dir.name} on {describe(r.gpus)}" for r in running) if pool else ""
                 progress.update(
                     task,
-                    description=f"done {done - len(failed) - len(skipped)} | running {len(running)} | "
-                    f"failed {len(failed)}",
+                    eta=clock(eta),
+                    description=f"done {done - len(failed) - len(skipped) - len(elsewhere)} | running {len(running)}"
+                    + (f" ({placed})" if placed else "")
+                    + f" | failed {len(failed)}",
                 )
         except KeyboardInterrupt:
-            progress.console.print(f"interrupted: stopping {len(running)} jobs; run the same command to resume")
+            say(f"interrupted: stopping {len(running)} jobs; run the same command to resume")
             stop_all(running)
             return 130
     print(
-        f"{done - len(failed) - len(skipped)} succeeded, {len(failed)} failed"
+        f"{done - len(failed) - len(skipped) - len(elsewhere)} succeeded, {len(failed)} failed"
         + (f", {len(skipped)} skipped (in use by another process)" if skipped else "")
+        + (f", {len(elsewhere)} finished by another process" if elsewhere else "")
         + "".join(f"\n  failed: {job.run_dir}" for job in failed)
     )
     return 1 if failed else 0

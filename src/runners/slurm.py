@@ -101,8 +101,8 @@ def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> s
     jobs = read_batch(batch)
     indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in ("finished", "running")]
     skipped = len(jobs) - len(indices)
-    if not indices:
-        print(f"nothing to submit: all {len(jobs)} runs are finished or running")
+    if not indices:  # an up-to-date sweep: `prepare` wrote no job line, or the runs finished or run meanwhile
+        print(f"nothing to do: all {len(jobs)} runs of the batch file are finished or running")
         return None
     if not dry_run and shutil.which("sbatch") is None:
         raise UserError("SLURM is not installed here: `sbatch` is not on PATH (use bin/run_local.py instead).")

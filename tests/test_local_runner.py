@@ -1,0 +1,81 @@
+"""The runners' edges: an up-to-date sweep is nothing to do (exit 0), and the local runner's ETA."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from src import run_dir as layout
+from src.batch import read_batch
+from src.errors import UserError
+from src.experiment import grid, prepare
+from src.runners.local import clock, estimate_left
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def finished_sweep(tmp_path, monkeypatch):
+    """An experiment whose two runs are finished, prepared again: its batch.sh has no job lines."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "template_config.gin").write_text("include 'configs/cnn.gin'\n")
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    points = grid({"supervised.lr": [0.01, 0.1]})
+    for job in read_batch(prepare(folder, "tiny", points).batch):
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / layout.FINISHED).touch()
+    done = prepare(folder, "tiny", points)
+    assert done.todo == [] and read_batch(done.batch) == []
+    return done.batch
+
+
+def script(name: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PATH": os.path.dirname(sys.executable)}  # no sbatch, no GPUs
+    return subprocess.run([sys.executable, f"bin/{name}", *args], cwd=ROOT, env=env, capture_output=True, text=True)
+
+
+def test_an_up_to_date_sweep_is_nothing_to_do(finished_sweep):
+    assert subprocess.run(["bash", str(finished_sweep)], capture_output=True).returncode == 0
+    local = script("run_local.py", str(finished_sweep))
+    assert (local.returncode, local.stderr) == (0, "")
+    assert local.stdout == "nothing to do: all 0 runs of the batch file are finished\n"
+    for dry_run in ([], ["--dry-run"]):  # decided before sbatch is needed: there is none on PATH
+        slurm = script("run_slurm.py", str(finished_sweep), *dry_run)
+        assert (slurm.returncode, slurm.stderr) == (0, "")
+        assert slurm.stdout == "nothing to do: all 0 runs of the batch file are finished or running\n"
+
+
+def test_runs_finished_since_prepare_are_nothing_to_do(tmp_path, monkeypatch):
+    from src.runners.local import run_local
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "template_config.gin").write_text("include 'configs/cnn.gin'\n")
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    batch = prepare(folder, "tiny", grid({"supervised.lr": [0.01, 0.1]})).batch
+    for job in read_batch(batch):
+        job.run_dir.mkdir(parents=True)
+        (job.run_dir / layout.FINISHED).touch()
+    assert run_local(batch, quiet=True) == 0
+
+
+def test_a_file_that_is_no_batch_file_is_still_an_error(tmp_path):
+    (tmp_path / "notes.sh").write_text("#!/usr/bin/env bash\necho hello\n")
+    with pytest.raises(UserError, match="is not a batch file: it has no job lines and no `job` function"):
+        read_batch(tmp_path / "notes.sh")
+    (tmp_path / "hand.sh").write_text('function job {\n    python bin/train.py "$@"\n}\n')
+    assert read_batch(tmp_path / "hand.sh") == []
+
+
+def test_eta_comes_from_finished_jobs_and_the_jobs_left_per_slot():
+    assert estimate_left([], [5.0, 5.0], queued=10, slots=2) is None  # nothing finished: no basis yet
+    # 2 of 12 done in ~60 s each, 2 running for 10 s, 8 queued, 2 slots: 50 s + 4 rounds of 60 s
+    assert estimate_left([58.0, 62.0], [10.0, 10.0], queued=8, slots=2) == pytest.approx(290.0)
+    # the slot that frees first takes the next job: 30 and 50 s left, 3 queued of 60 s
+    assert estimate_left([60.0], [30.0, 10.0], queued=3, slots=2) == pytest.approx(150.0)
+    # a job running past the mean is assumed to end now; the queued ones still count
+    assert estimate_left([60.0], [100.0], queued=1, slots=1) == pytest.approx(60.0)
+    assert estimate_left([60.0], [], queued=0, slots=2) == 0.0
+    assert estimate_left([60.0], [], queued=5, slots=3) == pytest.approx(120.0)  # an idle slot starts at once
+    assert [clock(None), clock(59.6), clock(3725.0)] == ["-:--:--", "0:01:00", "1:02:05"]
