@@ -5,8 +5,9 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     config.gin            operative gin config (every parameter actually used)
     configs/              copies of the input config files
     bindings.txt          the -b bindings, one per line
-    meta.json             command, host, git commit, versions, start/end times of every attempt
+    meta.json             command, host, device, git commit, versions, start/end times of every attempt
     git_diff.patch        uncommitted changes of the code at start
+    packages.txt          every installed distribution, name==version, at start
     stdout.txt stderr.txt everything printed (appended on resume)
     history.csv           one row per epoch
     tensorboard/          TensorBoard event files
@@ -44,6 +45,7 @@ INPUT_CONFIGS = "configs"
 BINDINGS = "bindings.txt"
 META = "meta.json"
 GIT_DIFF = "git_diff.patch"
+PACKAGES = "packages.txt"  # every installed distribution at start (src/environment.py)
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 HISTORY = "history.csv"
