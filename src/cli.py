@@ -239,6 +239,7 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--into", metavar="DIR", help="the new run folder (default: RUN.repro)")
     parser.add_argument(
         "--tolerance",
+        metavar="T",
         type=float,
         default=0.0,
         help="largest absolute difference that counts as equal (default 0: bitwise; GPU runs need more, e.g. 1e-4)",

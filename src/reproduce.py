@@ -160,6 +160,10 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
         for config, path in includes(configs)
         if Path(path).is_absolute()
     ]
+    masked = [p.name for p in configs if MASK in p.read_text()] + [layout.BINDINGS] * any(MASK in b for b in bindings)
+    if masked:
+        verb = "holds" if len(masked) == 1 else "hold"
+        caveats.append(f"{', '.join(masked)} {verb} a masked secret ({MASK}): it cannot be restored")
     caveats += order + (patch_caveats(patch) if patch else []) + environment_caveats(run, meta)
     return Plan(run, into, repo, commit, patch, configs, bindings, caveats)
 

@@ -22,7 +22,7 @@ from src.environment import installed_packages, parse_packages
 
 FAST = (
     "digits.toy = True#digits.batch_size = 32#cnn.width = 8#training_loop.loggers = []"
-    "#training_loop.num_sanity_val_steps = 0#training_loop.n_epochs = 2"
+    "#training_loop.num_sanity_val_steps = 0#training_loop.n_epochs = 2#training_loop.accelerator = 'cpu'"
 )
 TIMINGS = ("epoch_time", "examples_per_s")
 
@@ -184,6 +184,9 @@ def test_a_masked_secret_in_the_diff_is_said_before_training(clean_run, repo, tm
     )
     caveats = plan(run, repo=repo).caveats
     assert len(caveats) == 1 and "masked secret (***) on line(s) 6: it cannot be restored" in caveats[0]
+    (run / layout.BINDINGS).write_text((run / layout.BINDINGS).read_text() + "wandb.api_key = '***'\n")
+    caveats = plan(run, repo=repo).caveats
+    assert caveats[0] == "bindings.txt holds a masked secret (***): it cannot be restored" and len(caveats) == 2
 
 
 def test_a_changed_package_version_is_listed_then_compared(repo, clean_run, tmp_path, capfd):
