@@ -225,19 +225,57 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
 
 
 def diff_runs_main(argv: Sequence[str] | None = None) -> int:
-    parser = Parser(prog="bin/diff_runs.py", description="The gin bindings that differ between two runs, side by side.")
+    parser = Parser(
+        prog="bin/diff_runs.py",
+        description="The gin bindings and the environment (commit, host, device, packages) that differ between two "
+        "runs, side by side.",
+    )
     parser.add_argument("a", metavar="RUN_A")
     parser.add_argument("b", metavar="RUN_B")
 
     def main(args: argparse.Namespace) -> None:
         import pandas as pd
 
-        from src.runs_table import diff_bindings, print_frame
+        from src.runs_table import diff_bindings, diff_environment, print_frame
 
         rows = diff_bindings(args.a, args.b)
         if not rows:
             print("same operative config")
         else:
             print_frame(pd.DataFrame(rows, columns=["binding", args.a, args.b]), f"{len(rows)} bindings differ")
+        rows = diff_environment(args.a, args.b)
+        if not rows:
+            print("same environment (git commit and diff, host, device, Python, packages)")
+        else:
+            print_frame(
+                pd.DataFrame(rows, columns=["environment", args.a, args.b]), f"{len(rows)} environment differences"
+            )
+
+    return run_main(main, parser, argv)
+
+
+def reproduce_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(
+        prog="bin/reproduce.py",
+        description="Train a run again from its folder alone (commit, diff, configs, bindings) in a clean checkout, "
+        "and compare: exit code 0 only when the results are identical.",
+        epilog="example: bin/reproduce.py results/cnn --into /tmp/cnn.repro",
+    )
+    parser.add_argument("run", metavar="RUN", help="a finished run folder")
+    parser.add_argument("--into", metavar="DIR", help="the new run folder (default: RUN.repro)")
+    parser.add_argument(
+        "--tolerance",
+        metavar="T",
+        type=float,
+        default=0.0,
+        help="largest absolute difference that counts as equal (default 0: bitwise; GPU runs need more, e.g. 1e-4)",
+    )
+    parser.add_argument("--repo", metavar="DIR", help="the git repository holding the run's commit (default: this one)")
+
+    def main(args: argparse.Namespace) -> int:
+        from src.reproduce import print_result, reproduce
+
+        plan, found = reproduce(args.run, into=args.into, tolerance=args.tolerance, repo=args.repo)
+        return print_result(found, plan, args.tolerance)
 
     return run_main(main, parser, argv)

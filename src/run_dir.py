@@ -6,8 +6,9 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     metrics.json          the module's metrics, their direction (min/max) and the main one (metric_directions.py)
     configs/              copies of the input config files
     bindings.txt          the -b bindings, one per line
-    meta.json             command, host, git commit, versions, start/end times of every attempt
+    meta.json             command, host, device, git commit, versions, start/end times of every attempt
     git_diff.patch        uncommitted changes of the code at start
+    packages.txt          every installed distribution, name==version, at start
     stdout.txt stderr.txt everything printed (appended on resume)
     history.csv           one row per epoch
     tensorboard/          TensorBoard event files
@@ -51,6 +52,7 @@ INPUT_CONFIGS = "configs"
 BINDINGS = "bindings.txt"
 META = "meta.json"
 GIT_DIFF = "git_diff.patch"
+PACKAGES = "packages.txt"  # every installed distribution at start (src/environment.py)
 STDOUT = "stdout.txt"
 STDERR = "stderr.txt"
 HISTORY = "history.csv"

@@ -1,13 +1,16 @@
 """`bin/runs.py DIR`: one row per run found under DIR (status, the config that varies, best metrics, age),
-and `bin/diff_runs.py A B`: the gin bindings that differ between two runs."""
+and `bin/diff_runs.py A B`: the gin bindings and the environment (commit, host, device, packages) that differ
+between two runs."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
 import pandas as pd
 
+from src import environment
 from src import run_dir as layout
 from src.results import load_C, load_runs
 
@@ -55,6 +58,35 @@ def diff_bindings(a: str | Path, b: str | Path) -> list[tuple[str, object, objec
         for k in sorted(set(ca) | set(cb))
         if ca.get(k, "<unset>") != cb.get(k, "<unset>")
     ]
+
+
+def describe_diff(run: str | Path) -> str:
+    """git_diff.patch in a few words: none, or its size and a hash to tell two apart."""
+    path = Path(run) / layout.GIT_DIFF
+    text = path.read_text() if path.is_file() else ""
+    if not text.strip():
+        return "none" if path.is_file() else environment.MISSING
+    return f"{len(text.splitlines())} lines, sha1 {hashlib.sha1(text.encode()).hexdigest()[:10]}"
+
+
+def diff_environment(a: str | Path, b: str | Path) -> list[tuple[str, object, object]]:
+    """(what, in a, in b) for what differs in the environment: git commit, uncommitted changes (git_diff.patch),
+    host, device, Python and every package version (only the few in meta.json for runs without packages.txt)."""
+    ma, mb = environment.read_meta(a), environment.read_meta(b)
+    missing = environment.MISSING
+    rows: list[tuple[str, object, object]] = [
+        (label, ma.get(key, missing), mb.get(key, missing))
+        for label, key in (("git commit", "git_commit"), ("host", "hostname"), ("device", "device"))
+    ]
+    rows.append((layout.GIT_DIFF, describe_diff(a), describe_diff(b)))
+    rows.append(
+        ("python", ma.get("versions", {}).get("python", missing), mb.get("versions", {}).get("python", missing))
+    )
+    (pa, complete_a), (pb, complete_b) = environment.recorded_packages(a), environment.recorded_packages(b)
+    partial = [packages for packages, complete in ((pa, complete_a), (pb, complete_b)) if not complete]
+    names = set().union(*partial) if partial else None
+    rows += [(f"package {name}", va, vb) for name, va, vb in environment.package_differences(pa, pb, names)]
+    return [row for row in rows if row[1] != row[2]]
 
 
 def print_frame(frame: pd.DataFrame, title: str) -> None:

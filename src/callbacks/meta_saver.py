@@ -1,5 +1,6 @@
-"""MetaSaver: `meta.json` (command, host, git commit and dirty flag, versions, every attempt's start/end) and
-`git_diff.patch`; `finish()` touches `FINISHED`, which the training loop calls only after a successful end."""
+"""MetaSaver: `meta.json` (command, host, device, git commit and dirty flag, versions, every attempt's start/end),
+`git_diff.patch` and `packages.txt`; `finish()` touches `FINISHED`, which the training loop calls only after a
+successful end."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from src import environment
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
 
@@ -83,6 +85,7 @@ class MetaSaver(pl.Callback):
             git_commit=commit.strip() if commit else None,
             git_dirty=bool(status.strip()) if status is not None else None,
             versions=versions(),
+            device=environment.device_kind(trainer.strategy.root_device),
         )
         self.started = time.time()
         self.meta.setdefault("attempts", []).append(
@@ -102,6 +105,7 @@ class MetaSaver(pl.Callback):
         diff = git("diff", "HEAD")
         if diff is not None:
             layout.write_atomic(self.run_dir / layout.GIT_DIFF, diff)
+        layout.write_atomic(self.run_dir / layout.PACKAGES, environment.packages_text(environment.installed_packages()))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning restores the loop counters after on_fit_start: the start epoch is known only now.
