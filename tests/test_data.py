@@ -131,7 +131,7 @@ def test_download_unreachable_is_one_clear_error(tmp_path, served):
 
 def test_cifar10_missing_says_how_to_get_it(tmp_path):
     with pytest.raises(UserError, match="bin/download_data.py cifar10"):
-        DATA.get("cifar10")(root=str(tmp_path))
+        DATA.get("cifar10")(root=str(tmp_path)).prepare_data()
 
 
 def test_cifar10_corrupt_batch_is_reported(tmp_path, served):
@@ -140,7 +140,7 @@ def test_cifar10_corrupt_batch_is_reported(tmp_path, served):
     folder = download("cifar10", tmp_path, url=f"{base}/{archive.name}", md5=md5, quiet=True)
     (folder / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(UserError, match="data_batch_3 is corrupt"):
-        DATA.get("cifar10")(root=str(tmp_path))
+        DATA.get("cifar10")(root=str(tmp_path)).prepare_data()
 
 
 def test_cifar10_reader_refuses_code_in_pickles(tmp_path, served):
@@ -154,7 +154,7 @@ def test_cifar10_reader_refuses_code_in_pickles(tmp_path, served):
 
     (folder / "test_batch").write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
     with pytest.raises(UserError, match="corrupt"):
-        DATA.get("cifar10")(root=str(tmp_path))
+        DATA.get("cifar10")(root=str(tmp_path)).prepare_data()
 
 
 def test_cifar10_toy_and_augmentation(tmp_path, served):
