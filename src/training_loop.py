@@ -11,7 +11,9 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,8 @@ from src.errors import UserError
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
+    from src.parts import Parts
+
 # Always on: they make the run folder what it is. `callbacks` adds to them.
 ESSENTIAL_CALLBACKS = (
     "finite_loss",  # first: a diverged epoch raises before any other callback records or saves it
@@ -39,7 +43,7 @@ ESSENTIAL_CALLBACKS = (
 )
 
 
-@gin.configurable(denylist=["save_dir", "config_files", "bindings"])
+@gin.configurable(denylist=["save_dir", "config_files", "bindings", "dry_run"])
 def training_loop(
     save_dir: str | os.PathLike,
     model: str = "cnn",
@@ -55,14 +59,14 @@ def training_loop(
     profiler: str | None = None,
     config_files: Sequence[str] = (),
     bindings: Sequence[str] = (),
+    dry_run: bool = False,
     **trainer_flags: Any,
 ) -> dict[str, float]:
     """Train `model` on `data` with `module` into `save_dir`, resuming from its last checkpoint; return the final
-    metrics (last epoch's history row and the test metrics of the best checkpoint)."""
+    metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
+    print the operative config the run would use, write nothing (`bin/train.py ... --print-config`)."""
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
-    from src.parts import build_parts
-    from src.profilers import PROFILERS, NoProfiler
 
     n_epochs = positive_int("n_epochs", n_epochs)
     trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
@@ -70,26 +74,27 @@ def training_loop(
     for registry, chosen in ((CALLBACKS, callback_names), (LOGGERS, loggers)):
         for name in chosen:
             registry.get(name)  # a typo fails now, before any data is loaded
+    if dry_run:
+        with tempfile.TemporaryDirectory() as nowhere:  # what the parts write when built goes nowhere
+            built = assemble(nowhere, data, model, module, seed, callback_names, loggers, profiler)
+            close_loggers(built.loggers)
+        warn_unused(built.operative)
+        print(built.operative, end="")
+        return {}
     save_dir = Path(save_dir)
     choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
 
-    import pytorch_lightning as pl
     import torch
 
     if num_threads:
         torch.set_num_threads(num_threads)
-    pl.seed_everything(seed, verbose=False)
-    parts = build_parts(data, model, module, seed)
-    parts.data.prepare_data()  # missing data fails here, before the run folder exists
-    metrics = metric_directions.declared(parts.module, module)
-    run = str(save_dir)
-    callbacks_ = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callback_names]
-    loggers_ = [LOGGERS.build(name, run_dir=run) for name in loggers]
-    profiler_ = NoProfiler(run_dir=run) if profiler is None else PROFILERS.build(profiler, run_dir=run)
-    operative = gin.operative_config_str()  # complete now: every configurable has been called
+    built = assemble(str(save_dir), data, model, module, seed, callback_names, loggers, profiler)
+    built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
     changes = []
     if choice.checkpoint:
-        changes = resuming.guard_config(save_dir, operative, allow_config_change, own_defaults(), resolved(callbacks_))
+        changes = resuming.guard_config(
+            save_dir, built.operative, allow_config_change, own_defaults(), resolved(built.callbacks)
+        )
     if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
         print(f"{save_dir} already finished {n_epochs} epochs; nothing to do.")
         return stored
@@ -99,19 +104,77 @@ def training_loop(
         with layout.session(save_dir, rank_zero, choice.unusable) as attempt, trainer_setup.quiet_lightning():
             for line in choice.warnings:
                 print(line, file=sys.stderr)
+            unused = warn_unused(built.operative)
             if rank_zero:
-                write_start_files(save_dir, operative, metrics, config_files, bindings, loggers_, callbacks_, changes)
+                write_start_files(save_dir, built, config_files, bindings, changes, unused)
             trainer = trainer_setup.make_trainer(
-                run, n_epochs, callbacks_, loggers_, profiler_, parts.data, **trainer_flags
+                str(save_dir),
+                n_epochs,
+                built.callbacks,
+                built.loggers,
+                built.profiler,
+                built.parts.data,
+                **trainer_flags,
             )
             attempt.started = True
-            return fit_and_test(trainer, save_dir, parts, callbacks_, choice.checkpoint, rank_zero)
+            return fit_and_test(trainer, save_dir, built.parts, built.callbacks, choice.checkpoint, rank_zero)
     except SystemExit:
-        if any(getattr(c, "interrupted", False) for c in callbacks_):
+        if any(getattr(c, "interrupted", False) for c in built.callbacks):
             raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
         raise
     finally:
-        close_loggers(loggers_)
+        close_loggers(built.loggers)
+
+
+@dataclass
+class Assembled:
+    parts: Parts
+    metrics: dict[str, Any]  # the module's declaration (src/metric_directions.py)
+    callbacks: list[Any]
+    loggers: list[Any]
+    profiler: Any
+    operative: str  # gin's operative config: every parameter of every configurable called
+
+
+def assemble(
+    run: str,
+    data: str,
+    model: str,
+    module: str,
+    seed: int,
+    callbacks: Sequence[str],
+    loggers: Sequence[str],
+    profiler: str | None,
+) -> Assembled:
+    """Everything a run is made of, built by name (nothing loaded, nothing written)."""
+    import pytorch_lightning as pl
+
+    from src.callbacks import CALLBACKS
+    from src.loggers import LOGGERS
+    from src.parts import build_parts
+    from src.profilers import PROFILERS, NoProfiler
+
+    pl.seed_everything(seed, verbose=False)
+    parts = build_parts(data, model, module, seed)
+    metrics = metric_directions.declared(parts.module, module)
+    built_callbacks = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callbacks]
+    built_loggers = [LOGGERS.build(name, run_dir=run, metrics=metrics) for name in loggers]
+    built_profiler = NoProfiler(run_dir=run) if profiler is None else PROFILERS.build(profiler, run_dir=run)
+    operative = gin.operative_config_str()  # complete now: every configurable has been called
+    return Assembled(parts, metrics, built_callbacks, built_loggers, built_profiler, operative)
+
+
+def warn_unused(operative: str) -> list[str]:
+    """Bindings of configurables this run never calls (a parameter of another model, module or data set: often a
+    leftover of switching it), each named in one warning line; returned for meta.json."""
+    from src.gin_bindings import parse_bindings
+
+    given = parse_bindings(gin.config_str())
+    unused = sorted(k for k in set(given) - set(parse_bindings(operative)) if "." in k)
+    for binding in unused:
+        configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        print(f"warning: {binding} is not used: this run never calls {configurable!r}", file=sys.stderr)
+    return unused
 
 
 def own_defaults() -> dict[str, Any]:
@@ -152,31 +215,30 @@ def close_loggers(loggers: list[Any]) -> None:
 
 def write_start_files(
     save_dir: Path,
-    operative: str,
-    metrics: dict[str, Any],
+    built: Assembled,
     config_files: Sequence[str],
     bindings: Sequence[str],
-    loggers: list[Any],
-    callbacks: list[pl.Callback],
     changes: list[tuple[str, Any, Any]],
+    unused: list[str],
 ) -> None:
-    """config.gin, metrics.json, input copies, bindings; hyperparameters to the trackers; config changes into
-    meta.json."""
+    """config.gin, metrics.json, input copies, bindings; hyperparameters to the trackers; config changes and unused
+    bindings into meta.json."""
     from src.callbacks.meta_saver import MetaSaver
     from src.config_table import print_config
     from src.gin_bindings import parse_bindings, scalar_hparams
     from src.secrets import redact
 
     layout.save_inputs(save_dir, config_files, bindings)
-    layout.write_atomic(save_dir / layout.CONFIG, operative)
-    metric_directions.write(save_dir, metrics)
-    parsed = parse_bindings(operative)
+    layout.write_atomic(save_dir / layout.CONFIG, built.operative)
+    metric_directions.write(save_dir, built.metrics)
+    parsed = parse_bindings(built.operative)
     print_config(parsed, title=f"{save_dir}/{layout.CONFIG}")
     hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(parsed).items()}
-    for logger in loggers:
+    for logger in built.loggers:
         logger.log_hyperparams(hparams)
+    meta = next(c for c in built.callbacks if isinstance(c, MetaSaver))
+    meta.attempt_notes["unused_bindings"] = unused
     if changes:
-        meta = next(c for c in callbacks if isinstance(c, MetaSaver))
         meta.attempt_notes["config_changes"] = [{"binding": k, "old": repr(a), "new": repr(b)} for k, a, b in changes]
         print(
             "warning: continuing with a changed config (allow_config_change=True): "
