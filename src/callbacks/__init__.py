@@ -10,6 +10,7 @@ from src.callbacks import (  # noqa: F401  (registration)
     preemption,
     progress_log,
     rng_state,
+    tracker_metrics,
 )
 from src.callbacks.registry import CALLBACKS
 
