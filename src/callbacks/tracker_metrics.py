@@ -1,6 +1,7 @@
 """TrackerMetrics: what the experiment trackers (src/loggers/) receive, the same for every tracker.
 
-- every row of history.csv, at the row's `step` (all its columns but `step` itself), when the row is written;
+- every row of history.csv, at the row's `step` (all its columns but `step` itself), when the row is written; a
+  tracker run that starts on a resumed training (`new_run`, src/loggers/common.py) gets the earlier rows first;
 - the training loss every `step_loss_every` optimizer steps, as `train_loss_step` (0: never). Reading the loss
   waits for the device only at those steps;
 - the test metrics after training (eval_results.json), at the last step.
@@ -11,7 +12,7 @@ than history.csv's; that path is switched off, so that a tracker shows what hist
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
@@ -22,16 +23,21 @@ from src.callbacks.registry import CALLBACKS
 from src.errors import UserError
 
 if TYPE_CHECKING:
+    from pytorch_lightning.loggers import Logger
     from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 STEP_LOSS = "train_loss_step"
 
 
-def send(trainer: pl.Trainer, metrics: dict[str, float], step: int, save: bool = True) -> None:
-    for logger in trainer.loggers:
+def send(loggers: Sequence[Logger], metrics: dict[str, float], step: int, save: bool = True) -> None:
+    for logger in loggers:
         logger.log_metrics(metrics, step=step)
         if save:
             logger.save()
+
+
+def send_row(loggers: Sequence[Logger], row: dict[str, Any]) -> None:
+    send(loggers, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
 
 
 def mute_lightning_logging(trainer: pl.Trainer) -> None:
@@ -62,7 +68,11 @@ class TrackerMetrics(pl.Callback):
         return next(c for c in trainer.callbacks if isinstance(c, HistoryWriter)).rows
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sent_rows = len(self._history(trainer))  # rows restored from a checkpoint were sent when written
+        rows = self._history(trainer)  # restored from a checkpoint: sent when written, except to new tracker runs
+        new_runs = [logger for logger in trainer.loggers if getattr(logger, "new_run", False)]
+        for row in rows:
+            send_row(new_runs, row)
+        self._sent_rows = len(rows)
         self._loss = None
 
     def on_train_batch_start(
@@ -81,7 +91,7 @@ class TrackerMetrics(pl.Callback):
                 self._loss = loss.detach() if self._loss is None else self._loss + loss.detach()
         if trainer.global_step > self._step_before and self._loss is not None:  # that step is done
             loss, self._loss = self._loss, None
-            send(trainer, {STEP_LOSS: loss.item()}, step=trainer.global_step, save=False)
+            send(trainer.loggers, {STEP_LOSS: loss.item()}, step=trainer.global_step, save=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._send_rows(trainer)
@@ -92,11 +102,11 @@ class TrackerMetrics(pl.Callback):
     def _send_rows(self, trainer: pl.Trainer) -> None:
         rows = self._history(trainer)
         for row in rows[self._sent_rows :]:
-            send(trainer, {k: v for k, v in row.items() if k != "step"}, step=row["step"])
+            send_row(trainer.loggers, row)
         self._sent_rows = len(rows)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        send(trainer, scalars(trainer.callback_metrics), step=trainer.global_step)
+        send(trainer.loggers, scalars(trainer.callback_metrics), step=trainer.global_step)
 
 
 @CALLBACKS.register("tracker_metrics")

@@ -72,6 +72,7 @@ def make_logger_class() -> type[MLFlowLogger]:
             self._id_file = run_dir / RUN_ID_FILE
             with store_lock(kwargs["tracking_uri"]):
                 super().__init__(**kwargs)
+            self.new_run = self._run_id is None  # see common.py
 
         @property
         @rank_zero_experiment
@@ -91,7 +92,7 @@ def make_logger_class() -> type[MLFlowLogger]:
                             f"{self._tracking_uri}; starting a new MLflow run.",
                             file=sys.stderr,
                         )
-                        self._run_id, resumed = None, False
+                        self._run_id, resumed, self.new_run = None, False, True
                 client = MLFlowLogger.experiment.fget(self)
             if resumed:
                 client.update_run(self._run_id, status="RUNNING")

@@ -71,6 +71,8 @@ def make_logger_class() -> type[Logger]:
             self._id_file = self._run_dir / RUN_ID_FILE
             self._mode = mode
             self._project = project
+            # see common.py; offline and debug runs cannot be opened again: every attempt is a new run
+            self.new_run = mode not in RESUMABLE_MODES or common.read_id(self._id_file) is None
             # git_ref=False: Neptune would store the uncommitted diff unredacted (the run folder has git_diff.patch
             # and the commit in meta.json, with secrets masked).
             self._init = dict(

@@ -36,6 +36,7 @@ def make_logger_class() -> type[WandbLogger]:
             super().__init__(save_dir=str(run_dir), **kwargs)
             self._run_dir, self._checkpoints = run_dir, checkpoints
             self._id_file = run_dir / RUN_ID_FILE
+            self.new_run = common.read_id(self._id_file) is None  # see common.py
             self._id_written = False
             self._failed = False
             self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it only prints a warning
