@@ -105,7 +105,8 @@ def test_tensorboard_has_hparams_and_the_metrics_of_history(train, tmp_path):
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     run = tmp_path / "results" / "exp" / "run"
-    train(run, "training_loop.loggers = ['tensorboard']", "training_loop.n_epochs = 2", *STEP_LOSS)
+    accumulate = "training_loop.accumulate_grad_batches = 2"  # the step loss once per optimizer step, not per batch
+    train(run, "training_loop.loggers = ['tensorboard']", "training_loop.n_epochs = 2", accumulate, *STEP_LOSS)
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
     received = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
@@ -296,6 +297,18 @@ def test_neptune_online_needs_token_and_project(train, monkeypatch, tmp_path):
 
 
 # --- Weights & Biases (offline) ------------------------------------------------------------------------------------
+
+
+def test_wandb_disabled_mode_closes_quietly(tmp_path):
+    need("wandb")
+    run = tmp_path / "results" / "run"
+    run.mkdir(parents=True)
+    (run / "config.gin").write_text("supervised.lr = 0.1\n")
+    logger = LOGGERS.get("wandb")(run_dir=str(run), mode="disabled")
+    logger.log_hyperparams({"supervised.lr": 0.1})
+    logger.log_metrics({"valid_acc": 0.5}, step=1)
+    logger.close()  # nothing to attach the files to
+    assert not (run / "wandb").exists()
 
 
 def wandb_records(attempt: Path) -> list[dict]:

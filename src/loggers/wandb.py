@@ -62,7 +62,7 @@ def make_logger_class() -> type[WandbLogger]:
             experiment, self._experiment = self._experiment, None
             try:
                 files = Path(experiment.dir)  # the W&B run's files/: what `wandb sync` uploads
-                for path in common.run_files(self._run_dir, self._checkpoints):
+                for path in [] if experiment.disabled else common.run_files(self._run_dir, self._checkpoints):
                     common.snapshot(path, files / path.name)
                     experiment.save(str(files / path.name), base_path=str(files), policy="now", glob=False)
             finally:
