@@ -31,6 +31,7 @@ MAY_CHANGE = {
     "training_loop.limit_test_batches",
     "training_loop.profiler",
     "progress_log.every_n_steps",
+    "tracker_metrics.step_loss_every",
     "heartbeat.interval",
     "finite_loss.check_every_n_steps",
     "preemption.ddp_every_n_steps",

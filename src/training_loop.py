@@ -35,6 +35,7 @@ ESSENTIAL_CALLBACKS = (
     "finite_loss",  # first: a diverged epoch raises before any other callback records or saves it
     "rng_state",
     "history",
+    "tracker_metrics",  # after history: trackers receive its rows
     "meta_saver",
     "heartbeat",
     "checkpoint",

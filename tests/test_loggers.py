@@ -1,7 +1,8 @@
-"""Experiment trackers: a short training writes the hyperparameters and the epoch metrics of history.csv, read back
-here through each tracker's own format (TensorBoard events, MLflow's store, Neptune's offline files, W&B's offline
-run file). Offline and in tmp_path. A tracker whose package is missing is skipped, except under CI (which installs
-requirements-extras.txt), where that is a failure."""
+"""Experiment trackers: a short training sends every tracker the hyperparameters, history.csv's metrics at
+history.csv's steps, the training loss every few steps, the test metrics and the run folder's files; each is read
+back here with the tracker's own client (TensorBoard's EventAccumulator, MlflowClient, neptune's offline reader and
+`neptune sync`, `wandb leet inspect` and `wandb sync --dry-run`). Offline and in tmp_path. A tracker whose package is
+missing is skipped, except under CI (which installs requirements-extras.txt), where that is a failure."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import importlib.util
 import json
 import os
 import shutil
-import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +17,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from src.callbacks import CALLBACKS
 from src.errors import UserError
 from src.loggers import LOGGERS, common
 
 LR = 0.003  # supervised.lr in configs/cnn.gin
+EVERY = 3  # the step loss interval of these tests
+STEP_LOSS = [f"tracker_metrics.step_loss_every = {EVERY}"]
+STEP_METRIC = "train_loss_step"
 
 
 def need(package: str) -> None:
@@ -28,6 +32,14 @@ def need(package: str) -> None:
         if os.environ.get("CI"):
             pytest.fail(f"{package} is not installed: CI must install requirements-extras.txt")
         pytest.skip(f"{package} is not installed (pip install -r requirements-extras.txt)")
+
+
+def command(name: str) -> str:
+    """A console script installed with the tracker's package (next to this Python, or on PATH)."""
+    path = Path(sys.executable).with_name(name)
+    found = str(path) if path.is_file() else shutil.which(name)
+    assert found, f"the {name} command is not installed"
+    return found
 
 
 @pytest.fixture(autouse=True)
@@ -64,20 +76,41 @@ def history(run: Path) -> pd.DataFrame:
     return pd.read_csv(run / "history.csv")
 
 
+def assert_same_as_history(received: dict, run: Path, every: int = EVERY, tests_at=None, rel: float = 1e-12) -> None:
+    """`received` (metric -> [(step, value)] as the tracker holds it) is what history.csv holds, at its steps (every
+    column but `step`), plus the training loss at every `every`-th step and the test metrics of eval_results.json at
+    the steps where trainings ended (`tests_at`, default the last step)."""
+    received = dict(received)
+    rows = history(run)
+    last = int(rows["step"].iloc[-1])
+    step_loss = received.pop(STEP_METRIC, [])
+    assert [step for step, _ in step_loss] == list(range(every, last + 1, every) if every else [])
+    assert all(0 < value < 10 for _, value in step_loss), step_loss
+
+    tested = {k: v for k, v in json.loads((run / "eval_results.json").read_text()).items() if k != "checkpoint"}
+    assert tested and set(received) == {c for c in rows.columns if c != "step"} | set(tested)
+    for name in rows.columns.drop("step"):
+        assert [step for step, _ in received[name]] == list(rows["step"]), name
+        assert [value for _, value in received[name]] == pytest.approx(list(rows[name]), rel=rel), name
+    for name, value in tested.items():
+        assert [step for step, _ in received[name]] == (tests_at or [last]), name
+        assert received[name][-1][1] == pytest.approx(value, rel=rel), name
+
+
 # --- TensorBoard ---------------------------------------------------------------------------------------------------
 
 
-def test_tensorboard_has_hparams_and_epoch_metrics(train, tmp_path):
+def test_tensorboard_has_hparams_and_the_metrics_of_history(train, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
     run = tmp_path / "results" / "exp" / "run"
-    train(run, "training_loop.loggers = ['tensorboard']", "training_loop.n_epochs = 2")
+    accumulate = "training_loop.accumulate_grad_batches = 2"  # the step loss once per optimizer step, not per batch
+    train(run, "training_loop.loggers = ['tensorboard']", "training_loop.n_epochs = 2", accumulate, *STEP_LOSS)
     events = EventAccumulator(str(run / "tensorboard"))
     events.Reload()
-    valid_acc = [e.value for e in events.Scalars("valid_acc")]
-    assert valid_acc == pytest.approx(list(history(run)["valid_acc"]), rel=1e-6)
-    assert {"train_loss", "train_acc", "valid_loss", "test_acc"} <= set(events.Tags()["scalars"])
+    received = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+    assert_same_as_history(received, run, rel=1e-6)  # TensorBoard keeps float32
 
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
@@ -85,22 +118,33 @@ def test_tensorboard_has_hparams_and_epoch_metrics(train, tmp_path):
     assert hparams["training_loop.model"].string_value == "cnn"
 
 
+def test_step_loss_interval_must_be_a_whole_number(tmp_path):
+    build = CALLBACKS.get("tracker_metrics")
+    for bad in (-1, 2.5, True):
+        with pytest.raises(UserError, match=r"tracker_metrics.step_loss_every must be a whole number of steps"):
+            build(run_dir=str(tmp_path), step_loss_every=bad)
+
+
 # --- MLflow --------------------------------------------------------------------------------------------------------
 
 
-def test_mlflow_params_metrics_and_resume_in_the_same_run(train, tmp_path):
+def test_mlflow_params_metrics_files_and_resume_in_the_same_run(train, tmp_path):
     need("mlflow")
     from mlflow.tracking import MlflowClient
 
     run = tmp_path / "results" / "exp" / "run"
-    train(run, "training_loop.loggers = ['mlflow']", "training_loop.n_epochs = 1")
+    train(run, "training_loop.loggers = ['mlflow']", "training_loop.n_epochs = 1", *STEP_LOSS)
     first_id = (run / "mlflow_run_id.txt").read_text().strip()
-    train(run, "training_loop.loggers = ['mlflow']", "training_loop.n_epochs = 2")  # resumes: one more epoch
+    database = tmp_path / "results" / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{database}")
+    assert sorted(a.path for a in client.list_artifacts(first_id)) == ["config.gin", "eval_results.json"]
+
+    # resumes: one more epoch, into the same MLflow run; a logger parameter may change on resume
+    train(
+        run, "training_loop.loggers = ['mlflow']", "training_loop.n_epochs = 2", "mlflow.checkpoints = True", *STEP_LOSS
+    )
     assert (run / "mlflow_run_id.txt").read_text().strip() == first_id
 
-    database = tmp_path / "results" / "mlflow.db"
-    assert database.is_file()
-    client = MlflowClient(f"sqlite:///{database}")
     experiment = client.get_experiment_by_name("exp")
     assert experiment.artifact_location == (tmp_path / "results" / "mlartifacts").resolve().as_uri()
     runs = client.search_runs([experiment.experiment_id])
@@ -110,9 +154,18 @@ def test_mlflow_params_metrics_and_resume_in_the_same_run(train, tmp_path):
     assert float(logged.data.params["supervised.lr"]) == LR
     assert logged.data.params["training_loop.n_epochs"] == "1"  # MLflow params are immutable: the new value is a tag
     assert logged.data.tags["changed_on_resume.training_loop.n_epochs"] == "2"
-    points = sorted(client.get_metric_history(first_id, "valid_acc"), key=lambda m: m.step)
-    assert [m.value for m in points] == list(history(run)["valid_acc"])
-    assert "test_acc" in logged.data.metrics
+
+    received = {
+        name: [(m.step, m.value) for m in sorted(client.get_metric_history(first_id, name), key=lambda m: m.step)]
+        for name in logged.data.metrics
+    }
+    assert_same_as_history(received, run, tests_at=list(history(run)["step"]))  # each attempt ended with a test
+
+    files = ["best.ckpt", "config.gin", "eval_results.json", "last.ckpt"]
+    assert sorted(a.path for a in client.list_artifacts(first_id)) == files
+    downloaded = Path(client.download_artifacts(first_id, "", str(tmp_path / "downloaded")))
+    for name in files:
+        assert (downloaded / name).read_bytes() == (run / name).read_bytes(), name
 
 
 def test_mlflow_tracking_store_choice(monkeypatch, tmp_path):
@@ -141,40 +194,92 @@ def test_mlflow_tracking_store_choice(monkeypatch, tmp_path):
 # --- Neptune (offline) ---------------------------------------------------------------------------------------------
 
 
-def neptune_operations(run: Path) -> list[dict]:
-    """The operations of the run's offline Neptune runs, in order (what `neptune sync` would upload)."""
-    folders = sorted((run / ".neptune" / "offline").glob("run__*"))
-    assert folders, "no offline Neptune run"
+def neptune_operations(run: Path) -> list:
+    """The operations of the run's offline Neptune runs, in order, read as `neptune sync` reads them."""
+    import threading
+
+    from neptune.cli.collect import collect_offline_containers
+    from neptune.core.components.queue.disk_queue import DiskQueue
+    from neptune.internal.operation import Operation
+
+    containers = list(collect_offline_containers(path=run / ".neptune"))
+    assert containers, "no offline Neptune run"
     operations = []
-    for folder in folders:
-        for log in sorted(folder.glob("data-*.log"), key=lambda p: int(p.stem.split("-")[1])):
-            operations += [json.loads(line)["obj"] for line in log.read_text().splitlines() if line.strip()]
+    for container in containers:
+        for execution in container.execution_dirs:
+            with DiskQueue(
+                data_path=execution.path,
+                to_dict=lambda op: op.to_dict(),
+                from_dict=Operation.from_dict,
+                lock=threading.RLock(),
+            ) as queue:
+                while batch := queue.get_batch(1000):
+                    operations += [element.obj for element in batch]
     return operations
 
 
-def test_neptune_offline_params_and_metrics(train, tmp_path):
+def test_neptune_offline_params_metrics_files_and_sync(train, tmp_path):
     need("neptune")
+    from neptune.cli.sync import SyncRunner
+    from neptune.internal.backends.neptune_backend_mock import NeptuneBackendMock
+    from neptune.internal.container_type import ContainerType
+    from neptune.internal.operation import LogFloats, UploadFile
+
     run = tmp_path / "results" / "exp" / "run"
-    train(run, "training_loop.loggers = ['neptune']", "training_loop.n_epochs = 2")
-    operations = neptune_operations(run)  # flushed by `finalize`, before the run is closed
+    train(run, "training_loop.n_epochs = 1")  # no tracker; Neptune is added when the run continues
+    train(
+        run,
+        "training_loop.loggers = ['neptune']",
+        "training_loop.n_epochs = 2",
+        "tracker_metrics.step_loss_every = 0",  # no step loss
+        "neptune.checkpoints = True",
+    )
+    operations = neptune_operations(run)  # a new tracker run: it gets the epoch before it too
 
-    assigned = {tuple(op["path"]): op["value"] for op in operations if op["type"].startswith("Assign")}
-    assert assigned[("parameters", "supervised.lr")] == LR
-    assert assigned[("parameters", "training_loop.model")] == "cnn"
-    assert assigned[("parameters", "training_loop.gradient_clip_val")] == "None"  # stringified, not dropped
-    assert assigned[("sys", "name")] == "run"
-    assert assigned[("status",)] == "success"
-
-    series: dict[str, list[dict]] = {}
+    assigned = {"/".join(op.path): op.value for op in operations if type(op).__name__.startswith("Assign")}
+    assert assigned["parameters/supervised.lr"] == LR
+    assert assigned["parameters/training_loop.model"] == "cnn"
+    assert assigned["parameters/training_loop.gradient_clip_val"] == "None"  # stringified, not dropped
+    assert assigned["sys/name"] == "run"
+    assert assigned["status"] == "success"
+    received: dict[str, list] = {}
     for op in operations:
-        if op["type"] == "LogFloats" and op["path"][0] != "monitoring":
-            series.setdefault("/".join(op["path"]), []).extend(op["values"])
-    assert [v["value"] for v in series["valid_acc"]] == list(history(run)["valid_acc"])
-    assert {"train_loss", "train_acc", "valid_loss", "test_acc", "epoch"} <= set(series)
-    for name, values in series.items():
-        steps = [v["step"] for v in values]
-        assert steps == sorted(set(steps)), f"{name}: Neptune needs increasing steps"
+        if isinstance(op, LogFloats) and op.path[0] not in ("monitoring", "sys"):
+            received.setdefault("/".join(op.path), []).extend((v.step, v.value) for v in op.values)
+    assert_same_as_history(received, run, every=0)
     assert not (run / "neptune_run_id.txt").exists()  # offline runs cannot be resumed: no id to keep
+
+    # `neptune sync --path <run>` uploads it: here to neptune's own stand-in for a server, which keeps what it got
+    class Server(NeptuneBackendMock):
+        uploaded: dict[str, bytes] = {}
+
+        def create_run(self, *args, **kwargs):
+            self.run = super().create_run(*args, **kwargs)
+            return self.run
+
+        def execute_operations(self, container_id, container_type, operations, operation_storage):
+            for op in operations:
+                if isinstance(op, UploadFile):
+                    self.uploaded["/".join(op.path)] = Path(op.get_absolute_path(operation_storage)).read_bytes()
+            return super().execute_operations(container_id, container_type, operations, operation_storage)
+
+    server = Server()
+    SyncRunner.sync_all_offline(backend=server, base_path=run / ".neptune", project_name="workspace/project")
+    valid_acc = server.get_float_series_values(server.run.id, ContainerType.RUN, ["valid_acc"], 0, 100).values
+    assert [point.value for point in valid_acc] == list(history(run)["valid_acc"])
+    files = {"files/config": "config.gin", "files/eval_results": "eval_results.json", "files/best": "best.ckpt"}
+    assert set(server.uploaded) == {*files, "files/last"}
+    for field, name in files.items():
+        assert server.uploaded[field] == (run / name).read_bytes(), name
+
+
+def test_neptune_sync_command_runs():
+    """The documented upload path: `neptune sync` imports pkg_resources (setuptools<81, pinned in
+    requirements-extras.txt)."""
+    need("neptune")
+    result = subprocess.run([command("neptune"), "sync", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Synchronizes objects with unsent data to the server" in result.stdout
 
 
 def test_neptune_online_needs_token_and_project(train, monkeypatch, tmp_path):
@@ -194,57 +299,71 @@ def test_neptune_online_needs_token_and_project(train, monkeypatch, tmp_path):
 # --- Weights & Biases (offline) ------------------------------------------------------------------------------------
 
 
-def wandb_records(path: Path):
-    """The protobuf records of a .wandb file (a LevelDB-style log: 32 KiB blocks of chunks with 7-byte headers)."""
-    from wandb.proto import wandb_internal_pb2
-
-    block, header = 32768, 7
-    data = path.read_bytes()
-    assert data[:4] == b":W&B"
-    position, pending = header, b""
-    while position + header <= len(data):
-        left = block - position % block
-        if left < header:  # block padding
-            position += left
-            continue
-        _checksum, length, kind = struct.unpack("<IHB", data[position : position + header])
-        if kind == 0 and length == 0:  # zero padding up to the next block
-            position += left
-            continue
-        pending += data[position + header : position + header + length]
-        position += header + length
-        if kind in (1, 4):  # a full record, or the last chunk of one
-            yield wandb_internal_pb2.Record.FromString(pending)
-            pending = b""
+def test_wandb_disabled_mode_closes_quietly(tmp_path):
+    need("wandb")
+    run = tmp_path / "results" / "run"
+    run.mkdir(parents=True)
+    (run / "config.gin").write_text("supervised.lr = 0.1\n")
+    logger = LOGGERS.get("wandb")(run_dir=str(run), mode="disabled")
+    logger.log_hyperparams({"supervised.lr": 0.1})
+    logger.log_metrics({"valid_acc": 0.5}, step=1)
+    logger.close()  # nothing to attach the files to
+    assert not (run / "wandb").exists()
 
 
-def test_wandb_offline_params_metrics_and_resume_with_the_same_id(train, tmp_path):
+def wandb_records(attempt: Path) -> list[dict]:
+    """The records of an offline W&B run, read by wandb's own reader of its transaction log."""
+    result = subprocess.run(
+        [command("wandb"), "leet", "inspect", "--json", str(attempt)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def test_wandb_offline_params_metrics_files_and_resume_with_the_same_id(train, tmp_path):
     need("wandb")
     run = tmp_path / "results" / "exp" / "run"
-    train(run, "training_loop.loggers = ['wandb']", "training_loop.n_epochs = 1")
-    run_id = (run / "wandb_run_id.txt").read_text().strip()
-    train(run, "training_loop.loggers = ['wandb']", "training_loop.n_epochs = 2")  # resumes: one more epoch
-    assert (run / "wandb_run_id.txt").read_text().strip() == run_id
-    common.close_all()  # W&B writes the rest of an offline run when it finishes
 
+    def attempt(n_epochs: int) -> bytes:
+        """Train to n_epochs; the run's transaction log as it is the moment the training returns."""
+        train(run, "training_loop.loggers = ['wandb']", f"training_loop.n_epochs = {n_epochs}", *STEP_LOSS)
+        return max((run / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime).read_bytes()
+
+    at_return = [attempt(1)]
+    run_id = (run / "wandb_run_id.txt").read_text().strip()
+    config_before = (run / "config.gin").read_text()
+    at_return.append(attempt(2))  # resumes: one more epoch
+    assert (run / "wandb_run_id.txt").read_text().strip() == run_id
+
+    listed = subprocess.run([command("wandb"), "sync", "--dry-run", str(run / "wandb")], capture_output=True, text=True)
+    assert "Would sync 2 run(s)" in listed.stdout + listed.stderr
     attempts = sorted((run / "wandb").glob("offline-run-*"))
     assert len(attempts) == 2 and all(a.name.endswith("-" + run_id) for a in attempts)
-    valid_acc, config = [], {}
+    # complete when the training returned: wandb-core writes the log's end after `finish()` unless waited for
+    assert at_return == [(a / f"run-{run_id}.wandb").read_bytes() for a in attempts]
+    config, received, saved = {}, {}, []
     for attempt in attempts:
-        for record in wandb_records(attempt / f"run-{run_id}.wandb"):
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                assert (record.run.run_id, record.run.project, record.run.display_name) == (run_id, "exp", "run")
-            elif kind == "config":
-                config.update({item.key: json.loads(item.value_json) for item in record.config.update})
-            elif kind == "history":
-                row = {
-                    item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item
-                }
-                if "valid_acc" in row:
-                    valid_acc.append(row["valid_acc"])
+        records = wandb_records(attempt)
+        assert records[-1]["type"] == "exit"  # the whole run was written
+        for record in records:
+            if record["type"] == "run":
+                assert (record["run"]["run_id"], record["run"]["project"]) == (run_id, "exp")
+            elif record["type"] == "config":
+                config.update(record["config"]["update"])
+            elif record["type"] == "history":
+                item = record["history"]["item"]
+                for name, value in item.items():
+                    if not name.startswith("_") and name != "trainer/global_step":
+                        received.setdefault(name, []).append((item["trainer/global_step"], value))
+            elif record["type"] == "files":
+                saved += [(attempt, f["path"]) for f in record["files"]["files"] if f.get("type") != "WANDB"]
     assert config["supervised.lr"] == LR and config["training_loop.n_epochs"] == 2
-    assert valid_acc == list(history(run)["valid_acc"])
+    assert_same_as_history(received, run, tests_at=list(history(run)["step"]))  # each attempt ended with a test
+
+    assert saved == [(a, name) for a in attempts for name in ("config.gin", "eval_results.json")]  # no checkpoints
+    assert (attempts[0] / "files" / "config.gin").read_text() == config_before  # as it was at that attempt's end
+    for name in ("config.gin", "eval_results.json"):
+        assert (attempts[1] / "files" / name).read_bytes() == (run / name).read_bytes()
 
 
 # --- All of them ---------------------------------------------------------------------------------------------------

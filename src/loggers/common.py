@@ -1,6 +1,6 @@
 """What the optional trackers (mlflow, neptune, wandb) share: importing their package with a one-line error when it
-is missing, where results live, the default experiment name, run ids kept in the run folder, and closing runs that
-a previous training of this process left open.
+is missing, where results live, the default experiment name, run ids kept in the run folder, the run folder's files
+each tracker run gets, and closing runs that a previous training of this process left open.
 
 Imports nothing heavy: the tracker packages are imported by the builders only, when the logger is used.
 """
@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import re
+import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -64,6 +65,31 @@ def write_id(path: Path, run_id: str) -> None:
     if read_id(path) != run_id and path.parent.is_dir():
         layout.write_atomic(path, run_id + "\n")
 
+
+def run_files(run_dir: str | os.PathLike, checkpoints: bool = False) -> list[Path]:
+    """The files a tracker run gets when it is closed (after the final test), so that it reads on its own in the
+    tracker's UI: config.gin and eval_results*.json; with `checkpoints`, best.ckpt and last.ckpt too."""
+    run = Path(run_dir)
+    names = [layout.CONFIG, *sorted(p.name for p in run.glob("eval_results*.json"))]
+    if checkpoints:
+        names += [layout.BEST_CKPT, layout.LAST_CKPT]
+    return [run / name for name in names if (run / name).is_file()]
+
+
+def snapshot(source: Path, target: Path) -> None:
+    """`target` holds `source`'s content as it is now: a hard link where possible (the run folder's files are replaced,
+    never written in place, so the link keeps this version), else a copy."""
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+# `new_run` (an attribute of this template's loggers): True when the logger starts a new tracker run rather than
+# continuing the one an earlier attempt in the run folder wrote to (a tracker added on resume, a tracker run that was
+# deleted, every attempt of an offline Neptune run). src/callbacks/tracker_metrics.py sends such a run the rows of
+# history.csv from before the attempt, so that it holds the whole history.
 
 # Trackers whose run stays open until closed (neptune, wandb): Lightning calls `finalize` after fit and again after
 # test, so `finalize` only flushes and `close()` ends the run. The training loop may call `close()` at its end;

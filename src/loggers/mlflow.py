@@ -4,7 +4,9 @@
 
 Experiment: the folder holding the run relative to $RESULTS_DIR ('tune_lr/small'); run name: the run folder's name.
 A resumed run continues the same MLflow run (its id is kept in `<run>/mlflow_run_id.txt`). Another store (a tracking
-server): `mlflow.tracking_uri = 'http://host:5000'` or the MLFLOW_TRACKING_URI environment variable.
+server): `mlflow.tracking_uri = 'http://host:5000'` or the MLFLOW_TRACKING_URI environment variable. At the end of
+the training the run gets config.gin and eval_results*.json as artifacts (`mlflow.checkpoints = True`: the
+checkpoints too).
 Needs the mlflow extra: pip install -e '.[mlflow]'.
 """
 
@@ -65,10 +67,12 @@ def make_logger_class() -> type[MLFlowLogger]:
     class RunFolderMLFlowLogger(MLFlowLogger):
         """Lightning's MLFlowLogger that keeps its run id in the run folder and continues that run on resume."""
 
-        def __init__(self, id_file: Path, **kwargs: Any) -> None:
-            self._id_file = id_file
+        def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
+            self._run_dir, self._checkpoints = run_dir, checkpoints
+            self._id_file = run_dir / RUN_ID_FILE
             with store_lock(kwargs["tracking_uri"]):
                 super().__init__(**kwargs)
+            self.new_run = self._run_id is None  # see common.py
 
         @property
         @rank_zero_experiment
@@ -88,7 +92,7 @@ def make_logger_class() -> type[MLFlowLogger]:
                             f"{self._tracking_uri}; starting a new MLflow run.",
                             file=sys.stderr,
                         )
-                        self._run_id, resumed = None, False
+                        self._run_id, resumed, self.new_run = None, False, True
                 client = MLFlowLogger.experiment.fget(self)
             if resumed:
                 client.update_run(self._run_id, status="RUNNING")
@@ -107,6 +111,13 @@ def make_logger_class() -> type[MLFlowLogger]:
             if params:
                 super().log_hyperparams(params)
 
+        @rank_zero_only
+        def close(self) -> None:
+            """Attach the run folder's files (common.run_files) to the run: called after the final test."""
+            if self._initialized:
+                for path in common.run_files(self._run_dir, self._checkpoints):
+                    self.experiment.log_artifact(self.run_id, str(path))
+
     return RunFolderMLFlowLogger
 
 
@@ -116,22 +127,24 @@ def mlflow(
     tracking_uri: str | None = None,
     experiment_name: str | None = None,
     artifact_location: str | None = None,
+    checkpoints: bool = False,
 ) -> MLFlowLogger:
     """tracking_uri: gin > MLFLOW_TRACKING_URI > sqlite:///$RESULTS_DIR/mlflow.db. experiment_name: default the
     folder holding the run relative to $RESULTS_DIR. artifact_location: for experiments this creates; default
-    $RESULTS_DIR/mlartifacts with the default store, the server's choice otherwise."""
+    $RESULTS_DIR/mlartifacts with the default store, the server's choice otherwise. checkpoints: also attach
+    best.ckpt and last.ckpt (copies: as large as they are)."""
     common.require("mlflow")
     run = Path(run_dir)
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:  # the default store: everything under $RESULTS_DIR
         tracking_uri = f"sqlite:///{(layout.results_root() / DATABASE).resolve()}"
         artifact_location = artifact_location or (layout.results_root() / ARTIFACTS).resolve().as_uri()
-    id_file = run / RUN_ID_FILE
     return make_logger_class()(
-        id_file=id_file,
+        run_dir=run,
+        checkpoints=checkpoints,
         experiment_name=experiment_name or common.experiment_name(run),
         run_name=run.resolve().name,
         tracking_uri=tracking_uri,
         artifact_location=artifact_location,
-        run_id=common.read_id(id_file),
+        run_id=common.read_id(run / RUN_ID_FILE),
     )

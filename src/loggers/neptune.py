@@ -5,8 +5,9 @@ March 2026, and Lightning 2.6.4 removed its NeptuneLogger, so this is a small Li
     bin/train.py $RESULTS_DIR/cnn configs/cnn.gin -b "training_loop.loggers=['neptune']"
     NEPTUNE_MODE=offline bin/train.py ...        # or -b "neptune.mode='offline'"; upload later: neptune sync --path RUN
 
-Hyperparameters go to `parameters/...`, every epoch metric to a series of its name. Neptune's local data (the
-offline run, or the queue of an async one) lives in `<run>/.neptune/`. The run id (sys/id) is kept in
+Hyperparameters go to `parameters/...`, every metric to a series of its name; at the end of the training the run
+gets config.gin and eval_results*.json under `files/` (`neptune.checkpoints = True`: the checkpoints too). Neptune's
+local data (the offline run, or the queue of an async one) lives in `<run>/.neptune/`. The run id (sys/id) is kept in
 `<run>/neptune_run_id.txt` so that a resumed run continues the same Neptune run (not in offline mode, where every
 attempt is a new offline run). Needs the neptune extra: pip install -e '.[neptune]'.
 """
@@ -62,12 +63,16 @@ def make_logger_class() -> type[Logger]:
             tags: Sequence[str] = (),
             capture_hardware_metrics: bool = True,
             capture_output: bool = False,
+            checkpoints: bool = False,
         ) -> None:
             super().__init__()
             self._run_dir = Path(run_dir)
+            self._checkpoints = checkpoints
             self._id_file = self._run_dir / RUN_ID_FILE
             self._mode = mode
             self._project = project
+            # see common.py; offline and debug runs cannot be opened again: every attempt is a new run
+            self.new_run = mode not in RESUMABLE_MODES or common.read_id(self._id_file) is None
             # git_ref=False: Neptune would store the uncommitted diff unredacted (the run folder has git_diff.patch
             # and the commit in meta.json, with secrets masked).
             self._init = dict(
@@ -118,7 +123,7 @@ def make_logger_class() -> type[Logger]:
             for key, value in metrics.items():
                 if step is not None:
                     if step <= self._last_step.get(key, -1):
-                        continue  # Neptune series need increasing steps ('epoch' comes twice per epoch)
+                        continue  # Neptune refuses a step that is not above its series' last one
                     self._last_step[key] = step
                 self.experiment[key].append(float(value), step=step)
 
@@ -132,9 +137,24 @@ def make_logger_class() -> type[Logger]:
                 self._run.wait()
 
         def close(self) -> None:
-            """Stop the Neptune run (flushes everything first)."""
-            if self._run is not None:
-                run, self._run = self._run, None
+            """Attach the run folder's files (common.run_files) under `files/` and stop the Neptune run (flushes
+            everything first)."""
+            if self._run is None:
+                return
+            run, self._run = self._run, None
+            try:
+                from neptune.types import File
+
+                for path in common.run_files(self._run_dir, self._checkpoints):
+                    # Small files by content: an offline run keeps them in its own data, which `neptune sync` reads
+                    # wherever the run folder has been moved. Checkpoints by path: read when uploaded.
+                    extension = path.suffix.lstrip(".")
+                    if path.suffix == ".ckpt":
+                        file = File.from_path(str(path), extension=extension)
+                    else:
+                        file = File.from_content(path.read_bytes(), extension=extension)
+                    run[f"files/{path.stem}"].upload(file)  # the extension is kept apart from the name
+            finally:
                 run.stop()
 
     return NeptuneLogger
@@ -148,10 +168,12 @@ def neptune(
     tags: Sequence[str] = (),
     capture_hardware_metrics: bool = True,
     capture_output: bool = False,
+    checkpoints: bool = False,
 ) -> Logger:
     """mode: gin > NEPTUNE_MODE > 'async'. project: gin > NEPTUNE_PROJECT. The API token comes from
     NEPTUNE_API_TOKEN only (never from gin: the config is stored in the run folder). capture_output: also send
-    stdout/stderr (the run folder has them in stdout.txt/stderr.txt anyway)."""
+    stdout/stderr (the run folder has them in stdout.txt/stderr.txt anyway). checkpoints: also attach best.ckpt and
+    last.ckpt."""
     common.require("neptune")
     mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
     if mode not in MODES:
@@ -177,5 +199,6 @@ def neptune(
         tags=tags,
         capture_hardware_metrics=capture_hardware_metrics,
         capture_output=capture_output,
+        checkpoints=checkpoints,
     )
     return common.replace_open("neptune", logger)

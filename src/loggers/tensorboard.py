@@ -30,6 +30,7 @@ def make_logger_class() -> type[TensorBoardLogger]:
         def __init__(self, hparams_metrics: Sequence[str], **kwargs: Any) -> None:
             super().__init__(default_hp_metric=False, **kwargs)
             self._hparams_metrics = tuple(hparams_metrics)
+            self.new_run = not Path(self.log_dir).exists()  # see common.py; checked before anything is written
 
         @rank_zero_only
         def log_hyperparams(

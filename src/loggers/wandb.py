@@ -4,7 +4,8 @@ WANDB_API_KEY set, or -b "wandb.mode='online'").
 
 Project: gin `wandb.project` > WANDB_PROJECT > the folder holding the run relative to $RESULTS_DIR
 ('tune_lr-small'); run name: the run folder's name. The run id is kept in `<run>/wandb_run_id.txt`, so that a
-resumed run continues the same W&B run. Needs the wandb extra: pip install -e '.[wandb]'.
+resumed run continues the same W&B run. At the end of the training the run gets config.gin and eval_results*.json
+in its Files (`wandb.checkpoints = True`: the checkpoints too). Needs the wandb extra: pip install -e '.[wandb]'.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ def make_logger_class() -> type[WandbLogger]:
     class RunFolderWandbLogger(WandbLogger):
         """Lightning's WandbLogger that writes the run id into the run folder and ends its run in `close()`."""
 
-        def __init__(self, id_file: Path, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self._id_file = id_file
+        def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
+            super().__init__(save_dir=str(run_dir), **kwargs)
+            self._run_dir, self._checkpoints = run_dir, checkpoints
+            self._id_file = run_dir / RUN_ID_FILE
+            self.new_run = common.read_id(self._id_file) is None  # see common.py
             self._id_written = False
             self._failed = False
             self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it only prints a warning
@@ -52,12 +55,33 @@ def make_logger_class() -> type[WandbLogger]:
             super().finalize(status)
 
         def close(self) -> None:
-            """Finish the W&B run (Lightning's `finalize`, after fit and again after test, leaves it open)."""
-            if self._experiment is not None:
-                experiment, self._experiment = self._experiment, None
+            """Attach the run folder's files (common.run_files) and finish the W&B run (Lightning's `finalize`, after
+            fit and again after test, leaves it open); its files are complete when this returns."""
+            if self._experiment is None:
+                return
+            experiment, self._experiment = self._experiment, None
+            try:
+                files = Path(experiment.dir)  # the W&B run's files/: what `wandb sync` uploads
+                for path in [] if experiment.disabled else common.run_files(self._run_dir, self._checkpoints):
+                    common.snapshot(path, files / path.name)
+                    experiment.save(str(files / path.name), base_path=str(files), policy="now", glob=False)
+            finally:
                 experiment.finish(exit_code=1 if self._failed else 0)
+                wait_for_run_files()
 
     return RunFolderWandbLogger
+
+
+def wait_for_run_files() -> None:
+    """Wait until wandb-core has written the finished run's files. `finish()` returns before the service closes the
+    run's stream, and the end of the transaction log (`run-<id>.wandb`, all of it for a short run) reaches the disk
+    only then; a reader right after `finish()` could see a partial run. Stopping the service waits for that (the
+    service handles a connection's requests in order). Not while this process has another W&B run open: its run
+    would stop too; the service then writes the file a moment later, and at the process's exit at the latest."""
+    import wandb
+
+    if wandb.run is None:
+        wandb.teardown()
 
 
 @LOGGERS.register("wandb")
@@ -69,9 +93,11 @@ def wandb(
     group: str | None = None,
     tags: tuple[str, ...] = (),
     console: str = "off",
+    checkpoints: bool = False,
 ) -> WandbLogger:
     """mode: gin > WANDB_MODE > 'offline'. console: 'off' (the run folder keeps the output in stdout.txt) or
-    'wrap' to send it to W&B too. The API key comes from WANDB_API_KEY or `wandb login`, never from gin."""
+    'wrap' to send it to W&B too. checkpoints: also attach best.ckpt and last.ckpt. The API key comes from
+    WANDB_API_KEY or `wandb login`, never from gin."""
     wandb_package = common.require("wandb")
     mode = mode or os.environ.get("WANDB_MODE") or "offline"
     if mode == "dryrun":  # the old name
@@ -81,11 +107,10 @@ def wandb(
     from wandb.sdk.lib.runid import generate_id
 
     run = Path(run_dir)
-    id_file = run / RUN_ID_FILE
     logger = make_logger_class()(
-        id_file=id_file,
-        save_dir=str(run),
-        id=common.read_id(id_file) or generate_id(),
+        run_dir=run,
+        checkpoints=checkpoints,
+        id=common.read_id(run / RUN_ID_FILE) or generate_id(),
         name=run.resolve().name,
         project=project or os.environ.get("WANDB_PROJECT") or common.slug(common.experiment_name(run)),
         entity=entity,
