@@ -1,5 +1,5 @@
 """TensorBoard event files under `<run>/tensorboard/`: `tensorboard --logdir $RESULTS_DIR` shows every run, and its
-HParams tab compares them (every gin binding against the metrics of HPARAMS_METRICS)."""
+HParams tab compares them (every gin binding against the metrics the module declares, src/metric_directions.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,6 @@ from src.loggers.registry import LOGGERS
 
 if TYPE_CHECKING:
     from pytorch_lightning.loggers import TensorBoardLogger
-
-# The HParams tab's metric columns (scalars the run logs). A constant, not a gin parameter: a new parameter would
-# change the stored config of every run and stop older runs from resuming.
-HPARAMS_METRICS = ("valid_acc", "valid_loss", "train_acc", "train_loss", "test_acc", "test_loss")
 
 
 def make_logger_class() -> type[TensorBoardLogger]:
@@ -49,8 +45,11 @@ def make_logger_class() -> type[TensorBoardLogger]:
     return HParamsTensorBoardLogger
 
 
-@LOGGERS.register("tensorboard")
-def tensorboard(run_dir: str) -> TensorBoardLogger:
+@LOGGERS.register("tensorboard", denylist=("metrics",))
+def tensorboard(run_dir: str, metrics: dict[str, Any] | None = None) -> TensorBoardLogger:
+    """`metrics`: the module's declaration, offered by the training loop: its metrics are the HParams tab's
+    columns (declared, not a gin parameter, so a new metric does not change the stored config)."""
+    columns = list((metrics or {}).get("directions", {}))
     return make_logger_class()(
-        save_dir=str(Path(run_dir) / layout.TENSORBOARD), name="", version="", hparams_metrics=HPARAMS_METRICS
+        save_dir=str(Path(run_dir) / layout.TENSORBOARD), name="", version="", hparams_metrics=columns
     )
