@@ -23,10 +23,10 @@ DIRECTIONS = ("min", "max")
 
 def declared(module: Any, name: str) -> dict[str, Any]:
     """The record of a module's declared metrics (see src/modules/registry.py); a bad declaration is a UserError."""
-    metrics = getattr(module, "metrics", None) or {"loss": "min"}
+    metrics = getattr(module, "metric_directions", None) or {"loss": "min"}
     main = getattr(module, "main_metric", None) or next(iter(metrics))
     if not isinstance(metrics, dict) or any(d not in DIRECTIONS for d in metrics.values()):
-        raise UserError(f"Module {name!r} declares metrics {metrics!r}: use a dict of name -> 'min' or 'max'.")
+        raise UserError(f"Module {name!r} declares metric_directions {metrics!r}: use a dict of name -> 'min'|'max'.")
     if main not in metrics:
         raise UserError(f"Module {name!r} declares main_metric {main!r}, not one of its metrics: {', '.join(metrics)}.")
     return {

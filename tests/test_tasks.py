@@ -104,4 +104,4 @@ def test_bce_loss_on_multi_label_targets():
     names, sums, count = module._sums["valid"]
     assert names == ("loss", "acc") and count == 2
     assert sums[1].item() == pytest.approx(1.0 + 0.5)  # example 1: both right; example 2: one of two
-    assert module.metrics == {"loss": "min", "acc": "max"} and module.main_metric == "acc"
+    assert module.metric_directions == {"loss": "min", "acc": "max"} and module.main_metric == "acc"

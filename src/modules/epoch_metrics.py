@@ -2,7 +2,7 @@
 accumulates, and keeps the partial sums of an interrupted epoch in the checkpoint (exact mid-epoch resume).
 
     class MyTask(EpochMetricsModule):
-        metrics = {"loss": "min", "mae": "max"}
+        metric_directions = {"loss": "min", "mae": "min"}
         main_metric = "mae"
 
         def step(self, batch, stage):                       # stage: train | valid | test
@@ -29,7 +29,7 @@ OLD_SUMS_KEY = "supervised_train_sums"  # the same, from checkpoints written bef
 
 
 class EpochMetricsModule(pl.LightningModule):
-    metrics: dict[str, str] = {"loss": "min"}
+    metric_directions: dict[str, str] = {"loss": "min"}
     main_metric: str = "loss"
 
     def __init__(self) -> None:

@@ -6,8 +6,8 @@ gin-configurable parameters, and:
 - logs its metrics once per epoch as `<stage>_<name>` with stage in train, valid, test (`valid_loss`, `test_mae`);
 - declares them with their direction, as attributes (class or instance):
 
-      metrics = {"loss": "min", "acc": "max"}    # every metric it logs, "min" or "max" (better is lower / higher)
-      main_metric = "acc"                        # the one that picks best.ckpt: `valid_<main_metric>`
+      metric_directions = {"loss": "min", "acc": "max"}  # every metric it logs: better is lower (min) or higher
+      main_metric = "acc"  # the one that picks best.ckpt: `valid_<main_metric>`
 
 The training loop records the declared directions in the run folder (metrics.json), so that analysis code ranks runs
 without importing training code, and the checkpoint monitor defaults to `valid_<main_metric>`. A module without

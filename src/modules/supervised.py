@@ -63,7 +63,7 @@ class SupervisedLearning(EpochMetricsModule):
         optim.check(optimizer, scheduler, lr)
         self.model = model
         self.loss_name, self.target = loss, target
-        self.metrics = {"loss": "min", **LOSSES[loss].metrics}
+        self.metric_directions = {"loss": "min", **LOSSES[loss].metrics}
         self.main_metric = LOSSES[loss].main
         self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
         self.scheduler_name, self.label_smoothing = scheduler, label_smoothing
