@@ -402,3 +402,12 @@ def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
         text=True,
     )
     assert out.returncode == 0 and out.stdout.count("damaged") >= 4, out.stderr
+
+
+def test_report_plot_helpers():
+    from src.report import log_spaced, natural_key
+
+    labels = ["lr=0.03 (n=3)", "lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.3 (n=3)"]
+    assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]
+    assert sorted(["width=16, lr=0.1", "width=8, lr=0.1"], key=natural_key) == ["width=8, lr=0.1", "width=16, lr=0.1"]
+    assert log_spaced([0.0003, 0.003, 0.03]) and not log_spaced([8, 16, 32]) and not log_spaced([0, 0.1, 10])

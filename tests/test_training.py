@@ -238,3 +238,25 @@ def test_checkpoint_state_resumes_under_model_checkpoints_key():
         "save_on_train_epoch_end": True,
     }
     assert EpochCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
+
+
+def test_bindings_the_run_never_uses_are_warned_and_recorded(train, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1", "mlp.hidden = [8]", "diabetes.batch_size = 3")
+    err = capsys.readouterr().err
+    assert "warning: mlp.hidden is not used: this run never calls 'mlp'" in err
+    assert "warning: diabetes.batch_size is not used" in err and "cnn.width" not in err
+    meta = json.loads((run / layout.META).read_text())
+    assert meta["attempts"][-1]["unused_bindings"] == ["diabetes.batch_size", "mlp.hidden"]
+
+
+def test_dry_run_prints_the_operative_config_and_writes_nothing(tmp_path, capsys):
+    from src import config
+    from src.training_loop import training_loop
+
+    config.parse(["configs/cnn.gin"], ["cnn.width = 4", "supervised.loss = 'bce'"])
+    assert training_loop(str(tmp_path / "run"), dry_run=True) == {}
+    out = capsys.readouterr().out
+    assert "cnn.width = 4\n" in out and "supervised.loss = 'bce'\n" in out
+    assert "digits.toy = False\n" in out and "heartbeat.interval = 30.0\n" in out  # defaults of what the run calls
+    assert not (tmp_path / "run").exists()
