@@ -84,6 +84,18 @@ def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
     same_results(reference, run)
     assert layout.status(run) == "finished" and stopped(run)["epoch"] == 3
 
+    # the analysis knows: load_runs and bin/runs.py show the stop, the learning curves end (marked) at epoch 3
+    from src.report import plot
+    from src.results import load_runs
+    from src.runs_table import runs_table
+
+    runs = load_runs(tmp_path)
+    assert runs.set_index("run").loc[str(run), ["stop_reason", "stop_epoch"]].tolist() == ["early_stopping", 3]
+    assert runs_table(tmp_path)["stop_reason"].tolist() == ["early_stopping"] * 2
+    (tmp_path / "plots").mkdir()
+    written = plot(runs.assign(name=["a", "b"]), [], False, "valid_acc", True, tmp_path / "plots")
+    assert tmp_path / "plots" / "learning_curves.png" in written
+
 
 def test_early_stopping_defaults_follow_the_module_and_bad_values_are_one_line(train, tmp_path):
     from src import config
@@ -139,3 +151,15 @@ def test_ema_weights_are_the_model_and_resume_exactly(train, tmp_path, interrupt
     monkeypatch.undo()
     train(run, *bindings, "training_loop.max_time = {'hours': 1}")
     same_results(reference, run)
+
+
+def test_find_lr_writes_a_plot_and_a_suggestion(tmp_path, capsys):
+    from src.cli import find_lr_main
+
+    out = tmp_path / "lr"
+    code = find_lr_main(["configs/cnn.gin", "-b", "#".join(FAST), "--out", str(out), "--steps", "20"])
+    found = json.loads((out / "lr_find.json").read_text())
+    assert code == 0 and (out / "lr_find.png").stat().st_size > 0
+    assert 1e-6 <= found["suggested_lr"] <= 1.0 and len(found["lr"]) == len(found["loss"]) > 0
+    assert f"suggested: supervised.lr = {found['suggested_lr']:.3g}" in capsys.readouterr().out
+    assert not list(out.glob(".lr_find*"))  # lr_find's temporary checkpoint is gone
