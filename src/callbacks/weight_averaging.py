@@ -17,7 +17,30 @@ from src.errors import UserError
 
 class RunFolderAveraging:
     """Mixin: testing a checkpoint keeps the averaged weights of its state_dict (Lightning's callback would put the
-    training weights back, as it does when resuming a fit)."""
+    training weights back, as it does when resuming a fit); before the first update of the average (swa before
+    swa_epoch_start, ema before start_step) the model is the training weights, not the untrained copy."""
+
+    def _averaging(self) -> bool:
+        average = self._average_model  # type: ignore[attr-defined]
+        return average is not None and int(average.n_averaged) > 0
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._swapped = self._averaging()
+        if self._swapped:
+            super().on_validation_epoch_start(trainer, pl_module)  # type: ignore[misc]
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if getattr(self, "_swapped", False):
+            super().on_validation_epoch_end(trainer, pl_module)  # type: ignore[misc]
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._averaging():
+            super().on_train_end(trainer, pl_module)  # type: ignore[misc]
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        super().on_save_checkpoint(trainer, pl_module, checkpoint)  # type: ignore[misc]
+        if "current_model_state" in checkpoint and not self._averaging():
+            checkpoint["state_dict"] = checkpoint["current_model_state"]
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
