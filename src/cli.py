@@ -279,3 +279,35 @@ def reproduce_main(argv: Sequence[str] | None = None) -> int:
         return print_result(found, plan, args.tolerance)
 
     return run_main(main, parser, argv)
+
+
+def find_lr_main(argv: Sequence[str] | None = None) -> int:
+    parser = Parser(
+        prog="bin/find_lr.py",
+        description="Lightning's learning-rate range test for a config: the loss against a growing learning rate "
+        "(lr_find.png) and the suggested learning rate (lr_find.json) in a folder, and the binding to use.",
+        epilog='example: bin/find_lr.py configs/cnn.gin -b "digits.batch_size=128" --out results/find_lr/cnn',
+    )
+    parser.add_argument("configs", metavar="CONFIGS", help="gin config files joined with '#'")
+    parser.add_argument("-b", "--bindings", default="", help="gin bindings joined with '#'")
+    parser.add_argument("--out", metavar="DIR", help="where to write (default: results/find_lr/<first config's name>)")
+    parser.add_argument("--min-lr", type=float, default=1e-6, help="smallest learning rate tried (default 1e-6)")
+    parser.add_argument("--max-lr", type=float, default=1.0, help="largest learning rate tried (default 1)")
+    parser.add_argument("--steps", type=int, default=100, help="training steps of the test (default 100)")
+
+    def main(args: argparse.Namespace) -> int:
+        from src import config
+        from src import run_dir as layout
+        from src.lr_range_test import lr_range_test
+
+        configs, bindings = config.split_joined(args.configs), config.split_joined(args.bindings)
+        out = Path(args.out) if args.out else layout.results_root() / "find_lr" / Path(configs[0]).stem
+        found = lr_range_test(configs, bindings, out, args.min_lr, args.max_lr, args.steps)
+        print(f"plot: {out / 'lr_find.png'}; results: {out / 'lr_find.json'}")
+        if found["binding"] is None:
+            print("no suggestion: too few points where the loss fell; try more --steps or another --min-lr/--max-lr")
+            return 1
+        print(f"suggested: {found['binding']}")
+        return 0
+
+    return run_main(main, parser, argv)

@@ -102,20 +102,27 @@ def plot(
     written = []
     started = table[~table["status"].isin(["pending", "damaged"])]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    curves = {}
+    curves: dict[str, list[pd.Series]] = {}
+    stops: dict[str, list[int]] = {}  # label -> epochs where early stopping ended a run
     for _, row in started.iterrows():
         history = load_H(row["run"])
         if metric in history and len(history):
             label = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in configs) or "all"
             if not replicated:
                 label = f"{row['name']} ({row['status']})"
+            if stopped_early(row) and not replicated:
+                label = f"{row['name']} (stopped early at epoch {int(row['stop_epoch'])})"
             curves.setdefault(label, []).append(history.set_index("epoch")[metric])
+            if stopped_early(row):  # the curve ends there: marked, never extended to n_epochs
+                stops.setdefault(label, []).append(int(row["stop_epoch"]))
     for label in sorted(curves, key=natural_key):
         frame = pd.concat(curves[label], axis=1)
-        mean = frame.mean(axis=1)
+        mean = frame.mean(axis=1)  # with replicates, each epoch's mean is over the runs that trained it
         line = ax.plot(
             mean.index, mean.values, marker=".", label=label + (f" (n={frame.shape[1]})" if replicated else "")
         )
+        for epoch in stops.get(label, []):
+            ax.plot([epoch], [mean[epoch]], marker="x", markersize=9, color=line[0].get_color())
         if replicated and frame.shape[1] > 1:
             std = frame.std(axis=1)
             ax.fill_between(mean.index, mean - std, mean + std, alpha=0.2, color=line[0].get_color())
@@ -123,6 +130,8 @@ def plot(
     ax.set(
         xlabel="epoch", ylabel=metric, title="learning curves" + (" (mean ± std over replicates)" if replicated else "")
     )
+    if stops:
+        ax.plot([], [], "kx", label="stopped early")
     if curves:
         ax.legend(fontsize="x-small", ncol=2)
     written += save(fig, out / "learning_curves", inline)
@@ -151,6 +160,10 @@ def plot(
         ax.legend()
         written += save(fig, out / f"{metric}_vs_{key.rsplit('.', 1)[-1]}", inline)
     return written
+
+
+def stopped_early(row: pd.Series) -> bool:
+    return "stop_epoch" in row and row["stop_epoch"] == row["stop_epoch"] and row["stop_epoch"] is not None
 
 
 def natural_key(label: str) -> tuple:
@@ -200,7 +213,8 @@ def report(
     if best in table:
         table = table.sort_values(best, ascending=not higher, na_position="last").reset_index(drop=True)
     evals = [c for c in table.columns if c == f"eval_test_{metric.split('_', 1)[-1]}"]
-    print_table(table, ["name", *swept, "status", "epochs", best, *evals], "runs")
+    stop = ["stop_reason"] if "stop_reason" in table else []
+    print_table(table, ["name", *swept, "status", "epochs", *stop, best, *evals], "runs")
     counts = table["status"].value_counts().to_dict()
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for _, row in table[table["status"] == "damaged"].iterrows():

@@ -144,13 +144,25 @@ def summarize(run_dir: PathLike) -> dict:
     return {**summary, **load_eval(run_dir)}
 
 
+def stop_columns(run_dir: PathLike) -> dict:
+    """stop_reason and stop_epoch of a run that stopped before its n_epochs and finished (early stopping), from
+    meta.json; nothing for the others."""
+    try:
+        stop = json.loads((Path(run_dir) / layout.META).read_text()).get("stopped_early")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {"stop_reason": stop.get("reason"), "stop_epoch": stop.get("epoch")} if isinstance(stop, dict) else {}
+
+
 def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = None) -> pd.DataFrame:
-    """One row per run: path, status, every config binding, best_/final_ metrics, eval_ results, epochs. A run
+    """One row per run: path, status, every config binding, best_/final_ metrics, eval_ results, epochs (and
+    stop_reason, stop_epoch for runs that stopped early). A run
     with a damaged file has status `damaged` and the reason (naming the file) in `damaged`; the others load."""
     rows = []
     for run in find_runs(paths_or_glob):
         try:
-            rows.append({"run": str(run), "status": layout.status(run, now), **summarize(run), **load_C(run)})
+            status = layout.status(run, now)
+            rows.append({"run": str(run), "status": status, **summarize(run), **stop_columns(run), **load_C(run)})
         except UserError as e:
             rows.append({"run": str(run), "status": "damaged", "damaged": str(e)})
     return pd.DataFrame(rows)

@@ -30,6 +30,11 @@ MAY_CHANGE = {
     "training_loop.loggers",
     "training_loop.limit_test_batches",
     "training_loop.profiler",
+    "training_loop.max_time",  # a wall-time limit per attempt (src/callbacks/time_limit.py)
+    "lr_monitor.logging_interval",
+    "lr_monitor.log_momentum",
+    "lr_monitor.log_weight_decay",
+    "model_summary.max_depth",
     "progress_log.every_n_steps",
     "tracker_metrics.step_loss_every",
     "heartbeat.interval",
@@ -150,9 +155,34 @@ def guard_config(
     return changes
 
 
+def stopped_early(save_dir: Path) -> dict | None:
+    """meta.json's record of an early stop (reason, epoch, ...), or None."""
+    try:
+        stop = json.loads((save_dir / layout.META).read_text()).get("stopped_early")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return stop if isinstance(stop, dict) else None
+
+
 def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
-    """The stored results of a run that finished at least n_epochs, else None."""
+    """The stored results of a run that finished at least n_epochs, or stopped early (a way to finish: more epochs
+    do not restart it), else None."""
     results = save_dir / layout.EVAL_RESULTS
-    if (save_dir / layout.FINISHED).exists() and results.is_file() and layout.last_epoch(save_dir) >= n_epochs:
+    if not (save_dir / layout.FINISHED).exists() or not results.is_file():
+        return None
+    if layout.last_epoch(save_dir) >= n_epochs or stopped_early(save_dir) is not None:
         return json.loads(results.read_text())
     return None
+
+
+def nothing_to_do(save_dir: Path, n_epochs: int) -> str:
+    """What the same command says for a finished run."""
+    stop = stopped_early(save_dir)
+    if stop is None:
+        return f"{save_dir} already finished {n_epochs} epochs; nothing to do."
+    return (
+        f"{save_dir} finished: stopped early after epoch {stop.get('epoch')} ({stop.get('reason')}: "
+        f"{stop.get('message')}); nothing to do, also with more epochs. To continue it deliberately, delete "
+        f"{save_dir / layout.FINISHED} and run again with a larger early_stopping.patience (or without early_stopping) "
+        "and -b 'training_loop.allow_config_change=True', or train into another SAVE_DIR."
+    )

@@ -15,7 +15,7 @@ from src import run_dir as layout
 from src.results import load_C, load_runs
 
 ALWAYS = ["training_loop.model", "training_loop.data"]
-METRICS = ["epochs", "best_valid_acc", "best_valid_loss", "eval_test_acc"]
+METRICS = ["epochs", "stop_reason", "best_valid_acc", "best_valid_loss", "eval_test_acc"]
 
 
 def age(run: str, now: float) -> str:

@@ -69,12 +69,15 @@ def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
 def make_trainer(
     run_dir: str, n_epochs: int, callbacks: list, loggers: list, profiler: Any, data: Any, **flags: Any
 ) -> pl.Trainer:
-    """A Trainer for the run (flags: the user's Trainer flags)."""
+    """A Trainer for the run (flags: the user's Trainer flags). max_time stops the run as resumable, not finished
+    (src/callbacks/time_limit.py)."""
     import pytorch_lightning as pl
+
+    from src.callbacks.time_limit import time_limit
 
     return pl.Trainer(
         default_root_dir=run_dir,
-        callbacks=callbacks,
+        callbacks=[*callbacks, *time_limit(run_dir, flags.pop("max_time", None))],
         logger=loggers or False,
         plugins=plugins(),
         max_epochs=n_epochs,

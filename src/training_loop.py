@@ -97,7 +97,7 @@ def training_loop(
             save_dir, built.operative, allow_config_change, own_defaults(), resolved(built.callbacks)
         )
     if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
-        print(f"{save_dir} already finished {n_epochs} epochs; nothing to do.")
+        print(resuming.nothing_to_do(save_dir, n_epochs))
         return stored
 
     rank_zero = is_rank_zero()

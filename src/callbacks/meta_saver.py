@@ -74,6 +74,11 @@ class MetaSaver(pl.Callback):
         for marker in (layout.FINISHED, layout.FAILED):
             (self.run_dir / marker).unlink(missing_ok=True)
         self.meta = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.meta.pop("stopped_early", None)  # a run continued deliberately; a new stop records itself again
+        total = sum(p.numel() for p in pl_module.parameters())
+        trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
+        self.meta["parameters"] = {"total": total, "trainable": trainable}
+        print(f"parameters: {total:,} ({trainable:,} trainable)")
         commit = git("rev-parse", "HEAD")
         status = git("status", "--porcelain", "--untracked-files=no")
         self.meta.update(
@@ -126,6 +131,11 @@ class MetaSaver(pl.Callback):
         self.interrupted = isinstance(exception, KeyboardInterrupt)
         if trainer.is_global_zero:
             self._end_attempt(error=f"{type(exception).__name__}: {exception}")
+
+    def record_stop(self, stop: dict[str, Any]) -> None:
+        """A stop before n_epochs that finishes the run (early stopping): why and at which epoch, in meta.json."""
+        self.meta["stopped_early"] = stop
+        self._save()
 
     def finish(self) -> None:
         """Record the end of a successful run and touch FINISHED (last, so runners see a complete folder)."""
