@@ -18,10 +18,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from src import run_dir as layout
 from src.batch import Job, write_batch
+
+if TYPE_CHECKING:
+    from src.optuna_search import OptunaSearch
 
 Point = dict[str, Any]
 REPLICATES = ("training_loop.seed",)  # swept bindings that repeat a configuration: report averages over them
@@ -34,7 +37,8 @@ def grid(axes: dict[str, Sequence], fixed: dict[str, Any] | None = None) -> list
 
 
 def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str, Any] | None = None) -> list[Point]:
-    """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform."""
+    """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform,
+    ("int", lo, hi) and ("log_int", lo, hi) integers from lo to hi (both included), uniform or log-uniform."""
     rng = random.Random(seed)
 
     def draw(spec: list[Any] | tuple[str, float, float]) -> Any:
@@ -45,9 +49,41 @@ def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str,
             return float(f"{10 ** rng.uniform(math.log10(low), math.log10(high)):.3g}")
         if kind == "uniform":
             return float(f"{rng.uniform(low, high):.3g}")
-        raise ValueError(f"unknown distribution {kind!r} (use a list, ('log', lo, hi) or ('uniform', lo, hi))")
+        if kind == "int":
+            return rng.randint(low, high)
+        if kind == "log_int":
+            return min(max(round(math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))), low), high)
+        raise ValueError(
+            f"unknown distribution {kind!r} (use a list, ('log', lo, hi), ('uniform', lo, hi), ('int', lo, hi) or "
+            "('log_int', lo, hi))"
+        )
 
     return [{**{k: draw(v) for k, v in space.items()}, **(fixed or {})} for _ in range(n)]
+
+
+def optuna_search(
+    space: dict[str, Any],
+    n_trials: int,
+    batch_size: int,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    metric: str = "valid_acc",
+    direction: str | None = None,
+    seed: int = 0,
+    fixed: dict[str, Any] | None = None,
+    sampler_options: dict[str, Any] | None = None,
+    pruner_options: dict[str, Any] | None = None,
+) -> OptunaSearch:
+    """An adaptive search (src/optuna_search.py): each `prepare` asks an Optuna study for the next `batch_size`
+    trials of `space` (random_search's syntax) until `n_trials`, and tells it the results (`metric`, best epoch, in
+    `direction`: 'max'/'min', by default from the name). `sampler`: tpe, random, qmc, gp; `pruner`: median,
+    percentile, successive_halving, hyperband, threshold, none; `*_options` go to their Optuna constructors."""
+    from src.optuna_search import OptunaSearch
+
+    return OptunaSearch(
+        dict(space), n_trials, batch_size, sampler, pruner, metric, direction, seed,
+        dict(fixed or {}), dict(sampler_options or {}), dict(pruner_options or {}),
+    )  # fmt: skip
 
 
 def gin_value(value: Any) -> str:
@@ -98,9 +134,11 @@ def prepare(
     points: list[Point],
     swept: Sequence[str] | None = None,
     results_dir: Path | None = None,
+    names: Sequence[str] | None = None,
 ) -> Prepared:
     """Write <experiment>/<name>/configs/<run>.gin for every point and <experiment>/<name>/batch.sh of the runs
-    not finished. A finished run whose stored config differs from the new one is reported and left alone."""
+    not finished. A finished run whose stored config differs from the new one is reported and left alone.
+    `names`: the run folders' names (default: from the swept values)."""
     experiment_dir = Path(experiment_dir).resolve()
     swept = list(swept or swept_keys(points))
     out = experiment_dir / name
@@ -110,11 +148,11 @@ def prepare(
     template = (experiment_dir / "template_config.gin").read_text()
     prepared = Prepared(batch=out / "batch.sh")
     jobs = []
-    for point, run in zip(points, run_names(points, swept), strict=True):
+    for point, run in zip(points, names or run_names(points, swept), strict=True):
         text = config_text(template, point)
         config, run_dir = configs / f"{run}.gin", runs / run
         stored = run_dir / layout.INPUT_CONFIGS / config.name
-        if layout.status(run_dir) == "finished":
+        if layout.status(run_dir) in ("finished", "pruned"):
             if stored.is_file() and stored.read_text() != text:
                 prepared.changed.append(run)
             else:
