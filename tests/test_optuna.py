@@ -168,7 +168,7 @@ def test_told_once_failed_replaced_dead_kept_and_reproducible(experiment, tmp_pa
 
 
 def test_killed_run_keeps_its_trial_and_is_told_once(experiment, env):
-    done = search(n_trials=1, batch_size=1, pruner="none").prepare(experiment, "bayes")
+    done = search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
     (job,) = read_batch(done.batch)
     killed = subprocess.run(
         [sys.executable, str(ROOT / "tests" / "kill_at.py"), "write:history.csv:4", *job.args],
@@ -179,11 +179,11 @@ def test_killed_run_keeps_its_trial_and_is_told_once(experiment, env):
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert layout.status(job.run_dir) == "dead" and len(history(job.run_dir)) == 2
-    again = search(n_trials=1, batch_size=1, pruner="none").prepare(experiment, "bayes")
+    again = search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
     assert again.asked == [] and read_batch(again.batch) == [job]  # the same trial, resumed
     assert run_local(again.batch, quiet=True) == 0
     for _ in range(2):  # telling twice changes nothing
-        search(n_trials=1, batch_size=1, pruner="none").prepare(experiment, "bayes")
+        search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
     (trial,) = load_study(experiment).get_trials()
     rows = history(job.run_dir)
     assert trial.number == 0 and trial.state == TrialState.COMPLETE and len(rows) == 3
