@@ -6,7 +6,8 @@ An experiment folder holds `template_config.gin` and a short `main.py` that defi
     GRIDS = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
     sys.exit(experiment_main(Path(__file__).parent, GRIDS))   # from src.experiment_cli
 
-A point is a dict of gin bindings; its config is the template followed by those bindings.
+A point is a dict of gin bindings; its config is the template followed by those bindings. An adaptive search, whose
+points an Optuna study chooses batch by batch, is `optuna_search` (src/optuna_search.py).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from src import run_dir as layout
 from src.batch import Job, write_batch
-
-if TYPE_CHECKING:
-    from src.optuna_search import OptunaSearch
 
 Point = dict[str, Any]
 REPLICATES = ("training_loop.seed",)  # swept bindings that repeat a configuration: report averages over them
@@ -59,31 +57,6 @@ def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str,
         )
 
     return [{**{k: draw(v) for k, v in space.items()}, **(fixed or {})} for _ in range(n)]
-
-
-def optuna_search(
-    space: dict[str, Any],
-    n_trials: int,
-    batch_size: int,
-    sampler: str = "tpe",
-    pruner: str = "median",
-    metric: str = "valid_acc",
-    direction: str | None = None,
-    seed: int = 0,
-    fixed: dict[str, Any] | None = None,
-    sampler_options: dict[str, Any] | None = None,
-    pruner_options: dict[str, Any] | None = None,
-) -> OptunaSearch:
-    """An adaptive search (src/optuna_search.py): each `prepare` asks an Optuna study for the next `batch_size`
-    trials of `space` (random_search's syntax) until `n_trials`, and tells it the results (`metric`, best epoch, in
-    `direction`: 'max'/'min', by default from the name). `sampler`: tpe, random, qmc, gp; `pruner`: median,
-    percentile, successive_halving, hyperband, threshold, none; `*_options` go to their Optuna constructors."""
-    from src.optuna_search import OptunaSearch
-
-    return OptunaSearch(
-        dict(space), n_trials, batch_size, sampler, pruner, metric, direction, seed,
-        dict(fixed or {}), dict(sampler_options or {}), dict(pruner_options or {}),
-    )  # fmt: skip
 
 
 def gin_value(value: Any) -> str:

@@ -2,6 +2,7 @@
 the last prepare, asks it for the next trials and writes their configs and batch.sh like grid points, so that bash,
 bin/run_local.py and bin/run_slurm.py run them unchanged. Repeating prepare -> run spends the budget.
 
+    from src.optuna_search import optuna_search
     SEARCHES = {"bayes": optuna_search({"supervised.lr": ("log", 1e-4, 0.3)}, n_trials=12, batch_size=4)}
 
 The study lives in the search's results folder, in Optuna's journal file storage (`optuna.journal`): an append-only
@@ -117,7 +118,7 @@ class OptunaPrepared:
 
 @dataclass
 class OptunaSearch:
-    """See src/experiment.py `optuna_search`."""
+    """The settings of an adaptive search (see `optuna_search`) and its commands, prepare and report."""
 
     space: dict[str, Any]
     n_trials: int
@@ -307,6 +308,29 @@ class OptunaSearch:
         table = report(experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names)
         optuna_report(study, experiment_dir / name, {**self.fixed})
         return table
+
+
+def optuna_search(
+    space: dict[str, Any],
+    n_trials: int,
+    batch_size: int,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    metric: str = "valid_acc",
+    direction: str | None = None,
+    seed: int = 0,
+    fixed: dict[str, Any] | None = None,
+    sampler_options: dict[str, Any] | None = None,
+    pruner_options: dict[str, Any] | None = None,
+) -> OptunaSearch:
+    """An adaptive search (src/optuna_search.py): each `prepare` asks an Optuna study for the next `batch_size`
+    trials of `space` (random_search's syntax) until `n_trials`, and tells it the results (`metric`, best epoch, in
+    `direction`: 'max'/'min', by default from the name). `sampler`: tpe, random, qmc, gp; `pruner`: median,
+    percentile, successive_halving, hyperband, threshold, none; `*_options` go to their Optuna constructors."""
+    return OptunaSearch(
+        dict(space), n_trials, batch_size, sampler, pruner, metric, direction, seed,
+        dict(fixed or {}), dict(sampler_options or {}), dict(pruner_options or {}),
+    )  # fmt: skip
 
 
 def make_pruner(name: str, options: dict[str, Any]) -> optuna.pruners.BasePruner:

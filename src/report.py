@@ -251,6 +251,7 @@ def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list
     import warnings
 
     import matplotlib
+    from optuna.importance import FanovaImportanceEvaluator
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
 
@@ -266,7 +267,9 @@ def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list
         if complete:
             written += save(optuna_plots.plot_optimization_history(study).figure, out / "optuna_history", inline)
         if complete >= 2:
-            written += save(optuna_plots.plot_param_importances(study).figure, out / "optuna_importances", inline)
+            evaluator = FanovaImportanceEvaluator(seed=0)  # a random forest: seeded, the same plot every time
+            figure = optuna_plots.plot_param_importances(study, evaluator=evaluator).figure
+            written += save(figure, out / "optuna_importances", inline)
         else:
             print("parameter importances: need at least 2 completed trials")
     if complete:

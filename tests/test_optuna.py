@@ -14,9 +14,9 @@ from optuna.trial import TrialState
 from src import run_dir as layout
 from src.batch import read_batch
 from src.errors import UserError
-from src.experiment import optuna_search, random_search
+from src.experiment import random_search
 from src.experiment_cli import experiment_main
-from src.optuna_search import STUDY_FILE, journal_storage
+from src.optuna_search import STUDY_FILE, journal_storage, optuna_search
 from src.runners.local import run_local
 from tests.conftest import FAST, ROOT
 from tests.test_slurm import slurm, wait_for  # noqa: F401  (the SLURM cluster fixture)
