@@ -6,7 +6,8 @@ An experiment folder holds `template_config.gin` and a short `main.py` that defi
     GRIDS = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
     sys.exit(experiment_main(Path(__file__).parent, GRIDS))   # from src.experiment_cli
 
-A point is a dict of gin bindings; its config is the template followed by those bindings.
+A point is a dict of gin bindings; its config is the template followed by those bindings. An adaptive search, whose
+points an Optuna study chooses batch by batch, is `optuna_search` (src/optuna_search.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ def grid(axes: dict[str, Sequence], fixed: dict[str, Any] | None = None) -> list
 
 
 def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str, Any] | None = None) -> list[Point]:
-    """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform."""
+    """n points drawn with `seed`: a list is a choice, ("log", lo, hi) log-uniform, ("uniform", lo, hi) uniform,
+    ("int", lo, hi) and ("log_int", lo, hi) integers from lo to hi (both included), uniform or log-uniform."""
     rng = random.Random(seed)
 
     def draw(spec: list[Any] | tuple[str, float, float]) -> Any:
@@ -45,7 +47,14 @@ def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str,
             return float(f"{10 ** rng.uniform(math.log10(low), math.log10(high)):.3g}")
         if kind == "uniform":
             return float(f"{rng.uniform(low, high):.3g}")
-        raise ValueError(f"unknown distribution {kind!r} (use a list, ('log', lo, hi) or ('uniform', lo, hi))")
+        if kind == "int":
+            return rng.randint(low, high)
+        if kind == "log_int":
+            return min(max(round(math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))), low), high)
+        raise ValueError(
+            f"unknown distribution {kind!r} (use a list, ('log', lo, hi), ('uniform', lo, hi), ('int', lo, hi) or "
+            "('log_int', lo, hi))"
+        )
 
     return [{**{k: draw(v) for k, v in space.items()}, **(fixed or {})} for _ in range(n)]
 
@@ -98,9 +107,11 @@ def prepare(
     points: list[Point],
     swept: Sequence[str] | None = None,
     results_dir: Path | None = None,
+    names: Sequence[str] | None = None,
 ) -> Prepared:
     """Write <experiment>/<name>/configs/<run>.gin for every point and <experiment>/<name>/batch.sh of the runs
-    not finished. A finished run whose stored config differs from the new one is reported and left alone."""
+    not finished. A finished run whose stored config differs from the new one is reported and left alone.
+    `names`: the run folders' names (default: from the swept values)."""
     experiment_dir = Path(experiment_dir).resolve()
     swept = list(swept or swept_keys(points))
     out = experiment_dir / name
@@ -110,11 +121,11 @@ def prepare(
     template = (experiment_dir / "template_config.gin").read_text()
     prepared = Prepared(batch=out / "batch.sh")
     jobs = []
-    for point, run in zip(points, run_names(points, swept), strict=True):
+    for point, run in zip(points, names or run_names(points, swept), strict=True):
         text = config_text(template, point)
         config, run_dir = configs / f"{run}.gin", runs / run
         stored = run_dir / layout.INPUT_CONFIGS / config.name
-        if layout.status(run_dir) == "finished":
+        if layout.status(run_dir) in ("finished", "pruned"):
             if stored.is_file() and stored.read_text() != text:
                 prepared.changed.append(run)
             else:

@@ -1,6 +1,7 @@
 """`main.py prepare|report [--name N]`: the command line every experiment folder's main.py calls.
 
-SEARCHES = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
+SEARCHES = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3}),
+            "bayes": optuna_search({"supervised.lr": ("log", 1e-4, 0.3)}, n_trials=12, batch_size=4)}
 sys.exit(experiment_main(Path(__file__).parent, SEARCHES))
 """
 
@@ -9,15 +10,19 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from src.cli import Parser, run_main
 from src.errors import UserError
 from src.experiment import REPLICATES, Point, prepare
 
+if TYPE_CHECKING:
+    from src.optuna_search import OptunaSearch
+
 
 def experiment_main(
     experiment_dir: Path,
-    searches: dict[str, list[Point]],
+    searches: dict[str, list[Point] | OptunaSearch],
     swept: Sequence[str] | None = None,
     metric: str | None = None,
     replicates: Sequence[str] = REPLICATES,
@@ -33,6 +38,8 @@ def experiment_main(
         if args.name not in searches:
             raise UserError(f"Unknown search {args.name!r}. Valid names: {', '.join(searches)}.")
         points = searches[args.name]
+        if hasattr(points, "prepare"):  # adaptive (src/optuna_search.py): its points come from its study
+            return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates)
         if args.command == "prepare":
             done = prepare(Path(experiment_dir), args.name, points, swept)
             for run in done.changed:
@@ -44,3 +51,33 @@ def experiment_main(
             report(Path(experiment_dir), args.name, points, swept, metric, replicates)
 
     return run_main(main, parser, argv)
+
+
+def adaptive(
+    search: OptunaSearch, experiment_dir: Path, name: str, command: str, metric: str | None, replicates: Sequence[str]
+) -> None:
+    if command == "report":
+        search.report(experiment_dir, name, metric, replicates)
+        return
+    done = search.prepare(experiment_dir, name)
+    for state, runs in (("complete", done.told.complete), ("pruned", done.told.pruned), ("failed", done.told.failed)):
+        if runs:
+            print(f"told the study {len(runs)} {state}: {', '.join(runs)}")
+    for run in done.told.failed:
+        print(f"  failed: {run}: {first_line(experiment_dir, name, run)}")
+    if not done.todo:
+        print(f"the budget of {search.n_trials} trials is spent: nothing to run ({done.batch} is empty)")
+        return
+    print(
+        f"{len(done.asked)} new trials, {len(done.todo)} to run ({done.budget_left} left in the budget of "
+        f"{search.n_trials}): {done.batch}; study {done.study}"
+    )
+
+
+def first_line(experiment_dir: Path, name: str, run: str) -> str:
+    from src import run_dir as layout
+    from src.experiment import experiment_runs_dir
+
+    failed = experiment_runs_dir(experiment_dir, name) / run / layout.FAILED
+    text = failed.read_text().strip() if failed.is_file() else ""
+    return text.splitlines()[0] if text else "(no reason recorded)"

@@ -20,21 +20,25 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from src import metric_directions
-from src.experiment import REPLICATES, Point, experiment_runs_dir, run_names, swept_keys
+from src.experiment import REPLICATES, Point, experiment_runs_dir, gin_value, run_names, swept_keys
 from src.results import higher_is_better, load_H, load_runs
 
 if TYPE_CHECKING:
+    import optuna
     from matplotlib.figure import Figure
 
 
-def collect(experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str]) -> pd.DataFrame:
+def collect(
+    experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str], names: Sequence[str] | None = None
+) -> pd.DataFrame:
     """One row per point of the search: `name` (the run folder's name), its swept values, status, metrics and `run`
-    (the run folder's path, as in load_runs); pending if never started."""
+    (the run folder's path, as in load_runs); pending if never started. `names`: the run folders' names (default:
+    from the swept values, as prepare names them)."""
     runs_dir = experiment_runs_dir(experiment_dir, name)
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
     rows = []
-    for point, run_name in zip(points, run_names(points, swept), strict=True):
+    for point, run_name in zip(points, names or run_names(points, swept), strict=True):
         path = str(runs_dir / run_name)
         row = found.loc[path].to_dict() if len(found) and path in found.index else {"status": "pending"}
         rows.append({"name": run_name, **row, **{k: point[k] for k in swept}, "run": path})
@@ -198,10 +202,11 @@ def report(
     swept: Sequence[str] | None = None,
     metric: str | None = None,
     replicates: Sequence[str] = REPLICATES,
+    names: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Print and write the report of search `name`; return its table (one row per run, best first)."""
     swept = list(swept or swept_keys(points))
-    table = collect(experiment_dir, name, points, swept)
+    table = collect(experiment_dir, name, points, swept, names)
     out = Path(experiment_dir) / name
     out.mkdir(parents=True, exist_ok=True)
     metric = metric or main_metric(table)
@@ -252,3 +257,43 @@ def report(
     for path in plot(table, configs if replicated else swept, replicated, metric, higher, out):
         print(f"wrote {path}")
     return table
+
+
+def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list[Path]:
+    """An optuna_search's additions (src/optuna_search.py): Optuna's optimization history and parameter importances
+    (optuna.visualization.matplotlib) as PNG and PDF, and the best trial's bindings, printed and as best.gin."""
+    import warnings
+
+    import matplotlib
+    from optuna.importance import FanovaImportanceEvaluator
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as optuna_plots
+
+    inline = "itermplot" in os.environ.get("MPLBACKEND", "")
+    if not inline:
+        matplotlib.use("Agg")
+    counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
+    print("study: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    written = []
+    complete = counts.get("complete", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna.visualization.matplotlib is marked experimental
+        if complete:
+            written += save(optuna_plots.plot_optimization_history(study).figure, out / "optuna_history", inline)
+        if complete >= 2:
+            evaluator = FanovaImportanceEvaluator(seed=0)  # a random forest: seeded, the same plot every time
+            figure = optuna_plots.plot_param_importances(study, evaluator=evaluator).figure
+            written += save(figure, out / "optuna_importances", inline)
+        else:
+            print("parameter importances: need at least 2 completed trials")
+    if complete:
+        best = study.best_trial
+        lines = [f"{k} = {gin_value(v)}" for k, v in {**best.params, **fixed}.items()]
+        path = out / "best.gin"
+        header = f"# best trial {best.number} of study {study.study_name!r}: {best.value:.6g}\n"
+        path.write_text(header + "\n".join(lines) + "\n")
+        print(f"best trial {best.number} ({best.value:.4g}): " + ", ".join(lines[: len(best.params)]) + f"  -> {path}")
+        written.append(path)
+    for path in written:
+        print(f"wrote {path}")
+    return written

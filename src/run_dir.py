@@ -26,6 +26,7 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     wandb/ .neptune/      local files of those trackers (when used)
     FINISHED              touched only after a successful end
     FAILED                the error of the last attempt, if it failed
+    PRUNED                why an Optuna study's pruner stopped the run early (src/callbacks/optuna_pruning.py)
 
 It also owns a run folder's life around one training attempt (`session`).
 This module imports nothing heavy: results analysis and runners use it too.
@@ -68,13 +69,14 @@ PROFILE_DIR = "profile"
 HEARTBEAT = "HEARTBEAT"
 FINISHED = "FINISHED"
 FAILED = "FAILED"
+PRUNED = "PRUNED"  # stopped early by its study's pruner: done, never resumed (src/optuna_search.py)
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
 
 CHECKPOINTS = {"best": BEST_CKPT, "last": LAST_CKPT}
 
-STATUSES = ("finished", "running", "dead", "failed", "pending", "damaged")  # damaged: set by src/results.py
+STATUSES = ("finished", "pruned", "running", "dead", "failed", "pending", "damaged")  # damaged: set by src/results.py
 # A heartbeat older than this many intervals means the process is gone.
 STALE_HEARTBEATS = 4
 MIN_STALE_SECONDS = 120.0
@@ -137,9 +139,11 @@ def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> 
 
 
 def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
-    """finished | failed | running (fresh HEARTBEAT, lock held) | dead (stale HEARTBEAT or lock free, no FINISHED)
-    | pending (never started)."""
+    """pruned (PRUNED: stopped early by its study) | finished | failed | running (fresh HEARTBEAT, lock held) | dead
+    (stale HEARTBEAT or lock free, no FINISHED) | pending (never started)."""
     run_dir = Path(run_dir)
+    if (run_dir / PRUNED).exists():  # checked first: a pruned run ends like a finished one, FINISHED included
+        return "pruned"
     if (run_dir / FINISHED).exists():
         return "finished"
     if (run_dir / FAILED).exists():

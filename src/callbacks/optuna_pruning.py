@@ -1,0 +1,84 @@
+"""OptunaPruning: reports the monitored metric to the run's Optuna trial each epoch and stops the run when the study's
+pruner rejects it: PRUNED (why) is written, the trainer stops after this epoch and the run ends as usual (tested,
+FINISHED), with status `pruned`. The last epoch is reported but never pruned (the run is complete by then).
+
+Added to every run of an optuna_search by `prepare` (src/optuna_search.py), which binds the study's journal file,
+its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+
+from src import run_dir as layout
+from src.callbacks.registry import CALLBACKS
+from src.errors import UserError
+
+
+class OptunaPruning(pl.Callback):
+    def __init__(self, run_dir: str | Path, storage: str, study: str, trial: int, monitor: str) -> None:
+        self.run_dir = Path(run_dir)
+        self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
+        self._trial: Any = None
+        self._trial_id: int | None = None
+
+    def trial(self) -> Any:
+        """The study's trial (optuna.trial.Trial), opened once; None if the study already closed it."""
+        if self._trial is None:
+            import optuna
+
+            from src.optuna_search import PRUNER, journal_storage, make_pruner
+
+            if not Path(self.storage).is_file():
+                raise UserError(f"optuna_pruning.storage {self.storage!r} does not exist (run `main.py prepare`).")
+            storage = journal_storage(Path(self.storage))
+            try:
+                study_id = storage.get_study_id_from_name(self.study_name)
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, self.number)
+            except KeyError as e:
+                raise UserError(f"{self.storage} has no study {self.study_name!r} with trial {self.number}.") from e
+            if storage.get_trial(trial_id).state.is_finished():
+                return None
+            pruner = storage.get_study_user_attrs(study_id).get(PRUNER) or {"name": "none", "options": {}}
+            study = optuna.load_study(
+                study_name=self.study_name, storage=storage, pruner=make_pruner(pruner["name"], pruner["options"])
+            )
+            self._trial, self._trial_id = optuna.trial.Trial(study, trial_id), trial_id
+        return self._trial
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        prune = self.report(trainer) if trainer.is_global_zero else False
+        if trainer.world_size > 1:
+            prune = trainer.strategy.broadcast(prune, src=0)
+        if prune:
+            trainer.should_stop = True
+
+    def report(self, trainer: pl.Trainer) -> bool:
+        """Report this epoch's value; True if the run is to stop (PRUNED written)."""
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing yet"
+            raise UserError(f"optuna_pruning.monitor {self.monitor!r} is not logged by this run (it logs {logged}).")
+        value, epoch = float(value), trainer.current_epoch + 1
+        trial = self.trial()
+        if trial is None:
+            print(f"warning: trial {self.number} of {self.study_name} was already told; not reporting to it")
+            return False
+        if epoch not in trial.storage.get_trial(self._trial_id).intermediate_values:  # resumed: reported before
+            trial.report(value, epoch)
+        if epoch >= trainer.max_epochs or not trial.should_prune():
+            return False
+        layout.touch(
+            self.run_dir / layout.PRUNED,
+            f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}\n",
+        )
+        print(f"pruned by the study's pruner at epoch {epoch}: {self.monitor} = {value:.4g}")
+        return True
+
+
+@CALLBACKS.register("optuna_pruning")
+def optuna_pruning(run_dir: str, storage: str, study: str, trial: int, monitor: str) -> OptunaPruning:
+    return OptunaPruning(run_dir, storage, study, trial, monitor)
