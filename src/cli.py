@@ -54,6 +54,11 @@ def run_main(
     except Exception as e:
         if args.debug:
             raise
+        from src.gin_errors import call_error
+
+        if message := call_error(e):  # a config mistake gin finds only when the run starts
+            print(f"error: {message}", file=sys.stderr)
+            return UserError.exit_code
         print(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
@@ -67,17 +72,21 @@ def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> in
     parser = Parser(
         prog="bin/train.py",
         description="Train with gin configs into SAVE_DIR; re-running the same command resumes.",
-        epilog='example: bin/train.py results/cnn configs/cnn.gin -b "training_loop.n_epochs=5#training_loop.seed=1"',
+        epilog='example: bin/train.py results/cnn configs/cnn.gin -b "training_loop.n_epochs=5" -b "cnn.width=8"',
     )
     parser.add_argument("save_dir", metavar="SAVE_DIR", help="run folder (created; resumed if it holds last.ckpt)")
-    parser.add_argument("configs", metavar="CONFIGS", help="gin config files joined with '#'")
-    parser.add_argument("-b", "--bindings", default="", help="gin bindings joined with '#'")
+    parser.add_argument("configs", metavar="CONFIGS", nargs="+", help="gin config files (several: joined with '#')")
+    parser.add_argument(
+        "-b", "--bindings", action="append", default=[], help="gin bindings joined with '#'; may be repeated"
+    )
 
     def main(args: argparse.Namespace) -> None:
         from src import config
         from src.training_loop import training_loop
 
-        configs, bindings = config.split_joined(args.configs), config.split_joined(args.bindings)
+        # Every CONFIGS and every -b counts, in order: later ones override earlier ones.
+        configs = [c for joined in args.configs for c in config.split_joined(joined)]
+        bindings = [b for joined in args.bindings for b in config.split_joined(joined)]
         if not configs:
             raise UserError("No config file given: pass e.g. configs/cnn.gin (several joined with '#').")
         config.parse(configs, bindings)
