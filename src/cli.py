@@ -192,7 +192,8 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
     def main(args: argparse.Namespace) -> None:
-        from src.runs_table import print_frame, runs_table
+        from src.runs_table import METRICS, runs_table, short_headers
+        from src.tables import print_frame
 
         if not Path(args.folder).is_dir():
             raise UserError(f"{args.folder!r} is not a folder.")
@@ -202,7 +203,10 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
         elif args.csv:
             table.to_csv(sys.stdout, index=False)
         else:
-            print_frame(table, f"{len(table)} runs in {args.folder}")
+            # on a narrow terminal the age, then the bindings from the right are left out before the metrics
+            keep = ["run", "status", *METRICS]
+            table.columns = headers = short_headers(table.columns)
+            print_frame(table, f"{len(table)} runs in {args.folder}", keep=[h for h in headers if h in keep])
 
     return run_main(main, parser, argv)
 
@@ -215,12 +219,15 @@ def diff_runs_main(argv: Sequence[str] | None = None) -> int:
     def main(args: argparse.Namespace) -> None:
         import pandas as pd
 
-        from src.runs_table import diff_bindings, print_frame
+        from src.runs_table import diff_bindings, path_labels
+        from src.tables import print_frame
 
         rows = diff_bindings(args.a, args.b)
         if not rows:
             print("same operative config")
-        else:
-            print_frame(pd.DataFrame(rows, columns=["binding", args.a, args.b]), f"{len(rows)} bindings differ")
+            return
+        shown = [(key, *[v if v == "<unset>" else repr(v) for v in values]) for key, *values in rows]  # as in gin
+        columns = ["binding", *path_labels([args.a, args.b])]
+        print_frame(pd.DataFrame(shown, columns=columns), f"{len(rows)} bindings differ", keep=columns)
 
     return run_main(main, parser, argv)
