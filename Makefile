@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RESULTS_DIR ?= results
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup extras train test lint format bench clean-venv
+.PHONY: help setup extras train test test-fast lint format bench clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -32,7 +32,10 @@ train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESUL
 	$(PY) bin/train.py $(RESULTS_DIR)/cnn configs/cnn.gin
 
 test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too, to test them)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
+
+test-fast: $(STAMP)  ## the tests that take under 8 s each, SLURM's left out (~2 min): for the edit-test loop
+	$(PY) -m pytest -q -m "not slow and not slurm" tests
 
 bench: $(STAMP)  ## benchmarks vs hand-written PyTorch (~25 min); tables in bench/last_run.md, see bench/README.md
 	bash bench/run_all.sh

@@ -4,10 +4,13 @@
 #   bin/sync.sh me@cluster:~/project --watch    # again after every change (watchman-wait or inotifywait)
 # Never copies results, data, .venv, .env or caches; files deleted here are deleted there too.
 set -euo pipefail
-usage() { echo "usage: bin/sync.sh DEST [--watch]   (DEST: [user@]host:path or a local folder)" >&2; exit 2; }
-[ $# -ge 1 ] || usage
+usage() { echo "usage: bin/sync.sh DEST [--watch]   (DEST: [user@]host:path or a local folder)"; }
+case "${1:-}" in
+    -h|--help) usage; exit 0 ;;
+    ""|-*) usage >&2; exit 2 ;;  # DEST is never an option: rsync would read it as one
+esac
 dest=$1; watch=${2:-}
-[ -z "$watch" ] || [ "$watch" = "--watch" ] || usage
+if [ $# -gt 2 ] || { [ -n "$watch" ] && [ "$watch" != "--watch" ]; }; then usage >&2; exit 2; fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 excludes=(--include=/results/README.md --exclude='/results/*' --exclude=/data/ --exclude=/.venv/ --exclude=/.env --exclude=.git/
           --exclude=__pycache__/ --exclude=.pytest_cache/ --exclude=.ruff_cache/ --exclude='experiments/*/*/logs/')

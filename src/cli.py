@@ -54,6 +54,11 @@ def run_main(
     except Exception as e:
         if args.debug:
             raise
+        from src.gin_errors import call_error
+
+        if message := call_error(e):  # a config mistake gin finds only when the run starts
+            print(f"error: {message}", file=sys.stderr)
+            return UserError.exit_code
         print(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)", file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
@@ -67,17 +72,21 @@ def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> in
     parser = Parser(
         prog="bin/train.py",
         description="Train with gin configs into SAVE_DIR; re-running the same command resumes.",
-        epilog='example: bin/train.py results/cnn configs/cnn.gin -b "training_loop.n_epochs=5#training_loop.seed=1"',
+        epilog='example: bin/train.py results/cnn configs/cnn.gin -b "training_loop.n_epochs=5" -b "cnn.width=8"',
     )
     parser.add_argument("save_dir", metavar="SAVE_DIR", help="run folder (created; resumed if it holds last.ckpt)")
-    parser.add_argument("configs", metavar="CONFIGS", help="gin config files joined with '#'")
-    parser.add_argument("-b", "--bindings", default="", help="gin bindings joined with '#'")
+    parser.add_argument("configs", metavar="CONFIGS", nargs="+", help="gin config files (several: joined with '#')")
+    parser.add_argument(
+        "-b", "--bindings", action="append", default=[], help="gin bindings joined with '#'; may be repeated"
+    )
 
     def main(args: argparse.Namespace) -> None:
         from src import config
         from src.training_loop import training_loop
 
-        configs, bindings = config.split_joined(args.configs), config.split_joined(args.bindings)
+        # Every CONFIGS and every -b counts, in order: later ones override earlier ones.
+        configs = [c for joined in args.configs for c in config.split_joined(joined)]
+        bindings = [b for joined in args.bindings for b in config.split_joined(joined)]
         if not configs:
             raise UserError("No config file given: pass e.g. configs/cnn.gin (several joined with '#').")
         config.parse(configs, bindings)
@@ -209,7 +218,8 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
     def main(args: argparse.Namespace) -> None:
-        from src.runs_table import print_frame, runs_table
+        from src.runs_table import METRICS, runs_table, short_headers
+        from src.tables import print_frame
 
         if not Path(args.folder).is_dir():
             raise UserError(f"{args.folder!r} is not a folder.")
@@ -219,7 +229,10 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
         elif args.csv:
             table.to_csv(sys.stdout, index=False)
         else:
-            print_frame(table, f"{len(table)} runs in {args.folder}")
+            # on a narrow terminal the age, then the bindings from the right are left out before the metrics
+            keep = ["run", "status", *METRICS]
+            table.columns = headers = short_headers(table.columns)
+            print_frame(table, f"{len(table)} runs in {args.folder}", keep=[h for h in headers if h in keep])
 
     return run_main(main, parser, argv)
 
@@ -236,20 +249,23 @@ def diff_runs_main(argv: Sequence[str] | None = None) -> int:
     def main(args: argparse.Namespace) -> None:
         import pandas as pd
 
-        from src.runs_table import diff_bindings, diff_environment, print_frame
+        from src.runs_table import diff_bindings, diff_environment, path_labels
+        from src.tables import print_frame
 
         rows = diff_bindings(args.a, args.b)
         if not rows:
             print("same operative config")
-        else:
-            print_frame(pd.DataFrame(rows, columns=["binding", args.a, args.b]), f"{len(rows)} bindings differ")
+        labels = path_labels([args.a, args.b])
+        if rows:
+            shown = [(key, *[v if v == "<unset>" else repr(v) for v in values]) for key, *values in rows]  # as in gin
+            columns = ["binding", *labels]
+            print_frame(pd.DataFrame(shown, columns=columns), f"{len(rows)} bindings differ", keep=columns)
         rows = diff_environment(args.a, args.b)
         if not rows:
             print("same environment (git commit and diff, host, device, Python, packages)")
         else:
-            print_frame(
-                pd.DataFrame(rows, columns=["environment", args.a, args.b]), f"{len(rows)} environment differences"
-            )
+            columns = ["environment", *labels]
+            print_frame(pd.DataFrame(rows, columns=columns), f"{len(rows)} environment differences", keep=columns)
 
     return run_main(main, parser, argv)
 

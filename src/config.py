@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import gin
 
 from src.errors import UserError
+from src.gin_errors import explain
 from src.run_dir import CODE_ROOT
 
 
@@ -40,17 +42,21 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
             try:
                 gin.parse_config_file(path)
             except Exception as e:  # gin raises ValueError, SyntaxError, tokenize errors, ...
-                raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
-        try:
-            gin.parse_config(list(bindings))
-        except Exception as e:
-            raise UserError(f"Bad gin config: {one_line(e)}") from e
+                raise UserError(f"Bad gin config in {where(e, path)}: {explain(e, getattr(e, 'text', None))}") from e
+        for binding in bindings:  # one at a time, to name the one that is wrong
+            try:
+                gin.parse_config(binding)
+            except Exception as e:
+                raise UserError(f"Bad gin config in binding {binding!r}: {explain(e, binding)}") from e
     except UserError:
         gin.clear_config()
         raise
 
 
-def one_line(error: BaseException) -> str:
-    """Gin appends '  In file ..., line N' context lines: keep them, on one line."""
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+def where(error: BaseException, path: str) -> str:
+    """'configs/x.gin, line 3' (the file gin names: an included one, if that is where the error is)."""
+    if isinstance(error, SyntaxError) and error.lineno:
+        return f"{error.filename or path}, line {error.lineno}"
+    if match := re.search(r'In file "([^"]+)", line (\d+)', str(error)):
+        return f"{match[1]}, line {match[2]}"
+    return path

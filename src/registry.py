@@ -61,6 +61,8 @@ class Registry:
         return builder(**accepted(builder, name, offered, self.kind))
 
     def unknown_message(self, name: object) -> str:
+        if reference := next((k for k, v in self._items.items() if v is name), None):  # `model = @mlp`
+            return f"Give the {self.kind} by name, in quotes: {reference!r}, not @{reference}."
         valid = ", ".join(sorted(self._items))
         close = difflib.get_close_matches(str(name), list(self._items), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""

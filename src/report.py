@@ -22,6 +22,7 @@ import pandas as pd
 from src import metric_directions
 from src.experiment import REPLICATES, Point, experiment_runs_dir, gin_value, run_names, swept_keys
 from src.results import higher_is_better, load_H, load_runs
+from src.tables import fmt, print_frame
 
 if TYPE_CHECKING:
     import optuna
@@ -66,23 +67,11 @@ def by_config(table: pd.DataFrame, configs: Sequence[str], metric: str, higher: 
 
 
 def print_table(rows: pd.DataFrame, columns: Sequence[str], title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    view = Table(title=title, show_lines=False)
-    for column in columns:
-        view.add_column(column, justify="left" if column in ("name", "status", "damaged") else "right")
-    for _, row in rows.iterrows():
-        view.add_row(*[fmt(row.get(c)) for c in columns])
-    Console().print(view)
-
-
-def fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    """The given columns of `rows` (those present), fitted like every table (src/tables.py): on a narrow terminal
+    the first column, the status and the ranking metric stay."""
+    present = [c for c in columns if c in rows]
+    keep = [c for i, c in enumerate(present) if i == 0 or c == "status" or c.startswith("best_")]
+    print_frame(rows.reindex(columns=present), title, keep=keep)
 
 
 def log_spaced(values: Sequence[float]) -> bool:

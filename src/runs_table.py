@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -89,17 +90,19 @@ def diff_environment(a: str | Path, b: str | Path) -> list[tuple[str, object, ob
     return [row for row in rows if row[1] != row[2]]
 
 
-def print_frame(frame: pd.DataFrame, title: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def short_headers(columns: Sequence[str]) -> list[str]:
+    """Bindings by their parameter name alone ('supervised.lr' -> 'lr') where that is unambiguous."""
+    short = [str(c).rsplit(".", 1)[-1] for c in columns]
+    return [s if short.count(s) == 1 else str(c) for s, c in zip(short, columns, strict=True)]
 
-    from src.report import fmt
 
-    table = Table(title=title)
-    short = [str(c).rsplit(".", 1)[-1] for c in frame.columns]
-    headers = short if len(set(short)) == len(short) else [str(c) for c in frame.columns]
-    for header in headers:
-        table.add_column(header, overflow="fold", no_wrap=header == "run")
-    for row in frame.itertuples(index=False):
-        table.add_row(*[fmt(v) for v in row])
-    Console(width=max(Console().width, 160)).print(table)
+def path_labels(paths: Sequence[str | Path]) -> list[str]:
+    """The shortest path suffix that tells each path from the others ('results/a/lr=0.1', 'results/b/lr=0.1' ->
+    'a/lr=0.1', 'b/lr=0.1'); the paths as given if they are the same folder."""
+    parts = [Path(p).resolve().parts for p in paths]
+    labels = [str(p) for p in paths]
+    for k in range(1, max(map(len, parts)) + 1):
+        suffixes = [str(Path(*p[-k:])) for p in parts]
+        if len(set(suffixes)) == len(suffixes):
+            return suffixes
+    return labels

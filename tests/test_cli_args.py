@@ -1,0 +1,106 @@
+"""bin/train.py's arguments: repeated -b and CONFIGS accumulate; gin typos are one line that says what is valid."""
+
+import subprocess
+
+import pytest
+
+from src import run_dir as layout
+from src.cli import train_main
+from tests.conftest import FAST, ROOT
+
+
+def test_repeated_bindings_and_configs_all_take_effect(tmp_path):
+    run = tmp_path / "run"
+    configs = [str(ROOT / "configs/cnn.gin"), str(ROOT / "configs/debug.gin")]  # two CONFIGS arguments
+    fast = "#".join(b for b in FAST if "n_epochs" not in b)
+    code = train_main(
+        [str(run), *configs, "-b", fast, "-b", "supervised.lr = 0.0123", "-b", "training_loop.n_epochs = 1"]
+    )
+    assert code == 0
+    operative = (run / layout.CONFIG).read_text()
+    assert "supervised.lr = 0.0123" in operative  # the first -b was lost before
+    assert "training_loop.n_epochs = 1" in operative
+    assert "training_loop.limit_train_batches = 5" in operative  # from the second config file
+    lines = (run / layout.BINDINGS).read_text().splitlines()
+    assert lines == [*fast.split("#"), "supervised.lr = 0.0123", "training_loop.n_epochs = 1"]
+    assert sorted(p.name for p in (run / layout.INPUT_CONFIGS).iterdir()) == ["cnn.gin", "debug.gin"]
+
+
+def test_later_binding_overrides_earlier(tmp_path):
+    """Order is kept: the last -b wins, as with '#'."""
+    from src import config
+
+    config.parse([str(ROOT / "configs/cnn.gin")], ["supervised.lr = 0.5", "supervised.lr = 0.25"])
+    import gin
+
+    assert gin.query_parameter("supervised.lr") == 0.25
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert "Traceback" not in err[0] and "0x" not in err[0], err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    "binding, expected",
+    [
+        (
+            "digits.batch_sze = 64",
+            "Bad gin config in binding 'digits.batch_sze = 64': digits has no parameter 'batch_sze'. "
+            "Did you mean 'batch_size'? Valid parameters of digits: batch_size, seed, toy",
+        ),
+        ("train/digits.batch_sze = 64", "Did you mean 'batch_size'?"),
+        (
+            "training_loop.model=mlp",
+            "mlp is not quoted: write training_loop.model='mlp' (strings need quotes).",
+        ),
+        (
+            "training_loop.callbacks = [progress_log, 'heartbeat', lr_schedule]",
+            "write training_loop.callbacks = ['progress_log', 'heartbeat', 'lr_schedule']",
+        ),
+        ("digts.toy = True", "Nothing configurable is named 'digts'. Did you mean 'digits'? Configurable names: "),
+        ("training_loop.model = @mlpp", "Did you mean 'mlp'?"),
+        ("training_loop.model = @mlp", "Give the model by name, in quotes: 'mlp', not @mlp."),
+        ("supervised.lr = %LR", "Macro %LR is used but never defined: add a line `LR = <value>`"),
+    ],
+)
+def test_gin_typo_is_one_clear_line(tmp_path, capsys, binding, expected):
+    run = tmp_path / "run"
+    assert train_main([str(run), str(ROOT / "configs/cnn.gin"), "-b", "digits.toy = True", "-b", binding]) == 2
+    assert expected in one_error_line(capsys)
+    assert not run.exists()
+
+
+def test_unknown_parameter_lists_the_configurables_parameters(tmp_path, capsys):
+    """The valid parameters come from the configurable's signature, whatever it is."""
+    import inspect
+
+    from src.data.digits import Digits
+
+    assert train_main([str(tmp_path / "r"), str(ROOT / "configs/cnn.gin"), "-b", "digits.bach = 1"]) == 2
+    listed = one_error_line(capsys).split("Valid parameters of digits: ")[1].rstrip(".").split(", ")
+    assert listed == [p for p in inspect.signature(Digits).parameters if p != "self"]
+
+
+def test_typo_in_a_config_file_names_the_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.gin"
+    bad.write_text("digits.toy = True\n\ntraining_loop.callbacks = ['progress_log',\n    heartbeat]\n")
+    assert train_main([str(tmp_path / "r"), f"{ROOT / 'configs/cnn.gin'}#{bad}"]) == 2
+    assert f"Bad gin config in {bad}, line 4: heartbeat is not quoted" in one_error_line(capsys)
+    bad.write_text("digits.toy = True\ncnn.widht = 3\n")
+    assert train_main([str(tmp_path / "r"), str(ROOT / "configs/cnn.gin"), str(bad)]) == 2
+    assert f"Bad gin config in {bad}, line 2: cnn has no parameter 'widht'. Did you mean 'width'?" in one_error_line(
+        capsys
+    )
+
+
+def test_sync_help_prints_usage_and_copies_nothing(tmp_path):
+    for flag in ("--help", "-h"):
+        out = subprocess.run(
+            ["bash", str(ROOT / "bin/sync.sh"), flag], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.startswith("usage: bin/sync.sh DEST [--watch]")
+        assert list(tmp_path.iterdir()) == []  # rsync did not run with the flag as its destination

@@ -1,0 +1,121 @@
+"""bin/runs.py and bin/diff_runs.py tables: whole when piped, fitted to a terminal by dropping columns, and
+diff columns labelled by the shortest path suffix that tells the runs apart."""
+
+import os
+import re
+import select
+import subprocess
+import sys
+
+import pytest
+
+from src.cli import diff_runs_main, runs_main
+from tests.conftest import ROOT
+
+WIDE = {f"block{i}.parameter_{i}": [f"value_{i}_{j}_quite_long" for j in range(3)] for i in range(12)}
+
+
+def fake_run(folder, bindings: dict, history: str = "epoch,valid_acc,valid_loss\n1,0.5,1.2\n2,0.75,0.9\n"):
+    """A finished run folder as load_runs sees it: config.gin, history.csv, FINISHED."""
+    folder.mkdir(parents=True)
+    (folder / "config.gin").write_text("".join(f"{k} = {v!r}\n" for k, v in bindings.items()))
+    (folder / "history.csv").write_text(history)
+    (folder / "FINISHED").touch()
+    return folder
+
+
+def mixed_runs(root):
+    """Three runs whose twelve bindings all differ, with long values: far wider than any terminal."""
+    for j in range(3):
+        fake_run(root / f"run{j}", {"supervised.lr": 0.1 * (j + 1), **{k: v[j] for k, v in WIDE.items()}})
+    return root
+
+
+def test_diff_runs_labels_columns_by_the_shortest_distinct_path_suffix(tmp_path, capsys):
+    a = fake_run(tmp_path / "tune" / "lr=0.01_dropout=0.0", {"supervised.lr": 0.01, "cnn.dropout": 0.0})
+    b = fake_run(tmp_path / "tune" / "lr=0.001_dropout=0.5", {"supervised.lr": 0.001, "cnn.dropout": 0.5})
+    assert diff_runs_main([str(a), str(b)]) == 0
+    header = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("┃"))
+    assert re.split(r"\s*┃\s*", header.strip("┃ ")) == ["binding", "lr=0.01_dropout=0.0", "lr=0.001_dropout=0.5"]
+
+    c = fake_run(tmp_path / "other" / "lr=0.01_dropout=0.0", {"supervised.lr": 0.02, "cnn.dropout": 0.0})
+    assert diff_runs_main([str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("┃"))
+    assert re.split(r"\s*┃\s*", header.strip("┃ ")) == [
+        "binding",
+        "tune/lr=0.01_dropout=0.0",
+        "other/lr=0.01_dropout=0.0",
+    ]
+    row = next(line for line in out.splitlines() if "supervised.lr" in line)
+    assert re.split(r"\s*│\s*", row.strip("│ ")) == ["supervised.lr", "0.01", "0.02"]
+
+
+def test_path_labels():
+    from src.runs_table import path_labels
+
+    assert path_labels(["/r/x/a/run", "/r/y/a/run"]) == ["x/a/run", "y/a/run"]
+    assert path_labels(["/r/x/a", "/r/x/a/b"]) == ["a", "b"]
+    assert path_labels(["/r/exp/0.1", "/r/exp/0.5"]) == ["0.1", "0.5"]
+
+
+def test_piped_runs_table_is_never_cut(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert runs_main([str(mixed_runs(tmp_path))]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "…" not in "".join(lines)
+    rows = [line for line in lines if line.startswith("│")]
+    assert [line.split("│")[1].strip() for line in rows] == ["run0", "run1", "run2"]  # one line per run: no wrapping
+    for j, row in enumerate(rows):
+        assert all(f"value_{i}_{j}_quite_long" in row for i in range(12))
+    assert max(map(len, lines)) > 12 * len("value_0_0_quite_long")
+
+
+def test_runs_table_on_a_terminal_drops_columns_not_cells(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich: stdout is a terminal
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "120")
+    assert runs_main([str(mixed_runs(tmp_path))]) == 0
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", capsys.readouterr().out).splitlines()
+    assert max(map(len, lines[:-1])) <= 120
+    header = next(line for line in lines if line.startswith("┃"))
+    shown = [h.strip() for h in header.strip("┃").split("┃")]
+    assert shown[:2] == ["run", "status"] and {"epochs", "best_valid_acc", "best_valid_loss"} <= set(shown)
+    assert "lr" in shown  # the first binding stays, the rightmost go first
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 3  # cells are not wrapped
+    dropped = lines[-1].removeprefix("not shown, the terminal is too narrow: ").split(" (")[0].split(", ")
+    assert dropped[-1] == "age" and len(dropped) > 3
+    bindings = [k.split(".")[1] for k in WIDE]  # headed by the parameter name alone
+    assert sorted(dropped + shown) == sorted(
+        ["run", "status", "lr", *bindings, "epochs", "best_valid_acc", "best_valid_loss", "age"]
+    )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminal")
+def test_bin_runs_on_a_real_terminal(tmp_path, env):
+    """bin/runs.py with a pseudo-terminal as stdout: fitted to COLUMNS, the dropped columns named."""
+    master, slave = os.openpty()
+    env = {**env, "COLUMNS": "100", "NO_COLOR": "1", "TERM": "xterm"}
+    env.pop("TTY_COMPATIBLE", None)
+    env.pop("FORCE_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "bin/runs.py", str(mixed_runs(tmp_path))], cwd=ROOT, env=env, stdout=slave, stderr=slave
+    )
+    os.close(slave)
+    output = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 60)
+        try:
+            chunk = os.read(master, 65536) if ready else b""
+        except OSError:  # the child closed the terminal
+            chunk = b""
+        if not chunk:
+            break
+        output += chunk
+    os.close(master)
+    assert process.wait(timeout=60) == 0
+    lines = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", output.decode()).splitlines()
+    assert max(map(len, lines[:-1])) <= 100
+    assert lines[-1].startswith("not shown, the terminal is too narrow: ")
+    assert len([line for line in lines if line.startswith("│")]) == 3
