@@ -79,6 +79,11 @@ def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> in
     parser.add_argument(
         "-b", "--bindings", action="append", default=[], help="gin bindings joined with '#'; may be repeated"
     )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the operative config the run would use (every parameter, defaults included) and write nothing",
+    )
 
     def main(args: argparse.Namespace) -> None:
         from src import config
@@ -96,7 +101,7 @@ def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> in
             # first: it would take ~0.3 s to free a few hundred objects. Only in a process that exits after the
             # training: frozen objects are never freed.
             gc.freeze()
-        training_loop(args.save_dir, config_files=configs, bindings=bindings)
+        training_loop(args.save_dir, config_files=configs, bindings=bindings, dry_run=args.print_config)
 
     return run_main(main, parser, argv)
 

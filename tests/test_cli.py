@@ -124,3 +124,25 @@ def test_download_reads_data_dir_from_env_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_env_file", lambda: monkeypatch.setenv("DATA_DIR", str(tmp_path)))
     assert download_main(["cifar10"]) == 0
     assert f"cifar10 ready in {tmp_path / 'cifar-10-batches-py'}" in capsys.readouterr().out
+
+
+def test_print_config_prints_what_the_run_would_use_and_writes_nothing(tmp_path, env):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "bin/train.py",
+            str(tmp_path / "run"),
+            "configs/cnn.gin",
+            "-b",
+            "cnn.width=4",
+            "--print-config",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "cnn.width = 4\n" in out.stdout and "supervised.lr = 0.003\n" in out.stdout  # bound
+    assert "digits.toy = False\n" in out.stdout and "supervised.loss = 'cross_entropy'\n" in out.stdout  # defaults
+    assert not (tmp_path / "run").exists() and list(tmp_path.iterdir()) == []
