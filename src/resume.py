@@ -165,9 +165,11 @@ def stopped_early(save_dir: Path) -> dict | None:
 
 
 def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
-    """The stored results of a run that finished at least n_epochs, or stopped early (a way to finish: more epochs
-    do not restart it), else None."""
+    """The stored results of a run that finished at least n_epochs, or stopped early or was pruned by its Optuna
+    study (ways to finish: more epochs do not restart it), else None."""
     results = save_dir / layout.EVAL_RESULTS
+    if (save_dir / layout.PRUNED).exists():
+        return json.loads(results.read_text()) if results.is_file() else {}
     if not (save_dir / layout.FINISHED).exists() or not results.is_file():
         return None
     if layout.last_epoch(save_dir) >= n_epochs or stopped_early(save_dir) is not None:
@@ -177,6 +179,8 @@ def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
 
 def nothing_to_do(save_dir: Path, n_epochs: int) -> str:
     """What the same command says for a finished run."""
+    if (save_dir / layout.PRUNED).exists():
+        return f"{save_dir} was pruned ({(save_dir / layout.PRUNED).read_text().strip()}); nothing to do."
     stop = stopped_early(save_dir)
     if stop is None:
         return f"{save_dir} already finished {n_epochs} epochs; nothing to do."

@@ -83,9 +83,6 @@ def training_loop(
         print(built.operative, end="")
         return {}
     save_dir = Path(save_dir)
-    if resume and (save_dir / layout.PRUNED).exists():  # its study stopped it early: done, never resumed
-        print(f"{save_dir} was pruned ({(save_dir / layout.PRUNED).read_text().strip()}); nothing to do.")
-        return {}
     choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
 
     import torch
