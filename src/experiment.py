@@ -125,7 +125,7 @@ def prepare(
         text = config_text(template, point)
         config, run_dir = configs / f"{run}.gin", runs / run
         stored = run_dir / layout.INPUT_CONFIGS / config.name
-        if layout.status(run_dir) in ("finished", "pruned"):
+        if layout.status(run_dir) in layout.DONE:
             if stored.is_file() and stored.read_text() != text:
                 prepared.changed.append(run)
             else:

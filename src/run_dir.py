@@ -77,6 +77,7 @@ os.umask(UMASK)
 CHECKPOINTS = {"best": BEST_CKPT, "last": LAST_CKPT}
 
 STATUSES = ("finished", "pruned", "running", "dead", "failed", "pending", "damaged")  # damaged: set by src/results.py
+DONE = ("finished", "pruned")  # statuses of a run that is never trained again
 # A heartbeat older than this many intervals means the process is gone.
 STALE_HEARTBEATS = 4
 MIN_STALE_SECONDS = 120.0

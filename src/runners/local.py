@@ -160,7 +160,7 @@ def run_local(
     batch = Path(batch)
     all_jobs = read_batch(batch)
     pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
-    todo = [job for job in all_jobs if layout.status(job.run_dir) != "finished"]
+    todo = [job for job in all_jobs if layout.status(job.run_dir) not in layout.DONE]
     if not todo:
         print(f"nothing to do: all {len(all_jobs)} runs of the batch file are finished")
         return 0

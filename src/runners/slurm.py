@@ -99,7 +99,7 @@ def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> s
         raise UserError(f"--max-jobs must be at least 1, got {options.max_jobs}.")
     batch = Path(batch).resolve()
     jobs = read_batch(batch)
-    indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in ("finished", "running")]
+    indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in (*layout.DONE, "running")]
     skipped = len(jobs) - len(indices)
     if not indices:  # an up-to-date sweep: `prepare` wrote no job line, or the runs finished or run meanwhile
         print(f"nothing to do: all {len(jobs)} runs of the batch file are finished or running")
