@@ -40,9 +40,10 @@ test-fast: $(STAMP)  ## the tests that take under 8 s each, SLURM's left out (~2
 bench: $(STAMP)  ## benchmarks vs hand-written PyTorch (~25 min); tables in bench/last_run.md, see bench/README.md
 	bash bench/run_all.sh
 
-lint: $(STAMP)  ## ruff lint and format check (CI runs this)
+lint: $(STAMP)  ## ruff lint and format check, mypy type check of src/ (CI runs this)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 format: $(STAMP)  ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

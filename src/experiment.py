@@ -48,7 +48,7 @@ def random_search(space: dict[str, Any], n: int, seed: int = 0, fixed: dict[str,
         if kind == "uniform":
             return float(f"{rng.uniform(low, high):.3g}")
         if kind == "int":
-            return rng.randint(low, high)
+            return rng.randint(int(low), int(high))
         if kind == "log_int":
             return min(max(round(math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))), low), high)
         raise ValueError(

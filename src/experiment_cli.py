@@ -38,7 +38,7 @@ def experiment_main(
         if args.name not in searches:
             raise UserError(f"Unknown search {args.name!r}. Valid names: {', '.join(searches)}.")
         points = searches[args.name]
-        if hasattr(points, "prepare"):  # adaptive (src/optuna_search.py): its points come from its study
+        if not isinstance(points, list):  # adaptive (src/optuna_search.py): its points come from its study
             return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates)
         if args.command == "prepare":
             done = prepare(Path(experiment_dir), args.name, points, swept)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import re
+from typing import Any
 
 import gin
 
@@ -78,7 +79,7 @@ def _configurables() -> dict[str, object]:
     }  # not gin.macro & co
 
 
-def parameters(configurable: object) -> list[str]:
+def parameters(configurable: Any) -> list[str]:
     """The parameters gin lets a config bind on a configurable: its signature less denylisted (or not allowed)."""
     try:
         signature = inspect.signature(configurable.wrapped)

@@ -29,6 +29,7 @@ def lr_range_test(
 ) -> dict[str, Any]:
     """Run the test; write lr_find.png and lr_find.json into `out`; return what lr_find.json holds."""
     import pytorch_lightning as pl
+    from pytorch_lightning.tuner import Tuner
 
     from src import config
     from src.parts import build_parts
@@ -58,7 +59,7 @@ def lr_range_test(
             precision=args["precision"],
             num_sanity_val_steps=0,
         )
-        found = pl.tuner.Tuner(trainer).lr_find(
+        found = Tuner(trainer).lr_find(
             parts.module,
             datamodule=parts.data,
             min_lr=min_lr,
@@ -66,9 +67,11 @@ def lr_range_test(
             num_training=num_training,
             update_attr=False,
         )
-    suggestion = found.suggestion() if found is not None else None
+    if found is None:  # only on processes other than rank 0
+        raise UserError("the learning-rate range test found nothing (a process other than rank 0?)")
+    suggestion = found.suggestion()
     figure = found.plot(suggest=suggestion is not None)
-    figure.savefig(out / "lr_find.png", dpi=120)
+    figure.savefig(out / "lr_find.png", dpi=120)  # type: ignore[union-attr]  # a Figure: plot() creates one
     result = {
         "suggested_lr": suggestion,
         "binding": f"{args['module']}.lr = {suggestion:.3g}" if suggestion is not None else None,

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from src import run_dir as layout
 from src.errors import UserError
@@ -150,12 +150,17 @@ class OptunaSearch:
     def distributions(self) -> dict[str, Any]:
         return {key: distribution(key, spec) for key, spec in self.space.items()}
 
-    def study_direction(self) -> str:
+    def study_direction(self) -> Literal["maximize", "minimize"]:
         """'maximize' or 'minimize': given, else from the metric's name (*_acc up, *_loss down)."""
         from src.metric_directions import direction
 
         found = self.direction or direction(self.metric, {})
-        aliases = {"max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"}
+        aliases: dict[str, Literal["maximize", "minimize"]] = {
+            "max": "maximize",
+            "min": "minimize",
+            "maximize": "maximize",
+            "minimize": "minimize",
+        }
         if found not in aliases:
             raise UserError(
                 f"Cannot tell which way {self.metric!r} is better: give optuna_search(direction='max' or 'min')"

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
@@ -268,10 +268,11 @@ def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna.visualization.matplotlib is marked experimental
         if complete:
-            written += save(optuna_plots.plot_optimization_history(study).figure, out / "optuna_history", inline)
+            history = cast("Figure", optuna_plots.plot_optimization_history(study).figure)
+            written += save(history, out / "optuna_history", inline)
         if complete >= 2:
             evaluator = FanovaImportanceEvaluator(seed=0)  # a random forest: seeded, the same plot every time
-            figure = optuna_plots.plot_param_importances(study, evaluator=evaluator).figure
+            figure = cast("Figure", optuna_plots.plot_param_importances(study, evaluator=evaluator).figure)
             written += save(figure, out / "optuna_importances", inline)
         else:
             print("parameter importances: need at least 2 completed trials")

@@ -144,11 +144,11 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
         raise UserError(f"{run / layout.META} records no git commit: the code that trained the run is unknown.")
     if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise UserError(f"Commit {commit} (from {run / layout.META}) is not in the repository {repo}: fetch it first.")
-    patch = run / layout.GIT_DIFF
+    diff_file = run / layout.GIT_DIFF
     caveats = []
-    if not patch.is_file() and meta.get("git_dirty"):
+    if not diff_file.is_file() and meta.get("git_dirty"):
         caveats.append(f"the run's code had uncommitted changes but {layout.GIT_DIFF} is missing")
-    patch = patch if patch.is_file() and patch.read_text().strip() else None
+    patch = diff_file if diff_file.is_file() and diff_file.read_text().strip() else None
     configs, order = input_configs(run, meta)
     stored_bindings = (run / layout.BINDINGS).read_text() if (run / layout.BINDINGS).is_file() else ""
     bindings = [line for line in stored_bindings.splitlines() if line.strip()]
@@ -238,7 +238,7 @@ def print_result(found: list, plan: Plan, tolerance: float) -> int:
     import pandas as pd
 
     from src.run_compare import summary
-    from src.runs_table import print_frame
+    from src.tables import print_frame
 
     within = f" within {tolerance:g}" if tolerance else ""
     if not found:

@@ -172,7 +172,7 @@ def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModul
     """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
     from src.reload import build_module  # training code, imported only here
 
-    return build_module(run_dir, checkpoint)[0].module
+    return build_module(Path(run_dir), checkpoint)[0].module
 
 
 def load_data(run_dir: PathLike) -> pl.LightningDataModule:
@@ -180,4 +180,4 @@ def load_data(run_dir: PathLike) -> pl.LightningDataModule:
     (normalised, not augmented), ready for `load_model(run)(x)`."""
     from src.reload import run_parts  # training code, imported only here
 
-    return run_parts(run_dir)[0].data
+    return run_parts(Path(run_dir))[0].data

@@ -78,7 +78,8 @@ def choose_checkpoint(save_dir: Path, resume: bool) -> Choice:
             f"{str(save_dir)!r} already holds a checkpoint ({found[0].name}); resume with "
             "training_loop.resume=True or choose another SAVE_DIR."
         )
-    warnings, unusable = [], []
+    warnings: list[str] = []
+    unusable: list[Path] = []
     for path in found:
         problem = checkpoint_problem(path)
         if problem is None:

@@ -46,7 +46,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(
         self, path: str | Path, map_location: Callable | None = None, weights_only: bool | None = None
     ) -> dict[str, Any]:
-        return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
+        location = map_location or "cpu"  # torch.load takes a device name; Lightning's annotation says Callable
+        return super().load_checkpoint(path, map_location=location, weights_only=True)  # type: ignore[arg-type]
 
 
 def keep_previous(last: Path) -> None:

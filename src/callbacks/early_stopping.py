@@ -56,7 +56,7 @@ class RunEarlyStopping(EarlyStopping):
             "message": self.stopping_reason_message
             or f"{self.monitor} did not improve for {self.wait_count} epochs (best {best:.6g})",
         }
-        for callback in trainer.callbacks:
+        for callback in trainer.callbacks:  # type: ignore[attr-defined]  # set by Lightning's callback connector
             if isinstance(callback, MetaSaver):
                 callback.record_stop(stop)
         print(f"early stopping after epoch {stop['epoch']} of {trainer.max_epochs}: {stop['message']}")

@@ -34,7 +34,7 @@ class FiniteLoss(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None:
+        if not isinstance(loss, torch.Tensor):
             return
         self.pending.append((trainer.global_step, trainer.current_epoch, loss.detach()))
         if len(self.pending) >= self.check_every_n_steps:

@@ -61,7 +61,8 @@ class HistoryWriter(pl.Callback):
         self._start_timing()
 
     def _start_timing(self) -> None:
-        self.epoch_start, self.train_end, self.n_examples = time.perf_counter(), None, 0
+        self.epoch_start, self.n_examples = time.perf_counter(), 0
+        self.train_end: float | None = None
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int

@@ -27,7 +27,9 @@ def lr_monitor(
     if logging_interval not in (None, "step", "epoch"):
         raise UserError(f"lr_monitor.logging_interval must be 'step', 'epoch' or None, got {logging_interval!r}.")
     return RunLearningRateMonitor(
-        logging_interval=logging_interval, log_momentum=log_momentum, log_weight_decay=log_weight_decay
+        logging_interval=logging_interval,  # type: ignore[arg-type]  # checked above
+        log_momentum=log_momentum,
+        log_weight_decay=log_weight_decay,
     )
 
 

@@ -58,18 +58,18 @@ class OptunaPruning(pl.Callback):
 
     def report(self, trainer: pl.Trainer) -> bool:
         """Report this epoch's value; True if the run is to stop (PRUNED written)."""
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
+        logged_value = trainer.callback_metrics.get(self.monitor)
+        if logged_value is None:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing yet"
             raise UserError(f"optuna_pruning.monitor {self.monitor!r} is not logged by this run (it logs {logged}).")
-        value, epoch = float(value), trainer.current_epoch + 1
+        value, epoch = float(logged_value), trainer.current_epoch + 1
         trial = self.trial()
         if trial is None:
             print(f"warning: trial {self.number} of {self.study_name} was already told; not reporting to it")
             return False
         if epoch not in trial.storage.get_trial(self._trial_id).intermediate_values:  # resumed: reported before
             trial.report(value, epoch)
-        if epoch >= trainer.max_epochs or not trial.should_prune():
+        if epoch >= (trainer.max_epochs or 0) or not trial.should_prune():
             return False
         layout.touch(
             self.run_dir / layout.PRUNED,

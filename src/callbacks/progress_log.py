@@ -54,7 +54,7 @@ class ProgressLog(pl.Callback):
         self.n_steps += 1
         self.n_examples += batch_size_of(batch)
         if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
-            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)  # type: ignore[arg-type]
             self._print_step(trainer, loss)
 
     def _print_step(self, trainer: pl.Trainer, loss: float) -> None:

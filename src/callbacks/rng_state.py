@@ -14,12 +14,12 @@ from src.callbacks.registry import CALLBACKS
 
 class RNGState(pl.Callback):
     def state_dict(self) -> dict:
-        kind, keys, pos, has_gauss, cached = np.random.get_state()
+        kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # a tuple, not a dict
         state = {
             "python": random.getstate(),
             "numpy": {
                 "kind": kind,
-                "keys": torch.from_numpy(keys.astype(np.int64)),
+                "keys": torch.from_numpy(np.asarray(keys).astype(np.int64)),
                 "pos": pos,
                 "has_gauss": has_gauss,
                 "cached_gaussian": cached,

@@ -43,7 +43,7 @@ def send_row(loggers: Sequence[Logger], row: dict[str, Any]) -> None:
 def mute_lightning_logging(trainer: pl.Trainer) -> None:
     """Stop Lightning from sending `self.log` values to the loggers (they reach them through history.csv's rows).
     Lightning's logger connector is private API: tests/test_loggers.py checks the steps trackers receive."""
-    trainer._logger_connector.log_metrics = lambda metrics, step=None: None
+    trainer._logger_connector.log_metrics = lambda metrics, step=None: None  # type: ignore[method-assign]
 
 
 def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
@@ -65,7 +65,7 @@ class TrackerMetrics(pl.Callback):
         mute_lightning_logging(trainer)
 
     def _history(self, trainer: pl.Trainer) -> list[dict]:
-        return next(c for c in trainer.callbacks if isinstance(c, HistoryWriter)).rows
+        return next(c for c in trainer.callbacks if isinstance(c, HistoryWriter)).rows  # type: ignore[attr-defined]
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rows = self._history(trainer)  # restored from a checkpoint: sent when written, except to new tracker runs

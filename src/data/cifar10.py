@@ -76,12 +76,12 @@ def read_folder(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def augment(x: torch.Tensor) -> torch.Tensor:
     """Random horizontal flip and random 32x32 crop of the 4-pixel zero-padded image, for a whole batch."""
     n, c, h, w = x.shape
-    on = {"device": x.device}
-    x = torch.where(torch.rand(n, 1, 1, 1, **on) < 0.5, x.flip(3), x)
+    device = x.device
+    x = torch.where(torch.rand(n, 1, 1, 1, device=device) < 0.5, x.flip(3), x)
     padded = F.pad(x, (4, 4, 4, 4))
-    top, left = torch.randint(0, 9, (n,), **on), torch.randint(0, 9, (n,), **on)
-    rows = (top[:, None] + torch.arange(h, **on)).view(n, 1, h, 1).expand(n, c, h, w + 8)
-    cols = (left[:, None] + torch.arange(w, **on)).view(n, 1, 1, w).expand(n, c, h, w)
+    top, left = torch.randint(0, 9, (n,), device=device), torch.randint(0, 9, (n,), device=device)
+    rows = (top[:, None] + torch.arange(h, device=device)).view(n, 1, h, 1).expand(n, c, h, w + 8)
+    cols = (left[:, None] + torch.arange(w, device=device)).view(n, 1, 1, w).expand(n, c, h, w)
     return padded.gather(2, rows).gather(3, cols)  # two gathers: faster than one 4-D advanced index
 
 

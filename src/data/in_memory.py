@@ -94,6 +94,8 @@ class ResumableLoader(DataLoader):
     """A DataLoader whose sampler's state Lightning keeps in checkpoints (it saves `state_dict()` of every training
     loader that has one, and hands it back on resume)."""
 
+    sampler: EpochBatchSampler
+
     def state_dict(self) -> dict[str, int]:
         return self.sampler.state_dict()
 

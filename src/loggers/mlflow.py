@@ -59,7 +59,7 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def make_logger_class() -> type[MLFlowLogger]:
+def make_logger_class() -> type[Any]:  # an MLFlowLogger subclass with the run folder's keywords
     from pytorch_lightning.loggers import MLFlowLogger
     from pytorch_lightning.loggers.logger import rank_zero_experiment
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
@@ -83,7 +83,7 @@ def make_logger_class() -> type[MLFlowLogger]:
 
             with store_lock(self._tracking_uri):
                 resumed = self._run_id is not None
-                if resumed:
+                if self._run_id is not None:
                     try:
                         self._mlflow_client.get_run(self._run_id)
                     except MlflowException:
@@ -93,14 +93,15 @@ def make_logger_class() -> type[MLFlowLogger]:
                             file=sys.stderr,
                         )
                         self._run_id, resumed, self.new_run = None, False, True
-                client = MLFlowLogger.experiment.fget(self)
+                client = MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
             if resumed:
                 client.update_run(self._run_id, status="RUNNING")
+            assert self._run_id is not None  # set by MLFlowLogger.experiment
             common.write_id(self._id_file, self._run_id)
             return client
 
         @rank_zero_only
-        def log_hyperparams(self, params: dict[str, Any]) -> None:
+        def log_hyperparams(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
             """MLflow params cannot change: on resume, log the new ones and record changed values as tags."""
             logged = self.experiment.get_run(self.run_id).data.params
             if logged:

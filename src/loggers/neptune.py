@@ -47,7 +47,7 @@ def data_directory(path: Path) -> Iterator[None]:
         os.environ.pop("NEPTUNE_DATA_DIRECTORY", None)
 
 
-def make_logger_class() -> type[Logger]:
+def make_logger_class() -> type[Any]:  # a Logger subclass with the run folder's keywords
     from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
     from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
@@ -69,13 +69,13 @@ def make_logger_class() -> type[Logger]:
             self._run_dir = Path(run_dir)
             self._checkpoints = checkpoints
             self._id_file = self._run_dir / RUN_ID_FILE
-            self._mode = mode
+            self._mode: Any = mode  # checked against neptune's modes by the builder
             self._project = project
             # see common.py; offline and debug runs cannot be opened again: every attempt is a new run
             self.new_run = mode not in RESUMABLE_MODES or common.read_id(self._id_file) is None
             # git_ref=False: Neptune would store the uncommitted diff unredacted (the run folder has git_diff.patch
             # and the commit in meta.json, with secrets masked).
-            self._init = dict(
+            self._init: dict[str, Any] = dict(
                 name=name,
                 tags=list(tags) or None,
                 capture_hardware_metrics=capture_hardware_metrics,
@@ -83,7 +83,7 @@ def make_logger_class() -> type[Logger]:
                 capture_stderr=capture_output,
                 git_ref=False,
             )
-            self._run = None
+            self._run: Any = None
             self._last_step: dict[str, int] = {}
 
         @property
@@ -112,7 +112,7 @@ def make_logger_class() -> type[Logger]:
             return common.read_id(self._id_file)
 
         @rank_zero_only
-        def log_hyperparams(self, params: Mapping[str, Any] | Any) -> None:
+        def log_hyperparams(self, params: Any) -> None:  # a dict or a Namespace
             from lightning_fabric.utilities.logger import _convert_params
             from neptune.utils import stringify_unsupported
 

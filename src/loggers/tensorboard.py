@@ -29,7 +29,7 @@ def make_logger_class() -> type[TensorBoardLogger]:
             self.new_run = not Path(self.log_dir).exists()  # see common.py; checked before anything is written
 
         @rank_zero_only
-        def log_hyperparams(
+        def log_hyperparams(  # type: ignore[override]  # params: a dict here (Lightning also takes a Namespace)
             self, params: dict[str, Any], metrics: dict[str, Any] | None = None, step: int | None = None
         ) -> None:
             super().log_hyperparams(params, metrics=metrics, step=step)  # hparams.yaml (and the summary if metrics)

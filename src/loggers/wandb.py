@@ -44,7 +44,7 @@ def make_logger_class() -> type[WandbLogger]:
         @property
         @rank_zero_experiment
         def experiment(self) -> Any:  # a wandb Run
-            experiment = WandbLogger.experiment.fget(self)
+            experiment = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
             if not self._id_written:
                 common.write_id(self._id_file, experiment.id)
                 self._id_written = True

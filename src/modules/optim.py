@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from pytorch_lightning.utilities.types import OptimizerLRScheduler
 
 from src.errors import UserError
 
@@ -30,7 +31,7 @@ def configure(
     momentum: float,
     scheduler: str,
     max_epochs: int,
-) -> torch.optim.Optimizer | dict[str, Any]:
+) -> OptimizerLRScheduler:
     """What Lightning's `configure_optimizers` returns: the optimiser, with its per-epoch schedule if any."""
     kwargs: dict[str, Any] = {"lr": lr, "weight_decay": weight_decay}
     if optimizer == "sgd":

@@ -11,13 +11,16 @@ loss, and the optimiser and schedule live here.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.errors import UserError
+
+if TYPE_CHECKING:
+    from pytorch_lightning.utilities.types import OptimizerLRScheduler
 from src.modules import optim
 from src.modules.epoch_metrics import EpochMetricsModule
 from src.modules.registry import MODULES
@@ -96,7 +99,7 @@ class SupervisedLearning(EpochMetricsModule):
         error = (out - y.to(out.dtype)).reshape(n, -1)
         return {"mse": error.square().mean(1).sum(), "mae": error.abs().mean(1).sum()}
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+    def configure_optimizers(self) -> OptimizerLRScheduler:
         return optim.configure(
             self.parameters(),
             self.optimizer_name,
@@ -104,5 +107,5 @@ class SupervisedLearning(EpochMetricsModule):
             self.weight_decay,
             self.momentum,
             self.scheduler_name,
-            self.trainer.max_epochs,
+            self.trainer.max_epochs or 1,
         )

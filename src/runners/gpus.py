@@ -147,7 +147,7 @@ def busy_reason(gpu: Gpu, apps: Sequence[App], own_pids: set[int], max_memory_us
     own_memory = [a.memory for a in here]
     if None in own_memory:  # our own jobs' share is unknown: only a foreign process can tell the GPU is busy
         return None
-    used_by_others = gpu.memory_used - sum(own_memory)
+    used_by_others = gpu.memory_used - sum(m for m in own_memory if m is not None)
     if gpu.memory_total and used_by_others > max_memory_used * gpu.memory_total:
         return f"{used_by_others:.0f} of {gpu.memory_total:.0f} MiB used by others"
     return None
@@ -204,6 +204,7 @@ class GpuPool:
                 self.said[gpu.index] = reason
             else:
                 self.said.pop(gpu.index, None)
+                assert current is not None  # a GPU gone from nvidia-smi has a reason
                 free.append(current)
         chosen = choose(free, self.load, self.per_job, self.per_gpu)
         if chosen is None and self.said:  # (without busy GPUs, all slots run our own jobs: nothing to explain)
