@@ -91,53 +91,15 @@ def fresh_gin_config():
 
 
 # --- Markers: `make test-fast` deselects `slow` and `slurm` -------------------------------------------------------
-# Set here, by file and test name, so that the test files need no edits. Slow: 8 s or more each on 2 shared CPU
-# cores (`make test` prints the slowest 15: move a test here when it shows up there).
+# A test is `slow` when it trains or starts processes, which these fixtures do; nothing to list by hand, so a new
+# test of that kind (yours too) is marked by what it uses. `slurm`: the tests that need the local SLURM cluster.
 SLURM_FILES = {"test_slurm.py"}
-SLOW_TESTS = {
-    "test_cli.py": ["test_train_then_evaluate_end_to_end"],
-    "test_data.py": ["test_resnet_trains_on_generated_cifar10"],
-    "test_experiments.py": [
-        "test_a_run_another_process_trains_is_skipped_not_failed",
-        "test_bash_batch_runs_every_line_and_reports_failures",
-        "test_local_runner_ctrl_c_stops_children_and_they_resume",
-        "test_local_runner_parallel_skips_finished_and_counts_failures",
-        "test_report_on_partial_results",
-        "test_runs_and_diff_runs",
-    ],
-    "test_loggers.py": [
-        "test_mlflow_params_metrics_and_resume_in_the_same_run",
-        "test_neptune_offline_params_and_metrics",
-        "test_secrets_never_reach_the_run_folder",
-        "test_tensorboard_has_hparams_and_epoch_metrics",
-    ],
-    "test_reliability.py": [
-        "test_a_stale_preemption_checkpoint_is_not_resumed_and_goes",
-        "test_checkpoint_with_pickled_code_is_refused_safely",
-        "test_config_guard",
-        "test_corrupt_last_checkpoint_falls_back_to_previous",
-        "test_ddp_on_cpu_two_processes",
-        "test_no_valid_checkpoint_starts_afresh",
-        "test_one_writer_per_run_folder",
-        "test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identical",
-        "test_sigkill_at_many_points_then_rerun_equals_uninterrupted",
-    ],
-    "test_setup.py": ["test_cnn_config_reaches_95_percent_on_digits"],
-    "test_training.py": [
-        "test_history_dropped_past_the_checkpoint",
-        "test_last_checkpoint_is_written_every_epoch",
-        "test_lr_schedule_multiplies_lr",
-        "test_results_api_on_trained_runs",
-        "test_resume_equals_uninterrupted_run",
-        "test_training_learns_and_fills_the_run_folder",
-    ],
-}
+SLOW_FIXTURES = {"train", "env", "experiment", "fork", "slurm", "place"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        file = item.path.name
-        if file in SLURM_FILES:
+        if item.path.name in SLURM_FILES or "slurm" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slurm)
-        if getattr(item, "originalname", item.name) in SLOW_TESTS.get(file, ()):
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)

@@ -9,6 +9,7 @@ from src.cli import train_main
 from tests.conftest import FAST, ROOT
 
 
+@pytest.mark.slow
 def test_repeated_bindings_and_configs_all_take_effect(tmp_path):
     run = tmp_path / "run"
     configs = [str(ROOT / "configs/cnn.gin"), str(ROOT / "configs/debug.gin")]  # two CONFIGS arguments
@@ -26,6 +27,7 @@ def test_repeated_bindings_and_configs_all_take_effect(tmp_path):
     assert sorted(p.name for p in (run / layout.INPUT_CONFIGS).iterdir()) == ["cnn.gin", "debug.gin"]
 
 
+@pytest.mark.slow
 def test_later_binding_overrides_earlier(tmp_path):
     """Order is kept: the last -b wins, as with '#'."""
     from src import config

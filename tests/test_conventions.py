@@ -37,13 +37,3 @@ def test_editable_install_makes_src_importable(tmp_path):
     out = subprocess.run([sys.executable, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(ROOT / "src" / "__init__.py")
-
-
-def test_every_test_marked_slow_exists():
-    """A renamed test would silently leave the slow list (tests/conftest.py) and slow `make test-fast` down."""
-    from tests.conftest import SLOW_TESTS, SLURM_FILES
-
-    for file, names in SLOW_TESTS.items():
-        text = (ROOT / "tests" / file).read_text()
-        assert [n for n in names if f"def {n}(" not in text] == [], file
-    assert all((ROOT / "tests" / file).is_file() for file in SLURM_FILES)

@@ -189,6 +189,7 @@ def test_device_resident_moves_the_data_to_the_training_device():
     assert x.device.type == "meta" and x.shape == (64, 1, 8, 8)
 
 
+@pytest.mark.slow
 def test_resnet_trains_on_generated_cifar10(tmp_path, served, train):
     """configs/cnn_full.gin end to end on a tiny archive: uint8 batches are normalised and augmented in training."""
     import pandas as pd

@@ -370,6 +370,7 @@ def test_report_averages_seeds_and_ranks_by_the_recorded_direction(experiment, t
     assert set(results["run"]) == {str(runs / name) for name in results["name"]}  # `run` is the path, as in load_runs
 
 
+@pytest.mark.slow
 def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
     from src.results import load_runs
 

@@ -95,6 +95,7 @@ def worktrees(repo):
     return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_reproduced_identically(repo, clean_run, tmp_path):
     from src.reproduce import reproduce
 
@@ -110,6 +111,7 @@ def test_a_finished_run_is_reproduced_identically(repo, clean_run, tmp_path):
     assert len(worktrees(repo)) == 1  # the temporary checkout is gone
 
 
+@pytest.mark.slow
 def test_an_uncommitted_change_is_applied(repo, tmp_path):
     """The run's code differs from its commit in configs/cnn.gin, which its input config includes: the reproduction
     gets that change from git_diff.patch alone (the working tree is reverted before reproducing)."""
@@ -140,6 +142,7 @@ def reproduce_cli(capsys, *argv):
     return code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_an_unknown_commit_or_a_diff_that_does_not_apply_is_one_line(repo, clean_run, tmp_path, capsys):
     unknown = copy_run(clean_run, tmp_path / "unknown")
     meta = json.loads((unknown / layout.META).read_text())
@@ -174,6 +177,7 @@ def test_an_unknown_commit_or_a_diff_that_does_not_apply_is_one_line(repo, clean
     assert len(worktrees(repo)) == 1
 
 
+@pytest.mark.slow
 def test_a_masked_secret_in_the_diff_is_said_before_training(clean_run, repo, tmp_path):
     from src.reproduce import plan
 
@@ -189,6 +193,7 @@ def test_a_masked_secret_in_the_diff_is_said_before_training(clean_run, repo, tm
     assert caveats[0] == "bindings.txt holds a masked secret (***): it cannot be restored" and len(caveats) == 2
 
 
+@pytest.mark.slow
 def test_a_changed_package_version_is_listed_then_compared(repo, clean_run, tmp_path, capfd):
     run = copy_run(clean_run, tmp_path / "old")
     packages = (run / layout.PACKAGES).read_text()

@@ -4,6 +4,8 @@ import json
 import shutil
 import subprocess
 
+import pytest
+
 from src import run_dir as layout
 from tests.conftest import ROOT
 
@@ -34,6 +36,7 @@ def test_variables_set_in_the_shell_win_over_env_file(tmp_path):
     assert out.stdout == f"/fast/ssd/data|{tmp_path}/results|{tmp_path}|abc123def"
 
 
+@pytest.mark.slow
 def test_cnn_config_reaches_95_percent_on_digits(tmp_path):
     from src import config
     from src.training_loop import training_loop

@@ -250,6 +250,7 @@ def test_bindings_the_run_never_uses_are_warned_and_recorded(train, tmp_path, ca
     assert meta["attempts"][-1]["unused_bindings"] == ["diabetes.batch_size", "mlp.hidden"]
 
 
+@pytest.mark.slow
 def test_dry_run_prints_the_operative_config_and_writes_nothing(tmp_path, capsys):
     from src import config
     from src.training_loop import training_loop
