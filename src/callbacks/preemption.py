@@ -78,6 +78,8 @@ def requeue() -> str:
         job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     if job is None:
         return "not a SLURM job: run the same command again to continue"
+    if os.environ.get(preemption_signal.REQUEUED_BY_TASK_SCRIPT):
+        return f"bin/run_slurm.py's task script requeues SLURM job {job} once every process has stopped"
     try:
         done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:
