@@ -33,7 +33,11 @@ case "$SLURM_ARRAY_TASK_ID" in
 esac
 cd {root}
 task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
-requeue() {{ echo "$(date -Is) preempted: requeueing SLURM job $task"; scontrol requeue "$task"; exit 130; }}
+requeue() {{
+    echo "$(date -Is) preempted: requeueing SLURM job $task"
+    scontrol requeue "$task" || echo "requeueing SLURM job $task failed: resubmit to continue" >&2
+    exit 130
+}}
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root} {requeued_by_script}=1
 echo "$(date -Is) task $task on $SLURM_JOB_NODELIST: $SLURM_NTASKS process(es) on $SLURM_JOB_NUM_NODES node(s): $1"
 [ "$preempted" -eq 0 ] || requeue
@@ -51,7 +55,7 @@ done
 if [ "$code" -eq 130 ] && [ "$preempted" -eq 1 ] && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ]; then
     requeue
 fi
-if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \
+if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
         && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ]; then
     echo "exit code $code" > "$1/FAILED"
 fi
