@@ -101,7 +101,7 @@ class EpochMetricsModule(pl.LightningModule):
         if "train" in self._sums:  # a mid-epoch checkpoint (SLURM preemption) keeps the partial epoch's sums
             names, sums, count = self._sums["train"]
             checkpoint[SUMS_KEY] = {"names": list(names), "sums": sums, "count": count}
-            if self.trainer.world_size > 1:  # every process has its own (all save; rank 0 writes)
+            if self._trainer is not None and self.trainer.world_size > 1:  # each process has its own sums
                 counts = self.all_gather(torch.tensor(count, device=sums.device))
                 checkpoint[SUMS_KEY]["per_process"] = {"sums": self.all_gather(sums), "counts": counts.tolist()}
 
