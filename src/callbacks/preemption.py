@@ -1,7 +1,9 @@
 """Preemption: on SIGUSR1 (SLURM's warning before it preempts or times out a job: `--signal=B:USR1@90`), save
 `preempted.ckpt` at the end of the current training batch (or, after an epoch's last batch, let the epoch end and
 its last.ckpt be written first), requeue the SLURM job and stop; the requeued job (or the same command run again)
-continues from there.
+continues from there. With several processes the signal may reach only some: all agree (a collective every
+`ddp_every_n_steps`) and stop after the same batch with one checkpoint. Under bin/run_slurm.py the task script
+requeues the task once all processes have stopped; elsewhere (your own sbatch script) rank 0 requeues it.
 
 Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
 mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint

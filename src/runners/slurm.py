@@ -38,6 +38,8 @@ requeue() {{
     scontrol requeue "$task" || echo "requeueing SLURM job $task failed: resubmit to continue" >&2
     exit 130
 }}
+# another process holds the run folder's lock (rank 0 exited 75, srun then stopped the others): not a failure
+in_use() {{ [ -e "$1/LOCK" ] && command -v flock >/dev/null && ! flock -n "$1/LOCK" true; }}
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root} {requeued_by_script}=1
 echo "$(date -Is) task $task on $SLURM_JOB_NODELIST: $SLURM_NTASKS process(es) on $SLURM_JOB_NUM_NODES node(s): $1"
 [ "$preempted" -eq 0 ] || requeue
@@ -51,12 +53,14 @@ while true; do
     wait $pid; code=$?
     kill -0 $pid 2>/dev/null || break   # still alive: wait was interrupted by a trapped signal
 done
-# the processes saved a checkpoint and stopped (130): requeue the task once, which ends this script
-if [ "$code" -eq 130 ] && [ "$preempted" -eq 1 ] && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ]; then
+# after the preemption warning the processes saved a checkpoint and stopped (130, or srun stopped the last ones
+# when the first exited): requeue the task once, which ends this script
+if {{ [ "$preempted" -eq 1 ] || [ "$code" -eq 130 ]; }} && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ] \\
+        && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
     requeue
 fi
 if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
-        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ]; then
+        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
     echo "exit code $code" > "$1/FAILED"
 fi
 exit $code
