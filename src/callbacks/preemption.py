@@ -15,8 +15,10 @@ stops the run at its first epoch's start, one during the final test is ignored (
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,12 @@ class Preemption(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         preemption_signal.listen()  # bin/train.py listens from its start; in-process callers from here
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        die_on_sigterm(trainer)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        die_on_sigterm(trainer)
 
     def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
         if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
@@ -71,6 +79,15 @@ class Preemption(pl.Callback):
         if trainer.is_global_zero:
             print(f"preempted: {what}; {requeue()}", file=sys.stderr)
         raise Preempted
+
+
+def die_on_sigterm(trainer: pl.Trainer) -> None:
+    """With several processes, SIGTERM (scancel, the time limit) ends each at once, as it would without Lightning:
+    Lightning's handler (set just before training or testing) broadcasts from inside the signal handler, which
+    breaks the collective another process is in and fails the run. Every file of the run folder is written
+    atomically; the resubmitted run resumes from its last checkpoint."""
+    if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def requeue() -> str:
