@@ -82,11 +82,13 @@ class Preemption(pl.Callback):
 
 
 def die_on_sigterm(trainer: pl.Trainer) -> None:
-    """With several processes, SIGTERM (scancel, the time limit) ends each at once, as it would without Lightning:
-    Lightning's handler (set just before training or testing) broadcasts from inside the signal handler, which
-    breaks the collective another process is in and fails the run. Every file of the run folder is written
-    atomically; the resubmitted run resumes from its last checkpoint."""
-    if trainer.world_size > 1 and threading.current_thread() is threading.main_thread():
+    """With several processes started by srun (or torchrun), SIGTERM (scancel, the time limit) ends each at once, as
+    it would without Lightning: Lightning's handler (set just before training or testing) broadcasts from inside the
+    signal handler, which breaks the collective another process is in and fails the run. Every file of the run
+    folder is written atomically; the resubmitted run resumes from its last checkpoint. (Processes Lightning
+    started itself keep its handler, which stops them.)"""
+    external = trainer.strategy.launcher is None
+    if trainer.world_size > 1 and external and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
