@@ -182,15 +182,24 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
 
 def run_slurm_main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
-        prog="bin/run_slurm.py", description="Submit a batch file's unfinished jobs as one SLURM job array."
+        prog="bin/run_slurm.py",
+        description="Submit a batch file's unfinished jobs as one SLURM job array; each task is one run, on "
+        "--nodes x --tasks-per-node processes started by srun.",
+        epilog="example: bin/run_slurm.py experiments/tune_lr/small/batch.sh --gpus-per-node 4 --time 4:00:00",
     )
     parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
     parser.add_argument("--max-jobs", type=int, default=8, help="tasks running at once (default 8)")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes per run (default 1)")
+    parser.add_argument(
+        "--tasks-per-node", type=int, help="training processes per node (default: --gpus-per-node, or 1)"
+    )
+    parser.add_argument(
+        "--gpus-per-node", "--gpus", type=int, help="GPUs per node, one process each unless --tasks-per-node"
+    )
     parser.add_argument("--partition")
     parser.add_argument("--time", help="time limit per task, e.g. 4:00:00")
-    parser.add_argument("--mem", help="memory per task, e.g. 16G")
-    parser.add_argument("--gpus", type=int, help="GPUs per task")
-    parser.add_argument("--cpus", type=int, default=1, help="CPUs per task (default 1)")
+    parser.add_argument("--mem", help="memory per node, e.g. 16G")
+    parser.add_argument("--cpus", type=int, default=1, help="CPUs per process (default 1)")
     parser.add_argument("--account")
     parser.add_argument("--job-name")
     parser.add_argument("--sbatch", action="append", default=[], help="extra sbatch option, e.g. --sbatch=--qos=high")
@@ -201,10 +210,12 @@ def run_slurm_main(argv: Sequence[str] | None = None) -> int:
 
         options = SlurmOptions(
             max_jobs=args.max_jobs,
+            nodes=args.nodes,
+            tasks_per_node=args.tasks_per_node,
+            gpus_per_node=args.gpus_per_node,
             partition=args.partition,
             time=args.time,
             mem=args.mem,
-            gpus=args.gpus,
             cpus=args.cpus,
             account=args.account,
             job_name=args.job_name,

@@ -11,6 +11,9 @@ import signal
 import threading
 
 SIGNAL = signal.SIGUSR1
+# Set by bin/run_slurm.py's task script, which requeues the task itself once all of its processes have stopped
+# (a requeue from inside rank 0 would kill the other processes while they still shut down).
+REQUEUED_BY_TASK_SCRIPT = "REQUEUED_BY_TASK_SCRIPT"
 _warned = threading.Event()
 
 

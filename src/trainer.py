@@ -9,6 +9,7 @@ import contextlib
 import difflib
 import inspect
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -75,6 +76,7 @@ def make_trainer(
 
     from src.callbacks.time_limit import time_limit
 
+    flags = follow_allocation(flags)
     return pl.Trainer(
         default_root_dir=run_dir,
         callbacks=[*callbacks, *time_limit(run_dir, flags.pop("max_time", None))],
@@ -89,6 +91,54 @@ def make_trainer(
             **flags,
         },
     )
+
+
+def slurm_allocation() -> tuple[int, int] | None:
+    """(processes per node, nodes) of the SLURM job step this process belongs to (one process per task, started by
+    srun: Lightning's SLURMEnvironment gives each its rank); None outside one."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    if not SLURMEnvironment.detect():
+        return None
+    nodes = int(os.environ.get("SLURM_NNODES", os.environ.get("SLURM_JOB_NUM_NODES", "1")))
+    tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    per_node = os.environ.get("SLURM_NTASKS_PER_NODE", "")
+    return (int(per_node) if per_node.isdigit() else max(tasks // nodes, 1)), nodes
+
+
+def device_count(devices: Any) -> int | None:
+    """How many devices per node a `devices` flag asks for (None: 'auto' or -1, which follow the allocation)."""
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, str):
+        if devices.strip() in ("auto", "-1"):
+            return None
+        items = [d for d in devices.split(",") if d.strip()]
+        return len(items) if "," in devices else int(devices) if devices.strip().isdigit() else None
+    return devices if isinstance(devices, int) and devices > 0 else None
+
+
+def follow_allocation(flags: dict[str, Any]) -> dict[str, Any]:
+    """Under SLURM, devices='auto' and an unset num_nodes take the allocation's processes per node and nodes (the
+    allocation is the one place to say them); a config that asks for something else is a one-line error here,
+    before training, not a hang at the first collective."""
+    allocation = slurm_allocation()
+    if allocation is None:
+        return flags
+    per_node, nodes = allocation
+    asked = device_count(flags.get("devices", "auto"))
+    if asked is not None and asked != per_node:
+        raise UserError(
+            f"training_loop.devices={flags['devices']!r} asks for {asked} processes per node, but the SLURM "
+            f"allocation runs {per_node} (--ntasks-per-node={per_node}): set training_loop.devices='auto' or "
+            f"submit with --tasks-per-node {asked}."
+        )
+    if flags.get("num_nodes", nodes) != nodes:
+        raise UserError(
+            f"training_loop.num_nodes={flags['num_nodes']!r}, but the SLURM allocation has {nodes} node(s) "
+            f"(--nodes={nodes}): leave training_loop.num_nodes unset or submit with --nodes {flags['num_nodes']}."
+        )
+    return {**flags, "devices": per_node if asked is None else flags["devices"], "num_nodes": nodes}
 
 
 def plugins() -> list[Any]:

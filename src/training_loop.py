@@ -193,8 +193,9 @@ def resolved(callbacks: list[Any]) -> dict[str, Any]:
 
 
 def is_rank_zero() -> bool:
-    """True in the process that owns the run folder (the only one under single-process training)."""
-    return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK"))
+    """True in the process that owns the run folder (the only one under single-process training; under srun the
+    task with SLURM_PROCID 0)."""
+    return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def positive_int(name: str, value: Any) -> int:

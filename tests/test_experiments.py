@@ -266,7 +266,7 @@ def test_slurm_dry_run_prints_a_valid_array_script(experiment, tmp_path, capsys)
     (tmp_path / "results" / "exp" / "tiny" / "lr=0.1").mkdir(parents=True)
     (tmp_path / "results" / "exp" / "tiny" / "lr=0.1" / layout.FINISHED).touch()
     options = SlurmOptions(
-        max_jobs=3, partition="gpu", time="4:00:00", mem="16G", gpus=1, cpus=4, extra=("--qos=high",)
+        max_jobs=3, partition="gpu", time="4:00:00", mem="16G", gpus_per_node=1, cpus=4, extra=("--qos=high",)
     )
     assert submit(done.batch, options, dry_run=True) is None
     script = capsys.readouterr().out
@@ -275,12 +275,13 @@ def test_slurm_dry_run_prints_a_valid_array_script(experiment, tmp_path, capsys)
         "--partition=gpu",
         "--time=4:00:00",
         "--mem=16G",
-        "--gpus=1",
+        "--gpus-per-node=1",
         "--cpus-per-task=4",
         "--qos=high",
         "--signal=B:USR1@90",
         "--requeue",
-        "--ntasks=1",
+        "--nodes=1",
+        "--ntasks-per-node=1",
         "--output=" + str(experiment / "tiny" / "slurm" / "tasks" / "%a" / "slurm-%A_%a.out"),
     ):
         assert f"#SBATCH {directive}\n" in script

@@ -117,8 +117,9 @@ def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
 
 
 def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path, monkeypatch):
-    """SLURM's preemption warning (USR1 to the batch script, as `--signal=B:USR1@90` sends it): the task saves
-    preempted.ckpt at a batch end and requeues itself; the requeued task continues from there and finishes."""
+    """SLURM's preemption warning (USR1 to the batch script, as `--signal=B:USR1@90` sends it): the run saves
+    preempted.ckpt at a batch end and stops, the task script requeues the task; the requeued task continues from
+    there and finishes."""
     monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
     _, run, job_id = submit_one_run(tmp_path, n_epochs=60, until_epoch=2)
     deadline = time.time() + 300
@@ -129,7 +130,9 @@ def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path
     wait_for(job_id)
 
     stderr = (run / layout.STDERR).read_text()
-    assert "preempted: " in stderr and f"SLURM job {job_id}_0 requeued: it continues from there" in stderr
+    assert "preempted: " in stderr and f"task script requeues SLURM job {job_id}_0 once every process" in stderr
+    log = "".join(p.read_text() for p in run.glob(f"slurm-{job_id}_*.out"))
+    assert log.count(f"preempted: requeueing SLURM job {job_id}_0") == 1  # once, by the task script
     resumed_from = run / (layout.PREEMPTED_CKPT if "preempted: saved" in stderr else layout.LAST_CKPT)
     assert f"Resuming from {resumed_from}" in (run / layout.STDOUT).read_text()
     assert layout.status(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()

@@ -1,6 +1,6 @@
-"""MetaSaver: `meta.json` (command, host, device, git commit and dirty flag, versions, every attempt's start/end),
-`git_diff.patch` and `packages.txt`; `finish()` touches `FINISHED`, which the training loop calls only after a
-successful end."""
+"""MetaSaver: `meta.json` (command, host, device, world size and nodes, git commit and dirty flag, versions, every
+attempt's start/end, processes and SLURM ids), `git_diff.patch` and `packages.txt`; `finish()` touches `FINISHED`,
+which the training loop calls only after a successful end."""
 
 from __future__ import annotations
 
@@ -56,6 +56,21 @@ def gpu_names() -> list[str]:
     )
 
 
+def slurm_ids() -> dict[str, str] | None:
+    """The SLURM job (and array task) this attempt runs in, None outside SLURM: a requeued task keeps its ids and
+    counts its restarts."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    names = {
+        "job_id": "SLURM_JOB_ID",
+        "array_job_id": "SLURM_ARRAY_JOB_ID",
+        "array_task_id": "SLURM_ARRAY_TASK_ID",
+        "restart_count": "SLURM_RESTART_COUNT",
+        "nodelist": "SLURM_JOB_NODELIST",
+    }
+    return {key: os.environ[var] for key, var in names.items() if var in os.environ}
+
+
 class MetaSaver(pl.Callback):
     def __init__(self, run_dir: str | Path) -> None:
         self.run_dir = Path(run_dir)
@@ -91,6 +106,8 @@ class MetaSaver(pl.Callback):
             git_dirty=bool(status.strip()) if status is not None else None,
             versions=versions(),
             device=environment.device_kind(trainer.strategy.root_device),
+            world_size=trainer.world_size,  # processes training together (DDP); each attempt records its own
+            nodes=trainer.num_nodes,
         )
         self.started = time.time()
         self.meta.setdefault("attempts", []).append(
@@ -102,6 +119,9 @@ class MetaSaver(pl.Callback):
                 "resumed_from": str(trainer.ckpt_path) if trainer.ckpt_path else None,
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),  # set by bin/run_local.py, SLURM
                 "gpus": gpu_names(),
+                "world_size": trainer.world_size,
+                "nodes": trainer.num_nodes,
+                "slurm": slurm_ids(),
                 **self.attempt_notes,
             }
         )

@@ -1,7 +1,9 @@
 """Preemption: on SIGUSR1 (SLURM's warning before it preempts or times out a job: `--signal=B:USR1@90`), save
 `preempted.ckpt` at the end of the current training batch (or, after an epoch's last batch, let the epoch end and
 its last.ckpt be written first), requeue the SLURM job and stop; the requeued job (or the same command run again)
-continues from there.
+continues from there. With several processes the signal may reach only some: all agree (a collective every
+`ddp_every_n_steps`) and stop after the same batch with one checkpoint. Under bin/run_slurm.py the task script
+requeues the task once all processes have stopped; elsewhere (your own sbatch script) rank 0 requeues it.
 
 Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
 mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint
@@ -13,8 +15,10 @@ stops the run at its first epoch's start, one during the final test is ignored (
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +43,12 @@ class Preemption(pl.Callback):
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         preemption_signal.listen()  # bin/train.py listens from its start; in-process callers from here
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        die_on_sigterm(trainer)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        die_on_sigterm(trainer)
 
     def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
         if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
@@ -71,6 +81,17 @@ class Preemption(pl.Callback):
         raise Preempted
 
 
+def die_on_sigterm(trainer: pl.Trainer) -> None:
+    """With several processes started by srun (or torchrun), SIGTERM (scancel, the time limit) ends each at once, as
+    it would without Lightning: Lightning's handler (set just before training or testing) broadcasts from inside the
+    signal handler, which breaks the collective another process is in and fails the run. Every file of the run
+    folder is written atomically; the resubmitted run resumes from its last checkpoint. (Processes Lightning
+    started itself keep its handler, which stops them.)"""
+    external = trainer.strategy.launcher is None
+    if trainer.world_size > 1 and external and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def requeue() -> str:
     """Put this SLURM job (array task) back in the queue; say what happened."""
     job = os.environ.get("SLURM_JOB_ID")
@@ -78,6 +99,8 @@ def requeue() -> str:
         job = f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     if job is None:
         return "not a SLURM job: run the same command again to continue"
+    if os.environ.get(preemption_signal.REQUEUED_BY_TASK_SCRIPT):
+        return f"bin/run_slurm.py's task script requeues SLURM job {job} once every process has stopped"
     try:
         done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired) as e:

@@ -45,7 +45,7 @@ class EpochMetricsModule(pl.LightningModule):
             values = torch.stack([v.detach().float() for v in sums.values()])  # one dtype under mixed precision
             if stage in self._sums:
                 names, total, count = self._sums[stage]
-                self._sums[stage] = (names, total + values, count + n)
+                self._sums[stage] = (names, total.to(values.device) + values, count + n)  # restored sums: any device
             else:
                 self._sums[stage] = (tuple(sums), values, n)
 
@@ -101,11 +101,23 @@ class EpochMetricsModule(pl.LightningModule):
         if "train" in self._sums:  # a mid-epoch checkpoint (SLURM preemption) keeps the partial epoch's sums
             names, sums, count = self._sums["train"]
             checkpoint[SUMS_KEY] = {"names": list(names), "sums": sums, "count": count}
+            if self._trainer is not None and self.trainer.world_size > 1:  # each process has its own sums
+                counts = self.all_gather(torch.tensor(count, device=sums.device))
+                checkpoint[SUMS_KEY]["per_process"] = {"sums": self.all_gather(sums), "counts": counts.tolist()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if SUMS_KEY in checkpoint:
             saved = checkpoint[SUMS_KEY]
-            self._sums["train"] = (tuple(saved["names"]), saved["sums"], int(saved["count"]))
+            sums, count = saved["sums"], int(saved["count"])
+            if "per_process" in saved:
+                every, rank = saved["per_process"], self.trainer.global_rank
+                if len(every["counts"]) == self.trainer.world_size:  # each process continues its own sums
+                    sums, count = every["sums"][rank], int(every["counts"][rank])
+                elif rank == 0:  # another number of processes: the first holds them all
+                    sums, count = every["sums"].sum(0), int(sum(every["counts"]))
+                else:
+                    return
+            self._sums["train"] = (tuple(saved["names"]), sums, count)
         elif OLD_SUMS_KEY in checkpoint:
             sums, count = checkpoint[OLD_SUMS_KEY]
             self._sums["train"] = (("loss", "acc"), sums, int(count))

@@ -2,8 +2,11 @@
 
 Task i runs job line i of the batch; `%K` caps how many run at once. Each task's SLURM log goes into its run
 folder (through `<batch folder>/slurm/tasks/<i>`, a link to the run folder, since `--output` only knows %A/%a).
-`--signal=B:USR1@90` reaches the task script, which passes it to the training process: it checkpoints at the end
-of the current batch and requeues the task (`--requeue`, src/callbacks/preemption.py); the requeued task resumes.
+A task is `--nodes` x `--ntasks-per-node` processes that srun starts (one per task; Lightning's SLURMEnvironment
+gives each its rank, src/trainer.py makes devices and num_nodes follow the allocation); rank 0 owns the run folder.
+`--signal=B:USR1@90` reaches the task script, which passes it on to every process through srun: they agree on a
+batch end, save one checkpoint and stop (src/callbacks/preemption.py); then the script requeues the task once
+(`--requeue`) and the requeued task resumes.
 """
 
 from __future__ import annotations
@@ -18,27 +21,46 @@ from pathlib import Path
 from src import run_dir as layout
 from src.batch import TRAIN, Job, read_batch
 from src.errors import RunInUse, UserError
+from src.preemption_signal import REQUEUED_BY_TASK_SCRIPT
 
 TASK_SCRIPT = """\
 set -u
+preempted=0
+trap 'preempted=1' USR1   # a preemption warning before the processes start: requeue at once (below)
 case "$SLURM_ARRAY_TASK_ID" in
 {cases}
     *) echo "no job for array task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;
 esac
 cd {root}
-export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root}
-echo "$(date -Is) task ${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}} on $(hostname): $1"
-{python} {train} "$@" &
+task="${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}"
+requeue() {{
+    echo "$(date -Is) preempted: requeueing SLURM job $task"
+    scontrol requeue "$task" || echo "requeueing SLURM job $task failed: resubmit to continue" >&2
+    exit 130
+}}
+# another process holds the run folder's lock (rank 0 exited 75, srun then stopped the others): not a failure
+in_use() {{ [ -e "$1/LOCK" ] && command -v flock >/dev/null && ! flock -n "$1/LOCK" true; }}
+export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root} {requeued_by_script}=1
+echo "$(date -Is) task $task on $SLURM_JOB_NODELIST: $SLURM_NTASKS process(es) on $SLURM_JOB_NUM_NODES node(s): $1"
+[ "$preempted" -eq 0 ] || requeue
+# one process per SLURM task; if one fails the others are stopped instead of waiting for it forever
+srun --kill-on-bad-exit=1 --cpus-per-task="${{SLURM_CPUS_PER_TASK:-1}}" {python} {train} "$@" &
 pid=$!
-trap 'kill -USR1 $pid 2>/dev/null' USR1   # preemption warning: the run checkpoints and requeues itself
+trap 'preempted=1; kill -USR1 $pid 2>/dev/null' USR1   # srun passes the warning on to every process
 cancelled=0
 trap 'cancelled=1; kill -TERM $pid 2>/dev/null' TERM   # scancel or time limit: the run resumes when resubmitted
 while true; do
     wait $pid; code=$?
     kill -0 $pid 2>/dev/null || break   # still alive: wait was interrupted by a trapped signal
 done
-if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \
-        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ]; then
+# after the preemption warning the processes saved a checkpoint and stopped (130, or srun stopped the last ones
+# when the first exited): requeue the task once, which ends this script
+if {{ [ "$preempted" -eq 1 ] || [ "$code" -eq 130 ]; }} && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ] \\
+        && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
+    requeue
+fi
+if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
+        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
     echo "exit code $code" > "$1/FAILED"
 fi
 exit $code
@@ -48,14 +70,30 @@ exit $code
 @dataclass
 class SlurmOptions:
     max_jobs: int = 8
+    nodes: int = 1
+    tasks_per_node: int | None = None  # processes per node; default: gpus_per_node, or 1
+    gpus_per_node: int | None = None
     partition: str | None = None
     time: str | None = None
     mem: str | None = None
-    gpus: int | None = None
-    cpus: int = 1
+    cpus: int = 1  # per process
     account: str | None = None
     job_name: str | None = None
     extra: tuple[str, ...] = ()
+
+    def processes_per_node(self) -> int:
+        return self.tasks_per_node or self.gpus_per_node or 1
+
+    def check(self) -> None:
+        for flag, value in (
+            ("--max-jobs", self.max_jobs),
+            ("--nodes", self.nodes),
+            ("--tasks-per-node", self.tasks_per_node),
+            ("--gpus-per-node", self.gpus_per_node),
+            ("--cpus", self.cpus),
+        ):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}.")
 
     def directives(self, batch: Path, indices: list[int]) -> list[str]:
         tasks = batch.parent / "slurm" / "tasks"
@@ -66,14 +104,15 @@ class SlurmOptions:
             "--open-mode=append",
             "--signal=B:USR1@90",
             "--requeue",
-            "--ntasks=1",  # one training process per task (SLURM_NTASKS: Lightning recognises SLURM)
+            f"--nodes={self.nodes}",
+            f"--ntasks-per-node={self.processes_per_node()}",  # one training process per SLURM task
             f"--cpus-per-task={self.cpus}",
         ]
         for flag, value in (
+            ("gpus-per-node", self.gpus_per_node),
             ("partition", self.partition),
             ("time", self.time),
             ("mem", self.mem),
-            ("gpus", self.gpus),
             ("account", self.account),
         ):
             if value is not None:
@@ -90,13 +129,13 @@ def array_script(batch: Path, jobs: list[Job], indices: list[int], options: Slur
         python=shlex.quote(sys.executable),
         train=TRAIN,
         in_use=RunInUse.exit_code,
+        requeued_by_script=REQUEUED_BY_TASK_SCRIPT,
     )
 
 
 def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> str | None:
     """Write <batch folder>/slurm/array.sh for the jobs not finished nor running and submit it; return the job id."""
-    if options.max_jobs < 1:
-        raise UserError(f"--max-jobs must be at least 1, got {options.max_jobs}.")
+    options.check()
     batch = Path(batch).resolve()
     jobs = read_batch(batch)
     indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in (*layout.DONE, "running")]

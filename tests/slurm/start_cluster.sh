@@ -77,7 +77,11 @@ fi
 
 # --- 3. slurm.conf for this host ---
 install -d -m 0755 /etc/slurm /var/spool/slurmctld /var/spool/slurmd
+# At least 2 CPUs: tests run one training on 2 processes (2 SLURM tasks on the node). On a 1-CPU machine the node
+# claims 2 (config_overrides: slurmd believes slurm.conf, instead of draining a node with fewer CPUs than it says).
 CPUS=$(nproc)
+OVERRIDE=
+if [ "$CPUS" -lt 2 ]; then CPUS=2; OVERRIDE=SlurmdParameters=config_overrides; fi
 # RealMemory a bit under the total: slurmd drains a node that has less than it.
 MEM=$(free -m | awk '/^Mem:/ {print int($2 * 0.95)}')
 NEW=$(mktemp)
@@ -113,6 +117,7 @@ AuthInfo=cred_expire=5
 NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
 PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
+[ -z "$OVERRIDE" ] || echo "$OVERRIDE" >>"$NEW"
 CHANGED=0
 if ! cmp -s "$NEW" "$CONF"; then install -m 0644 "$NEW" "$CONF"; CHANGED=1; fi
 rm -f "$NEW"
