@@ -19,7 +19,7 @@ sum / examples, summed over processes under DDP. Sums stay on the device and are
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytorch_lightning as pl
 import torch
@@ -102,7 +102,7 @@ class EpochMetricsModule(pl.LightningModule):
             names, sums, count = self._sums["train"]
             checkpoint[SUMS_KEY] = {"names": list(names), "sums": sums, "count": count}
             if self._trainer is not None and self.trainer.world_size > 1:  # each process has its own sums
-                counts = self.all_gather(torch.tensor(count, device=sums.device))
+                counts = cast(torch.Tensor, self.all_gather(torch.tensor(count, device=sums.device)))
                 checkpoint[SUMS_KEY]["per_process"] = {"sums": self.all_gather(sums), "counts": counts.tolist()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
