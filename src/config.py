@@ -50,6 +50,31 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
         raise
 
 
+def parse_run_config(path: str | Path) -> None:
+    """Parse a run folder's stored config.gin into gin's global config (cleared first), after checking that it
+    holds only bindings of registered configurables to literal values (src/gin_bindings.check_run_config): a run
+    folder received from someone else must never run code when it is loaded, evaluated or resumed."""
+    from src.gin_bindings import check_run_config
+
+    register_everything()
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    check_run_config(text, path, known_configurable)
+    gin.clear_config()
+    try:
+        gin.parse_config(text)
+    except Exception as e:
+        gin.clear_config()
+        raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
+
+
+def known_configurable(name: str) -> bool:
+    """A configurable a run's config may bind or refer to: training_loop and every registered name."""
+    from src.registry import registered
+
+    return name == "training_loop" or registered(name) is not None
+
+
 def one_line(error: BaseException) -> str:
     """Gin appends '  In file ..., line N' context lines: keep them, on one line."""
     text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)

@@ -136,10 +136,15 @@ def guard_config(
     training loop's own parameters' (the Trainer's are added here)."""
     from src.trainer import trainer_defaults
 
+    from src.config import known_configurable
+    from src.gin_bindings import check_run_config
+
     stored = save_dir / layout.CONFIG
     if not stored.is_file():
         return []
-    changes = config_changes(stored.read_text(), operative, {**trainer_defaults(), **defaults}, resolved)
+    text = stored.read_text(errors="replace")  # garbage bytes: the check names the file and line
+    check_run_config(text, stored, known_configurable, "restore it, or delete it to resume without comparing configs")
+    changes = config_changes(text, operative, {**trainer_defaults(), **defaults}, resolved)
     if changes and not allow:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes)
         raise UserError(

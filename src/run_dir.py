@@ -46,6 +46,9 @@ from pathlib import Path
 from src.errors import UserError
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the repository: bin/, src/, configs/
+# The repository's own folders: no run folder may lie inside them (its files would overwrite or mix with code).
+CODE_FOLDERS = ("src", "bin", "configs", "tests", "experiments", "bench", ".git", ".ci")
+RUN_SEARCH_DEPTH = 4  # how deep check_save_dir looks for runs inside a SAVE_DIR (RESULTS_DIR/experiment/sweep/run)
 
 CONFIG = "config.gin"
 INPUT_CONFIGS = "configs"
@@ -114,6 +117,48 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
         raise
 
 
+def check_save_dir(save_dir: str | os.PathLike) -> None:
+    """Refuse a SAVE_DIR that is the repository, holds it, or lies inside one of its code folders (the run's files,
+    its input config copies under configs/ first, would overwrite the code), and a folder that is not a run folder
+    but holds runs (the new run would hide them from bin/runs.py and load_runs). Reads only; called before anything
+    is created or locked."""
+    path = Path(save_dir).resolve()
+    if path == CODE_ROOT or path in CODE_ROOT.parents:
+        raise UserError(
+            f"SAVE_DIR {str(save_dir)!r} is the repository or a folder above it: a run there would overwrite the "
+            f"repository's files. Choose a run folder under {results_root()}."
+        )
+    for name in CODE_FOLDERS:
+        if path.is_relative_to(CODE_ROOT / name):
+            raise UserError(
+                f"SAVE_DIR {str(save_dir)!r} lies inside the repository's {name}/ folder: a run there would mix with "
+                f"(or overwrite) its files. Choose a run folder under {results_root()}."
+            )
+    if path.is_dir() and not is_run_dir(path) and (inner := first_run_inside(path)) is not None:
+        raise UserError(
+            f"SAVE_DIR {str(save_dir)!r} already holds runs ({inner.relative_to(path)}, ...) and is not one itself: "
+            f"a run there would hide them from bin/runs.py and load_runs. Choose a new folder, e.g. {save_dir}/NAME."
+        )
+
+
+def first_run_inside(folder: Path, depth: int = RUN_SEARCH_DEPTH) -> Path | None:
+    """A run folder strictly inside `folder` (looking `depth` levels down, not inside runs), or None."""
+    level = [folder]
+    for _ in range(depth):
+        below = []
+        for parent in level:
+            try:
+                children = sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+            for child in children:
+                if is_run_dir(child):
+                    return child
+                below.append(child)
+        level = below
+    return None
+
+
 def remove_partial_files(run_dir: str | os.PathLike) -> list[Path]:
     """Delete temporary files a killed process left half-written (the real files were never touched)."""
     partial = sorted(Path(run_dir).glob(".*.tmp"))
@@ -157,6 +202,9 @@ def save_inputs(run_dir: str | os.PathLike, config_files: Sequence[str], binding
     """Copies of the input config files (under configs/) and the bindings, one per line."""
     run_dir = Path(run_dir)
     folder = run_dir / INPUT_CONFIGS
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        # A received run folder whose configs/ links elsewhere: the copies would be written outside the run.
+        raise UserError(f"{folder} is not a folder of the run (a link or a file): remove it, then re-run.")
     folder.mkdir(exist_ok=True)
     used: set[str] = set()
     for i, path in enumerate(config_files):
@@ -176,15 +224,22 @@ def write_eval_results(run_dir: str | os.PathLike, metrics: dict, checkpoint: st
 
 
 def last_epoch(run_dir: str | os.PathLike) -> int:
-    """The last epoch recorded in history.csv (0 if none)."""
+    """The last epoch recorded in history.csv (0 if none, or if the file is damaged: a warning names it, and the
+    resumed run rewrites it from its checkpoint, which holds every row)."""
     import csv
+    import sys
 
+    path = Path(run_dir) / HISTORY
     try:
-        with open(Path(run_dir) / HISTORY, newline="") as f:
+        with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
+        return int(rows[-1]["epoch"]) if rows else 0
     except FileNotFoundError:
         return 0
-    return int(rows[-1]["epoch"]) if rows else 0
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        reason = f"no column {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120]
+        print(f"warning: {path} is damaged ({reason}); it is rewritten from the checkpoint", file=sys.stderr)
+        return 0
 
 
 def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:
