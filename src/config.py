@@ -54,7 +54,7 @@ def parse_run_config(path: str | Path) -> None:
     """Parse a run folder's stored config.gin into gin's global config (cleared first), after checking that it
     holds only bindings of registered configurables to literal values (src/gin_bindings.check_run_config): a run
     folder received from someone else must never run code when it is loaded, evaluated or resumed."""
-    from src.gin_bindings import check_run_config
+    from src.gin_bindings import check_run_config, known_configurable
 
     register_everything()
     path = Path(path)
@@ -66,13 +66,6 @@ def parse_run_config(path: str | Path) -> None:
     except Exception as e:
         gin.clear_config()
         raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
-
-
-def known_configurable(name: str) -> bool:
-    """A configurable a run's config may bind or refer to: training_loop and every registered name."""
-    from src.registry import registered
-
-    return name == "training_loop" or registered(name) is not None
 
 
 def one_line(error: BaseException) -> str:

@@ -90,6 +90,14 @@ def check_run_config(
             )
 
 
+def known_configurable(name: str) -> bool:
+    """A configurable a run's config may bind or refer to: training_loop and every registered name (registered once
+    the training code is imported: src/config.register_everything)."""
+    from src.registry import registered
+
+    return name == "training_loop" or registered(name) is not None
+
+
 def _resolve(value: Any, macros: dict[str, Any], depth: int = 0) -> Any:
     if isinstance(value, _Macro):
         if value.name not in macros or depth > 20:

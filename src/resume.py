@@ -134,10 +134,8 @@ def guard_config(
 ) -> list[tuple[str, Any, Any]]:
     """Refuse to continue a run with a different config, unless allowed; return the changes. `defaults` are the
     training loop's own parameters' (the Trainer's are added here)."""
+    from src.gin_bindings import check_run_config, known_configurable
     from src.trainer import trainer_defaults
-
-    from src.config import known_configurable
-    from src.gin_bindings import check_run_config
 
     stored = save_dir / layout.CONFIG
     if not stored.is_file():

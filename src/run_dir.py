@@ -34,6 +34,7 @@ This module imports nothing heavy: results analysis and runners use it too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -71,6 +72,8 @@ PROFILE_DIR = "profile"
 HEARTBEAT = "HEARTBEAT"
 FINISHED = "FINISHED"
 FAILED = "FAILED"
+
+LOW_SPACE = 16 * 2**20  # bytes free under which a failed write is put down to a full disk
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
@@ -112,9 +115,37 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise no_space(path) from e
         raise
+
+
+class DiskFull(UserError):
+    """A write failed because the disk (or quota) is full: the run resumes exactly once space is freed."""
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write is due to a full disk: ENOSPC/EDQUOT, or torch.save's RuntimeError ('unexpected pos
+    N vs M', 'file write failed') on a file system with almost no space left (checked before the partial file is
+    removed)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, RuntimeError) and any(s in str(error) for s in ("unexpected pos", "write failed")):
+        try:
+            stats = os.statvfs(folder)
+        except OSError:
+            return False
+        return stats.f_bavail * stats.f_frsize < LOW_SPACE
+    return False
+
+
+def no_space(path: Path) -> DiskFull:
+    return DiskFull(
+        f"No space left on device while writing {path}: free some space, then re-run the same command to resume."
+    )
 
 
 def check_save_dir(save_dir: str | os.PathLike) -> None:
@@ -299,7 +330,10 @@ def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Itera
         if created and not attempt.started:
             shutil.rmtree(save_dir, ignore_errors=True)  # never started: leave nothing behind
         elif save_dir.is_dir():
-            touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
+            with contextlib.suppress(
+                OSError, DiskFull
+            ):  # on a full disk, FAILED may not fit either: the error still shows
+                touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
         raise
     finally:
         run_lock.release(save_dir)
