@@ -10,7 +10,6 @@ import pytest
 
 from src import run_dir as layout
 from src.errors import UserError
-from src.gin_bindings import check_run_config
 from tests.conftest import ROOT
 
 
@@ -50,7 +49,7 @@ supervised.lr = @os.system()"""
 
 
 def test_the_template_own_config_loads(trained):
-    from src.gin_bindings import known_configurable
+    from src.gin_bindings import check_run_config, known_configurable
     from src.results import load_model
 
     check_run_config((trained / layout.CONFIG).read_text(), trained / layout.CONFIG, known_configurable)
@@ -103,7 +102,7 @@ def test_a_received_config_holds_only_registered_bindings_of_literals(trained, t
 
 def test_macros_and_references_to_registered_configurables_are_read():
     from src import config
-    from src.gin_bindings import known_configurable
+    from src.gin_bindings import check_run_config, known_configurable
 
     config.register_everything()
     text = "LR = 0.01\nsupervised.lr = %LR\nscope/cnn.width = 8\ntraining_loop.callbacks = ['progress_log']\n"
@@ -193,6 +192,8 @@ def test_a_secret_in_a_bad_value_is_masked_in_the_error_line(tmp_path, monkeypat
 
     secret = "mysecret-3f9a7c2e"
     monkeypatch.setenv("MY_API_TOKEN", secret)
-    code = train_main([str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", f"supervised.optimizer = '{secret}'"])
+    code = train_main(
+        [str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", f"supervised.optimizer = '{secret}'"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "Unknown optimizer '***'" in err and secret not in err
