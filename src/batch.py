@@ -21,6 +21,9 @@ from src.run_dir import CODE_ROOT as ROOT
 from src.run_dir import write_atomic
 
 TRAIN = "bin/train.py"
+# What ends a line for bash (\n) or for read_batch (str.splitlines): none may appear in a value written into a script,
+# where it would end a comment or a job line early and run the rest as a command.
+LINE_BREAK = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 PREAMBLE = """\
 #!/usr/bin/env bash
@@ -66,8 +69,21 @@ class Job:
         return "job " + " ".join(shlex.quote(a) for a in self.args)
 
 
+def single_line(what: str, value: str) -> str:
+    """`value`, refused if it holds a line break (a comment, directive or job line of a script would end there)."""
+    if LINE_BREAK.search(value):
+        raise UserError(f"{what} {value!r} contains a line break, which cannot be written into a script: rename it.")
+    return value
+
+
 def write_batch(path: str | Path, jobs: list[Job], title: str) -> Path:
     path = Path(path)
+    single_line("The batch file's title", title)
+    for value in (str(path), str(ROOT), sys.executable):
+        single_line("The path", value)
+    for job in jobs:
+        for arg in job.args:
+            single_line("The job argument", arg)
     text = PREAMBLE.format(
         title=title,
         path=path,

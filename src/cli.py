@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from src.errors import UserError
+from src.secrets import redact
 
 
 def first_line(error: BaseException) -> str:
@@ -46,7 +47,7 @@ def run_main(
     except UserError as e:
         if args.debug:
             raise
-        print(f"error: {first_line(e)}", file=sys.stderr)
+        print(redact(f"error: {first_line(e)}"), file=sys.stderr)  # a bad value may be a secret
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
@@ -57,9 +58,11 @@ def run_main(
         from src.gin_errors import call_error
 
         if message := call_error(e):  # a config mistake gin finds only when the run starts
-            print(f"error: {message}", file=sys.stderr)
+            print(redact(f"error: {message}"), file=sys.stderr)
             return UserError.exit_code
-        print(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            redact(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)"), file=sys.stderr
+        )
         return 1
     return result if isinstance(result, int) else 0
 

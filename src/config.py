@@ -60,3 +60,27 @@ def where(error: BaseException, path: str) -> str:
     if match := re.search(r'In file "([^"]+)", line (\d+)', str(error)):
         return f"{match[1]}, line {match[2]}"
     return path
+
+
+def parse_run_config(path: str | Path) -> None:
+    """Parse a run folder's stored config.gin into gin's global config (cleared first), after checking that it
+    holds only bindings of registered configurables to literal values (src/gin_bindings.check_run_config): a run
+    folder received from someone else must never run code when it is loaded, evaluated or resumed."""
+    from src.gin_bindings import check_run_config, known_configurable
+
+    register_everything()
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    check_run_config(text, path, known_configurable)
+    gin.clear_config()
+    try:
+        gin.parse_config(text)
+    except Exception as e:
+        gin.clear_config()
+        raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
+
+
+def one_line(error: BaseException) -> str:
+    """Gin appends '  In file ..., line N' context lines: keep them, on one line."""
+    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

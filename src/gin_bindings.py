@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gin import config_parser
+
+from src.errors import UserError
 
 _KEY = re.compile(r"[A-Za-z_][\w./]*\.[A-Za-z_]\w*")  # [scope/]configurable.param, no macros
 _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
@@ -31,6 +35,67 @@ class _Delegate(config_parser.ParserDelegate):
 
     def macro(self, macro_name: str) -> _Macro:
         return _Macro(macro_name)
+
+
+class _Recorder(_Delegate):
+    """Records the configurables that values refer to (`@name`, `@name()`), statement by statement."""
+
+    def __init__(self) -> None:
+        self.references: list[str] = []
+
+    def configurable_reference(self, scoped_configurable_name: str, evaluate: bool) -> str:
+        self.references.append(scoped_configurable_name.rsplit("/", 1)[-1])
+        return super().configurable_reference(scoped_configurable_name, evaluate)
+
+
+def check_run_config(
+    text: str, path: str | Path, known: Callable[[str], bool], remedy: str = "restore it from where the run came from"
+) -> None:
+    """Refuse a stored config.gin that could run code when gin reads it: only `[scope/]configurable.param = value`
+    bindings of `known` configurables and macros `NAME = value` are allowed, values being Python literals, macros
+    (`%NAME`) and references to `known` configurables (`@name`, `@name()`). `import`, `from __gin__ import ...` and
+    `include` lines, and anything referring to another name (`@os.system()`), are a one-line UserError naming the
+    file and line. Run folders are shared (rsync, archives): a received one must never run code when read."""
+    recorder = _Recorder()
+    parser = config_parser.ConfigParser(text, recorder)
+    while True:
+        recorder.references.clear()
+        try:
+            statement = next(parser)
+        except StopIteration:
+            return
+        except Exception as e:  # gin's SyntaxError/ValueError, tokenize errors
+            line = getattr(e, "lineno", None)
+            where = f"{path}, line {line}" if line else str(path)
+            reason = " ".join(str(e).split())
+            raise UserError(f"{where}: unreadable gin config ({reason[:200]}); {remedy}.") from e
+        line = statement.location.line_num
+        problem = None
+        if isinstance(statement, config_parser.ImportStatement):
+            problem = f"an import ({statement.location.line_content.strip()!r})"
+        elif isinstance(statement, config_parser.IncludeStatement):
+            problem = f"an include ({statement.filename!r})"
+        elif not isinstance(statement, config_parser.BindingStatement):
+            problem = "not a binding"
+        elif statement.arg_name and not known(statement.selector):
+            problem = f"a binding of {statement.selector!r}, which is not a registered configurable"
+        else:
+            unknown = [name for name in recorder.references if not known(name)]
+            if unknown:
+                problem = f"a reference to @{unknown[0]}, which is not a registered configurable"
+        if problem:
+            raise UserError(
+                f"{path}, line {line}: refused to read {problem}: a run folder's config holds only bindings of "
+                "registered configurables to literal values (reading it must never run code); {remedy}."
+            )
+
+
+def known_configurable(name: str) -> bool:
+    """A configurable a run's config may bind or refer to: training_loop and every registered name (registered once
+    the training code is imported: src/config.register_everything)."""
+    from src.registry import registered
+
+    return name == "training_loop" or registered(name) is not None
 
 
 def _resolve(value: Any, macros: dict[str, Any], depth: int = 0) -> Any:

@@ -33,7 +33,7 @@ def run_parts(run_dir: str | Path) -> tuple[Parts, dict[str, Any]]:
     from src.trainer import trainer_defaults
     from src.training_loop import own_defaults
 
-    config.parse([str(Path(run_dir) / layout.CONFIG)])
+    config.parse_run_config(Path(run_dir) / layout.CONFIG)
     args = {**trainer_defaults(), **own_defaults(), **gin.get_bindings("training_loop")}
     return build_parts(args["data"], args["model"], args["module"], args["seed"]), args
 

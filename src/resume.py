@@ -141,12 +141,15 @@ def guard_config(
 ) -> list[tuple[str, Any, Any]]:
     """Refuse to continue a run with a different config, unless allowed; return the changes. `defaults` are the
     training loop's own parameters' (the Trainer's are added here)."""
+    from src.gin_bindings import check_run_config, known_configurable
     from src.trainer import trainer_defaults
 
     stored = save_dir / layout.CONFIG
     if not stored.is_file():
         return []
-    changes = config_changes(stored.read_text(), operative, {**trainer_defaults(), **defaults}, resolved)
+    text = stored.read_text(errors="replace")  # garbage bytes: the check names the file and line
+    check_run_config(text, stored, known_configurable, "restore it, or delete it to resume without comparing configs")
+    changes = config_changes(text, operative, {**trainer_defaults(), **defaults}, resolved)
     if changes and not allow:
         listed = "; ".join(f"{k}: {old!r} -> {new!r}" for k, old, new in changes)
         raise UserError(

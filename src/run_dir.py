@@ -35,6 +35,7 @@ This module imports nothing heavy: results analysis and runners use it too.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -47,6 +48,9 @@ from pathlib import Path
 from src.errors import UserError
 
 CODE_ROOT = Path(__file__).resolve().parents[1]  # the repository: bin/, src/, configs/
+# The repository's own folders: no run folder may lie inside them (its files would overwrite or mix with code).
+CODE_FOLDERS = ("src", "bin", "configs", "tests", "experiments", "bench", ".git", ".ci")
+RUN_SEARCH_DEPTH = 4  # how deep check_save_dir looks for runs inside a SAVE_DIR (RESULTS_DIR/experiment/sweep/run)
 
 CONFIG = "config.gin"
 INPUT_CONFIGS = "configs"
@@ -70,6 +74,8 @@ HEARTBEAT = "HEARTBEAT"
 FINISHED = "FINISHED"
 FAILED = "FAILED"
 PRUNED = "PRUNED"  # stopped early by its study's pruner: done, never resumed (src/optuna_search.py)
+
+LOW_SPACE = 16 * 2**20  # bytes free under which a failed write is put down to a full disk
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
@@ -112,9 +118,79 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = disk_full(e, path.parent)
         Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise no_space(path) from e
         raise
+
+
+class DiskFull(UserError):
+    """A write failed because the disk (or quota) is full: the run resumes exactly once space is freed."""
+
+
+def disk_full(error: BaseException, folder: Path) -> bool:
+    """Whether a failed write is due to a full disk: ENOSPC/EDQUOT, or torch.save's RuntimeError ('unexpected pos
+    N vs M', 'file write failed') on a file system with almost no space left (checked before the partial file is
+    removed)."""
+    if isinstance(error, OSError):
+        return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    if isinstance(error, RuntimeError) and any(s in str(error) for s in ("unexpected pos", "write failed")):
+        try:
+            stats = os.statvfs(folder)
+        except OSError:
+            return False
+        return stats.f_bavail * stats.f_frsize < LOW_SPACE
+    return False
+
+
+def no_space(path: Path) -> DiskFull:
+    return DiskFull(
+        f"No space left on device while writing {path}: free some space, then re-run the same command to resume."
+    )
+
+
+def check_save_dir(save_dir: str | os.PathLike) -> None:
+    """Refuse a SAVE_DIR that is the repository, holds it, or lies inside one of its code folders (the run's files,
+    its input config copies under configs/ first, would overwrite the code), and a folder that is not a run folder
+    but holds runs (the new run would hide them from bin/runs.py and load_runs). Reads only; called before anything
+    is created or locked."""
+    path = Path(save_dir).resolve()
+    if path == CODE_ROOT or path in CODE_ROOT.parents:
+        raise UserError(
+            f"SAVE_DIR {str(save_dir)!r} is the repository or a folder above it: a run there would overwrite the "
+            f"repository's files. Choose a run folder under {results_root()}."
+        )
+    for name in CODE_FOLDERS:
+        if path.is_relative_to(CODE_ROOT / name):
+            raise UserError(
+                f"SAVE_DIR {str(save_dir)!r} lies inside the repository's {name}/ folder: a run there would mix with "
+                f"(or overwrite) its files. Choose a run folder under {results_root()}."
+            )
+    if path.is_dir() and not is_run_dir(path) and (inner := first_run_inside(path)) is not None:
+        raise UserError(
+            f"SAVE_DIR {str(save_dir)!r} already holds runs ({inner.relative_to(path)}, ...) and is not one itself: "
+            f"a run there would hide them from bin/runs.py and load_runs. Choose a new folder, e.g. {save_dir}/NAME."
+        )
+
+
+def first_run_inside(folder: Path, depth: int = RUN_SEARCH_DEPTH) -> Path | None:
+    """A run folder strictly inside `folder` (looking `depth` levels down, not inside runs), or None."""
+    level = [folder]
+    for _ in range(depth):
+        below = []
+        for parent in level:
+            try:
+                children = sorted(p for p in parent.iterdir() if p.is_dir() and not p.is_symlink())
+            except OSError:
+                continue
+            for child in children:
+                if is_run_dir(child):
+                    return child
+                below.append(child)
+        level = below
+    return None
 
 
 def remove_partial_files(run_dir: str | os.PathLike) -> list[Path]:
@@ -162,6 +238,9 @@ def save_inputs(run_dir: str | os.PathLike, config_files: Sequence[str], binding
     """Copies of the input config files (under configs/) and the bindings, one per line."""
     run_dir = Path(run_dir)
     folder = run_dir / INPUT_CONFIGS
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        # A received run folder whose configs/ links elsewhere: the copies would be written outside the run.
+        raise UserError(f"{folder} is not a folder of the run (a link or a file): remove it, then re-run.")
     folder.mkdir(exist_ok=True)
     used: set[str] = set()
     for i, path in enumerate(config_files):
@@ -181,15 +260,22 @@ def write_eval_results(run_dir: str | os.PathLike, metrics: dict, checkpoint: st
 
 
 def last_epoch(run_dir: str | os.PathLike) -> int:
-    """The last epoch recorded in history.csv (0 if none)."""
+    """The last epoch recorded in history.csv (0 if none, or if the file is damaged: a warning names it, and the
+    resumed run rewrites it from its checkpoint, which holds every row)."""
     import csv
+    import sys
 
+    path = Path(run_dir) / HISTORY
     try:
-        with open(Path(run_dir) / HISTORY, newline="") as f:
+        with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
+        return int(rows[-1]["epoch"]) if rows else 0
     except FileNotFoundError:
         return 0
-    return int(rows[-1]["epoch"]) if rows else 0
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError, csv.Error) as e:
+        reason = f"no column {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120]
+        print(f"warning: {path} is damaged ({reason}); it is rewritten from the checkpoint", file=sys.stderr)
+        return 0
 
 
 def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:
@@ -249,7 +335,10 @@ def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Itera
         if created and not attempt.started:
             shutil.rmtree(save_dir, ignore_errors=True)  # never started: leave nothing behind
         elif save_dir.is_dir():
-            touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
+            with contextlib.suppress(
+                OSError, DiskFull
+            ):  # on a full disk, FAILED may not fit either: the error still shows
+                touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
         raise
     finally:
         run_lock.release(save_dir)

@@ -70,6 +70,7 @@ def training_loop(
     from src.loggers import LOGGERS
 
     n_epochs = positive_int("n_epochs", n_epochs)
+    layout.check_save_dir(save_dir)
     trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
     callback_names = list(dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks)))
     for registry, chosen in ((CALLBACKS, callback_names), (LOGGERS, loggers)):
@@ -263,20 +264,30 @@ def fit_and_test(
     if resume_from is not None:
         print(f"Resuming from {resume_from}")
     trainer.fit(parts.module, datamodule=parts.data, ckpt_path=resume_from, weights_only=True)
-    best = save_dir / layout.BEST_CKPT
-    tested = trainer.test(
-        parts.module,
-        datamodule=parts.data,
-        ckpt_path=best if best.is_file() else None,
-        weights_only=True,
-        verbose=False,
-    )
-    history = next(c for c in callbacks if isinstance(c, HistoryWriter)).rows
+    # Read before the test: testing a checkpoint restores the callbacks' state (the history) as of its epoch.
+    history = list(next(c for c in callbacks if isinstance(c, HistoryWriter)).rows)
+    checkpoint, path, note = tested_checkpoint(save_dir)
+    tested = trainer.test(parts.module, datamodule=parts.data, ckpt_path=path, weights_only=True, verbose=False)
     metrics = {**(history[-1] if history else {}), **tested[0]}
     if rank_zero:
-        checkpoint = "best" if best.is_file() else "final"
-        path = layout.write_eval_results(save_dir, {"checkpoint": checkpoint, **tested[0]})
+        path = layout.write_eval_results(save_dir, {"checkpoint": checkpoint, **note, **tested[0]})
         next(c for c in callbacks if isinstance(c, MetaSaver)).finish()
         summary = " | ".join(f"{k} {v:.4f}" for k, v in sorted(tested[0].items()))
         print(f"test ({checkpoint} checkpoint): {summary}  -> {path}")
     return metrics
+
+
+def tested_checkpoint(save_dir: Path) -> tuple[str, Path | None, dict[str, str]]:
+    """(name, path, note) of the checkpoint the final test uses: best.ckpt; if it is damaged (truncated, garbage),
+    last.ckpt, with a warning and a note for eval_results.json (every re-run would fail on it otherwise); without
+    either, the weights in memory ("final")."""
+    best, last = save_dir / layout.BEST_CKPT, save_dir / layout.LAST_CKPT
+    if not best.is_file():
+        return "final", None, {}
+    problem = resuming.checkpoint_problem(best)
+    if problem is None:
+        return "best", best, {}
+    fallback = ("last", last) if last.is_file() and resuming.checkpoint_problem(last) is None else ("final", None)
+    note = f"{layout.BEST_CKPT} is damaged ({problem}): tested the {fallback[0]} checkpoint instead"
+    print(f"warning: {note}", file=sys.stderr)
+    return fallback[0], fallback[1], {"note": note}

@@ -37,8 +37,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o666 & ~layout.UMASK)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as e:
+            full = layout.disk_full(e, path.parent)
             Path(tmp).unlink(missing_ok=True)
+            if full:
+                raise layout.no_space(path) from e
             raise
         if path.name == layout.LAST_CKPT:  # a newer epoch-end checkpoint: the preemption checkpoint is stale
             path.with_name(layout.PREEMPTED_CKPT).unlink(missing_ok=True)

@@ -83,12 +83,29 @@ class MetaSaver(pl.Callback):
     def _save(self) -> None:
         layout.write_atomic(self.path, json.dumps(self.meta, indent=2, default=str) + "\n")
 
+    def _read(self) -> dict:
+        """The stored meta.json; a damaged one (truncated, garbage) is set aside as meta.json.damaged and a new one
+        started, with a warning: the run itself lives in its checkpoints."""
+        if not self.path.is_file():
+            return {}
+        try:
+            meta = json.loads(self.path.read_text())
+            if isinstance(meta, dict) and isinstance(meta.get("attempts", []), list):
+                return meta
+            problem = "not a JSON object with a list of attempts"
+        except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+            problem = str(e).splitlines()[0]
+        aside = self.path.with_name(self.path.name + ".damaged")
+        self.path.replace(aside)
+        print(f"warning: {self.path} is damaged ({problem}); kept as {aside.name}, starting a new one", file=sys.stderr)
+        return {}
+
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         for marker in (layout.FINISHED, layout.FAILED):
             (self.run_dir / marker).unlink(missing_ok=True)
-        self.meta = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.meta = self._read()
         self.meta.pop("stopped_early", None)  # a run continued deliberately; a new stop records itself again
         total = sum(p.numel() for p in pl_module.parameters())
         trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)

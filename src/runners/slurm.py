@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src import run_dir as layout
-from src.batch import TRAIN, Job, read_batch
+from src.batch import TRAIN, Job, read_batch, single_line
 from src.errors import RunInUse, UserError
 from src.preemption_signal import REQUEUED_BY_TASK_SCRIPT
 
@@ -122,7 +122,8 @@ class SlurmOptions:
 
 def array_script(batch: Path, jobs: list[Job], indices: list[int], options: SlurmOptions) -> str:
     cases = "\n".join(f"    {i}) set -- {' '.join(shlex.quote(a) for a in jobs[i].args)} ;;" for i in indices)
-    header = "#!/usr/bin/env bash\n" + "".join(f"#SBATCH {d}\n" for d in options.directives(batch, indices))
+    directives = [single_line("The SLURM option", d) for d in options.directives(batch, indices)]
+    header = "#!/usr/bin/env bash\n" + "".join(f"#SBATCH {d}\n" for d in directives)
     return header + TASK_SCRIPT.format(
         cases=cases,
         root=shlex.quote(str(layout.CODE_ROOT)),

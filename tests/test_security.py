@@ -1,0 +1,199 @@
+"""Untrusted run folders and dangerous inputs (issue 13): reading a received run folder never runs code, a save
+folder never overwrites the repository nor hides runs, no value can break out of a generated script's line, and
+error lines are masked."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from src import run_dir as layout
+from src.errors import UserError
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished one-epoch run on toy digits (shared: the tests below copy it)."""
+    import gin
+
+    from src import config
+    from src.training_loop import training_loop
+    from tests.conftest import FAST
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    files = [str(ROOT / "configs/cnn.gin")]
+    bindings = [*FAST, "training_loop.n_epochs = 1"]
+    config.parse(files, bindings)
+    training_loop(str(run), config_files=files, bindings=bindings)
+    gin.clear_config()
+    return run
+
+
+def received(trained, tmp_path, payload: str) -> tuple[Path, Path]:
+    """A copy of the trained run whose config.gin starts with `payload`; (run, marker file the payload creates)."""
+    run = tmp_path / "received"
+    shutil.copytree(trained, run)
+    marker = tmp_path / "PWNED"
+    config = run / layout.CONFIG
+    config.write_text(payload.format(marker=marker) + "\n" + config.read_text())
+    return run, marker
+
+
+DYNAMIC = """\
+from __gin__ import dynamic_registration
+import os
+os.system.command = 'touch {marker}'
+supervised.lr = @os.system()"""
+
+
+def test_the_template_own_config_loads(trained):
+    from src.gin_bindings import check_run_config, known_configurable
+    from src.results import load_model
+
+    check_run_config((trained / layout.CONFIG).read_text(), trained / layout.CONFIG, known_configurable)
+    assert not load_model(trained).training
+
+
+def test_loading_a_received_run_never_runs_its_code(trained, tmp_path, monkeypatch, capsys):
+    from src.cli import evaluate_main
+    from src.results import load_data, load_model
+
+    run, marker = received(trained, tmp_path, DYNAMIC)
+    for load in (load_model, load_data):
+        with pytest.raises(UserError, match=r"config\.gin, line 1: refused to read an import") as error:
+            load(run)
+        assert "\n" not in str(error.value)
+    assert evaluate_main([str(run)]) == 2
+    assert "config.gin, line 1: refused" in capsys.readouterr().err
+    assert not marker.exists()
+
+    # second route: a module next to the runs, importable because its folder is on sys.path (the repository root
+    # is, and results/ lies inside it)
+    package = tmp_path / "shared_runs"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "helper.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w').close()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shutil.rmtree(run)
+    run, marker = received(trained, tmp_path, "import shared_runs.helper")
+    with pytest.raises(UserError, match=r"line 1: refused to read an import \('import shared_runs.helper'\)"):
+        load_model(run)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload, refused",
+    [
+        ("supervised.lr = @os.system()", "a reference to @os.system"),
+        ("os.system.command = 'ls'", "a binding of 'os.system'"),
+        ("include '/tmp/elsewhere.gin'", "an include"),
+        ("supervised.lr = foo(1)", "unreadable gin config"),
+    ],
+)
+def test_a_received_config_holds_only_registered_bindings_of_literals(trained, tmp_path, payload, refused):
+    from src.results import load_model
+
+    run, _ = received(trained, tmp_path, payload)
+    with pytest.raises(UserError, match=rf"{layout.CONFIG}, line 1: .*{refused}"):
+        load_model(run)
+
+
+def test_macros_and_references_to_registered_configurables_are_read():
+    from src import config
+    from src.gin_bindings import check_run_config, known_configurable
+
+    config.register_everything()
+    text = "LR = 0.01\nsupervised.lr = %LR\nscope/cnn.width = 8\ntraining_loop.callbacks = ['progress_log']\n"
+    check_run_config(text + "supervised.optimizer = @cnn\n", "config.gin", known_configurable)
+
+
+def test_resuming_a_received_run_never_runs_its_code(train, trained, tmp_path):
+    run, marker = received(trained, tmp_path, DYNAMIC)
+    (run / layout.FINISHED).unlink()
+    with pytest.raises(UserError, match=r"config\.gin, line 1: refused to read an import"):
+        train(run, "training_loop.n_epochs = 2")
+    assert not marker.exists()
+
+
+def test_a_save_folder_never_holds_the_repository_nor_lies_in_its_code(train, tmp_path):
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    for save_dir in (ROOT, ROOT / "src", ROOT / "configs" / "mine", ROOT.parent):
+        with pytest.raises(UserError, match="SAVE_DIR .*(the repository or a folder above it|inside the repository)"):
+            train(save_dir)
+    assert not (ROOT / "configs" / "mine").exists() and not (ROOT / "src" / layout.CONFIG).exists()
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert after == before
+
+
+def test_a_folder_that_holds_runs_is_no_save_folder(train, tmp_path):
+    inner = tmp_path / "results" / "exp" / "sweep" / "run"
+    inner.mkdir(parents=True)
+    (inner / layout.CONFIG).write_text("training_loop.seed = 0\n")
+    for parent in (tmp_path / "results", tmp_path / "results" / "exp"):
+        with pytest.raises(UserError, match="already holds runs"):
+            train(parent)
+        assert not layout.is_run_dir(parent)
+
+
+def test_a_run_folder_whose_configs_links_elsewhere_writes_nothing_there(train, trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / layout.FINISHED).unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(run / layout.INPUT_CONFIGS)
+    (run / layout.INPUT_CONFIGS).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UserError, match="configs is not a folder of the run"):
+        train(run, "training_loop.n_epochs = 2")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", ["x\ntouch PWNED", "x\rtouch PWNED", "x\u2028y"])
+def test_no_line_break_reaches_a_batch_file(tmp_path, bad):
+    from src.batch import Job, write_batch
+
+    ok = Job((str(tmp_path / "run"), "configs/cnn.gin"))
+    with pytest.raises(UserError, match="contains a line break"):
+        write_batch(tmp_path / "batch.sh", [ok], f"results in {bad}")
+    with pytest.raises(UserError, match="contains a line break"):
+        write_batch(tmp_path / "batch.sh", [Job((str(tmp_path / bad), "configs/cnn.gin"))], "title")
+    with pytest.raises(UserError, match="contains a line break"):
+        write_batch(tmp_path / bad / "batch.sh", [ok], "title")
+    assert not (tmp_path / "batch.sh").exists()
+
+
+def test_a_results_dir_with_a_line_break_writes_no_batch_file(tmp_path, monkeypatch):
+    from src.experiment import grid, prepare
+
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "template_config.gin").write_text("include 'configs/cnn.gin'\n")
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "res\ntouch PWNED"))
+    with pytest.raises(UserError, match="contains a line break"):
+        prepare(folder, "tiny", grid({"supervised.lr": [0.1]}))
+    assert not (folder / "tiny" / "batch.sh").exists()
+
+
+def test_no_line_break_reaches_a_slurm_header(tmp_path):
+    from src.batch import Job, write_batch
+    from src.runners.slurm import SlurmOptions, array_script
+
+    batch = write_batch(tmp_path / "batch.sh", [Job((str(tmp_path / "run"), "configs/cnn.gin"))], "t")
+    assert "#SBATCH --job-name=fine\n" in array_script(batch, [Job(("r", "c"))], [0], SlurmOptions(job_name="fine"))
+    for options in (SlurmOptions(job_name="x\n#SBATCH --wrap=evil"), SlurmOptions(partition="gpu\rx")):
+        with pytest.raises(UserError, match="The SLURM option .* contains a line break"):
+            array_script(batch, [Job(("r", "c"))], [0], options)
+
+
+def test_a_secret_in_a_bad_value_is_masked_in_the_error_line(tmp_path, monkeypatch, capsys):
+    from src.cli import train_main
+
+    secret = "mysecret-3f9a7c2e"
+    monkeypatch.setenv("MY_API_TOKEN", secret)
+    code = train_main(
+        [str(tmp_path / "run"), str(ROOT / "configs/cnn.gin"), "-b", f"supervised.optimizer = '{secret}'"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "Unknown optimizer '***'" in err and secret not in err
