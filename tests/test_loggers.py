@@ -239,7 +239,7 @@ def test_neptune_offline_params_metrics_files_and_sync(train, tmp_path):
     assigned = {"/".join(op.path): op.value for op in operations if type(op).__name__.startswith("Assign")}
     assert assigned["parameters/supervised.lr"] == LR
     assert assigned["parameters/training_loop.model"] == "cnn"
-    assert assigned["parameters/training_loop.gradient_clip_val"] == "None"  # stringified, not dropped
+    assert assigned["parameters/training_loop.num_threads"] == "None"  # stringified, not dropped
     assert assigned["sys/name"] == "run"
     assert assigned["status"] == "success"
     received: dict[str, list] = {}
