@@ -10,6 +10,7 @@ afresh.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -177,7 +178,14 @@ def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
     if not (save_dir / layout.FINISHED).exists() or not results.is_file():
         return None
     if layout.last_epoch(save_dir) >= n_epochs or stopped_early(save_dir) is not None:
-        return json.loads(results.read_text())
+        try:
+            stored = json.loads(results.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # damaged: the run tests its best checkpoint again and rewrites it
+            print(f"warning: {results} is damaged ({e}); testing the best checkpoint again", file=sys.stderr)
+            return None
+        return stored
     return None
 
 

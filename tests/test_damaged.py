@@ -76,6 +76,21 @@ def test_a_damaged_best_checkpoint_is_tested_from_the_last_one_once(train, strai
     assert layout.status(run) == "finished"
 
 
+@pytest.mark.parametrize("content", ['{"test_acc": 0.', "\x00\xff", "[1, 2]"])
+def test_a_damaged_eval_results_of_a_finished_run_is_tested_again(train, straight, tmp_path, capsys, content):
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    (run / layout.EVAL_RESULTS).write_text(content)
+    metrics = train(run, *FIRST_IS_BEST)
+    assert "eval_results.json is damaged" in capsys.readouterr().err
+    assert json.loads((run / layout.EVAL_RESULTS).read_text()) == json.loads(
+        (straight / layout.EVAL_RESULTS).read_text()
+    )
+    assert metrics["test_acc"] == json.loads((straight / layout.EVAL_RESULTS).read_text())["test_acc"]
+    assert layout.status(run) == "finished"
+    same_outcome(straight, run)
+
+
 @pytest.mark.parametrize("content", ['{"attempts": [', "\x00\xff garbage", "[1, 2]"])
 def test_a_damaged_meta_json_is_set_aside_and_started_anew(train, straight, tmp_path, capsys, content):
     run = tmp_path / "run"
