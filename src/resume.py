@@ -30,6 +30,10 @@ MAY_CHANGE = {
     "training_loop.loggers",
     "training_loop.limit_test_batches",
     "training_loop.profiler",
+    "training_loop.compile",  # speed switches: the same model and arithmetic, computed faster (src/speed.py)
+    "training_loop.channels_last",
+    "training_loop.cudnn_benchmark",
+    "training_loop.benchmark",
     "progress_log.every_n_steps",
     "heartbeat.interval",
     "finite_loss.check_every_n_steps",

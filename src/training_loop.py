@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src import metric_directions
+from src import metric_directions, speed
 from src import resume as resuming
 from src import run_dir as layout
 from src import trainer as trainer_setup
@@ -53,12 +53,17 @@ def training_loop(
     loggers: Sequence[str] = ("tensorboard",),
     num_threads: int | None = None,
     profiler: str | None = None,
+    compile: bool | str = False,
+    channels_last: bool = False,
+    matmul_precision: str | None = None,
+    cudnn_benchmark: bool | None = None,
     config_files: Sequence[str] = (),
     bindings: Sequence[str] = (),
     **trainer_flags: Any,
 ) -> dict[str, float]:
     """Train `model` on `data` with `module` into `save_dir`, resuming from its last checkpoint; return the final
-    metrics (last epoch's history row and the test metrics of the best checkpoint)."""
+    metrics (last epoch's history row and the test metrics of the best checkpoint). The speed switches (`compile`,
+    `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/speed.py's."""
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
     from src.parts import build_parts
@@ -66,6 +71,9 @@ def training_loop(
 
     n_epochs = positive_int("n_epochs", n_epochs)
     trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
+    trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
+    speed.check_matmul_precision(matmul_precision)
+    mode = speed.compile_mode(compile)
     callback_names = list(dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks)))
     for registry, chosen in ((CALLBACKS, callback_names), (LOGGERS, loggers)):
         for name in chosen:
@@ -82,6 +90,7 @@ def training_loop(
     parts = build_parts(data, model, module, seed)
     parts.data.prepare_data()  # missing data fails here, before the run folder exists
     metrics = metric_directions.declared(parts.module, module)
+    speed.apply(parts.model, mode, channels_last)
     run = str(save_dir)
     callbacks_ = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callback_names]
     loggers_ = [LOGGERS.build(name, run_dir=run) for name in loggers]
@@ -96,7 +105,11 @@ def training_loop(
 
     rank_zero = is_rank_zero()
     try:
-        with layout.session(save_dir, rank_zero, choice.unusable) as attempt, trainer_setup.quiet_lightning():
+        with (
+            layout.session(save_dir, rank_zero, choice.unusable) as attempt,
+            trainer_setup.quiet_lightning(),
+            speed.matmul_precision(matmul_precision),
+        ):
             for line in choice.warnings:
                 print(line, file=sys.stderr)
             if rank_zero:
