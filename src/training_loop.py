@@ -93,6 +93,10 @@ def training_loop(
     speed.apply(parts.model, mode, channels_last)
     run = str(save_dir)
     callbacks_ = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callback_names]
+    if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
+        from src.callbacks.meta_saver import MetaSaver
+
+        next(c for c in callbacks_ if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
     loggers_ = [LOGGERS.build(name, run_dir=run) for name in loggers]
     profiler_ = NoProfiler(run_dir=run) if profiler is None else PROFILERS.build(profiler, run_dir=run)
     operative = gin.operative_config_str()  # complete now: every configurable has been called

@@ -27,7 +27,7 @@ METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc"
 
 def test_compiled_run_loads_eagerly_and_resumes_exactly(train, tmp_path, env):
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    metrics = train(straight, *COMPILED, "training_loop.n_epochs = 2")
+    metrics = train(straight, *COMPILED, "training_loop.n_epochs = 2", "progress_log.every_n_steps = 4")
 
     state = torch.load(straight / layout.BEST_CKPT, weights_only=True)["state_dict"]
     assert state and not any("_orig_mod" in k for k in state)
@@ -64,7 +64,9 @@ def test_resume_switches_compilation_on_and_off(train, tmp_path):
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2, 3]
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert [a["start_epoch"] for a in attempts] == [0, 1, 2]
-    assert ["compile_s" in a for a in attempts] == [False, True, False]
+    assert [a.get("compile") for a in attempts] == [None, "default", None]
+    # compile_s: only where something was compiled (here maybe nothing: dynamo reuses what an earlier test compiled)
+    assert not any("compile_s" in a for a in (attempts[0], attempts[2]))
     assert not any("config_changes" in a for a in attempts)
 
 
