@@ -1,7 +1,8 @@
 """MetaSaver: `meta.json` (command, host, device, git commit and dirty flag, versions, every attempt's start/end),
 `git_diff.patch` and `packages.txt`; `finish()` touches `FINISHED`, which the training loop calls only after a
-successful end. Under `training_loop.compile`, each attempt records `compile_s` (seconds spent compiling, part of its
-`duration_s`) and `compile_time_s` sums them (part of `execution_time_s`)."""
+successful end. Under `training_loop.compile`, each attempt records `compile` (the mode; set by the training loop) and
+`compile_s` (seconds spent compiling, part of its `duration_s`); `compile_time_s` sums them (part of
+`execution_time_s`)."""
 
 from __future__ import annotations
 
