@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src import metric_directions
+from src import metric_directions, speed
 from src import resume as resuming
 from src import run_dir as layout
 from src import trainer as trainer_setup
@@ -58,6 +58,10 @@ def training_loop(
     loggers: Sequence[str] = ("tensorboard",),
     num_threads: int | None = None,
     profiler: str | None = None,
+    compile: bool | str = False,
+    channels_last: bool = False,
+    matmul_precision: str | None = None,
+    cudnn_benchmark: bool | None = None,
     config_files: Sequence[str] = (),
     bindings: Sequence[str] = (),
     dry_run: bool = False,
@@ -65,13 +69,17 @@ def training_loop(
 ) -> dict[str, float]:
     """Train `model` on `data` with `module` into `save_dir`, resuming from its last checkpoint; return the final
     metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
-    print the operative config the run would use, write nothing (`bin/train.py ... --print-config`)."""
+    print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
+    switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/speed.py's."""
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
 
     n_epochs = positive_int("n_epochs", n_epochs)
     layout.check_save_dir(save_dir)
     trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
+    trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
+    speed.check_matmul_precision(matmul_precision)
+    mode = speed.compile_mode(compile)
     callback_names = list(dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks)))
     for registry, chosen in ((CALLBACKS, callback_names), (LOGGERS, loggers)):
         for name in chosen:
@@ -92,6 +100,11 @@ def training_loop(
         torch.set_num_threads(num_threads)
     built = assemble(str(save_dir), data, model, module, seed, callback_names, loggers, profiler)
     built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
+    speed.apply(built.parts.model, mode, channels_last)
+    if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
+        from src.callbacks.meta_saver import MetaSaver
+
+        next(c for c in built.callbacks if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
     changes = []
     if choice.checkpoint:
         changes = resuming.guard_config(
@@ -103,7 +116,11 @@ def training_loop(
 
     rank_zero = is_rank_zero()
     try:
-        with layout.session(save_dir, rank_zero, choice.unusable) as attempt, trainer_setup.quiet_lightning():
+        with (
+            layout.session(save_dir, rank_zero, choice.unusable) as attempt,
+            trainer_setup.quiet_lightning(),
+            speed.matmul_precision(matmul_precision),
+        ):
             for line in choice.warnings:
                 print(line, file=sys.stderr)
             unused = warn_unused(built.operative)

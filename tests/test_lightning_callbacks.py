@@ -163,3 +163,53 @@ def test_find_lr_writes_a_plot_and_a_suggestion(tmp_path, capsys):
     assert 1e-6 <= found["suggested_lr"] <= 1.0 and len(found["lr"]) == len(found["loss"]) > 0
     assert f"suggested: supervised.lr = {found['suggested_lr']:.3g}" in capsys.readouterr().out
     assert not list(out.glob(".lr_find*"))  # lr_find's temporary checkpoint is gone
+
+
+def test_swa_weights_are_the_model_and_resume_exactly(train, tmp_path, interrupted, monkeypatch, caplog):
+    """SWA from the second epoch on, learning rate held at swa_lrs: best.ckpt holds the average; a run stopped in
+    the third epoch and resumed ends as the uninterrupted one (the average travels in the checkpoint)."""
+    from src.callbacks.time_limit import TimeLimit
+    from src.results import load_model
+
+    bindings = (
+        "training_loop.n_epochs = 3",
+        "training_loop.callbacks = ['swa', 'model_summary']",
+        "swa.swa_epoch_start = 2",
+        "swa.swa_lrs = 0.001",
+    )
+    reference = tmp_path / "reference"
+    with caplog.at_level("INFO"):
+        train(reference, *bindings)
+    assert list(history(reference)["lr"]) == pytest.approx([0.003, 0.001, 0.001])  # held from the start epoch on
+    last = torch.load(reference / layout.LAST_CKPT, weights_only=True)
+    weights = "model.0.weight"
+    assert not torch.equal(last["state_dict"][weights], last["current_model_state"][weights])  # averaged, not raw
+    best = torch.load(reference / layout.BEST_CKPT, weights_only=True)
+    assert torch.equal(load_model(reference).state_dict()[weights], best["state_dict"][weights])
+    assert "model.0" in caplog.text  # model_summary: the depth-2 layer table at the start (Lightning's log)
+
+    monkeypatch.setattr(TimeLimit, "_time_up", lambda self, trainer: trainer.global_step >= 16)  # in epoch 3
+    run = tmp_path / "run"
+    interrupted(train, run, *bindings, "training_loop.max_time = {'hours': 1}")
+    monkeypatch.undo()
+    train(run, *bindings, "training_loop.max_time = {'hours': 1}")
+    same_results(reference, run)
+    resumed = torch.load(run / layout.LAST_CKPT, weights_only=True)
+    assert all(torch.equal(v, resumed["state_dict"][k]) for k, v in last["state_dict"].items())
+
+
+def test_lr_monitor_sends_the_learning_rate_to_the_trackers(train, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = tmp_path / "run"
+    train(
+        run,
+        "training_loop.n_epochs = 2",
+        "training_loop.loggers = ['tensorboard']",
+        "training_loop.callbacks = ['lr_monitor']",
+        "lr_monitor.logging_interval = 'epoch'",  # 'step' logs every 50 steps (Lightning's log_every_n_steps)
+    )
+    events = EventAccumulator(str(run / layout.TENSORBOARD))
+    events.Reload()
+    tags = [t for t in events.Tags()["scalars"] if "lr" in t and t != "lr"]
+    assert tags and [e.value for e in events.Scalars(tags[0])][0] == pytest.approx(0.003)

@@ -1,6 +1,8 @@
 """MetaSaver: `meta.json` (command, host, device, world size and nodes, git commit and dirty flag, versions, every
 attempt's start/end, processes and SLURM ids), `git_diff.patch` and `packages.txt`; `finish()` touches `FINISHED`,
-which the training loop calls only after a successful end."""
+which the training loop calls only after a successful end. Under `training_loop.compile`, each attempt records
+`compile` (the mode; set by the training loop) and `compile_s` (seconds spent compiling, part of its `duration_s`);
+`compile_time_s` sums them (part of `execution_time_s`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import torch
 from src import environment
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
+from src.speed import compile_seconds
 
 PACKAGES = ("torch", "pytorch-lightning", "gin-config", "numpy", "pandas", "scikit-learn")
 
@@ -76,7 +79,7 @@ class MetaSaver(pl.Callback):
         self.run_dir = Path(run_dir)
         self.path = self.run_dir / layout.META
         self.meta: dict = {}
-        self.started = time.time()
+        self.started, self.compile_start = time.time(), 0.0
         self.attempt_notes: dict = {}  # extra fields for this attempt's record (e.g. config changes)
         self.interrupted = False
 
@@ -126,7 +129,7 @@ class MetaSaver(pl.Callback):
             world_size=trainer.world_size,  # processes training together (DDP); each attempt records its own
             nodes=trainer.num_nodes,
         )
-        self.started = time.time()
+        self.started, self.compile_start = time.time(), compile_seconds()
         self.meta.setdefault("attempts", []).append(
             {
                 "start": now_iso(),
@@ -159,8 +162,13 @@ class MetaSaver(pl.Callback):
         if not self.meta.get("attempts"):
             return
         duration = time.time() - self.started
+        compiling = compile_seconds() - self.compile_start
+        if compiling:
+            extra["compile_s"] = round(compiling, 3)
         self.meta["attempts"][-1].update(end=now_iso(), end_unix=time.time(), duration_s=round(duration, 3), **extra)
         self.meta["execution_time_s"] = round(sum(a.get("duration_s", 0) for a in self.meta["attempts"]), 3)
+        if any("compile_s" in a for a in self.meta["attempts"]):
+            self.meta["compile_time_s"] = round(sum(a.get("compile_s", 0) for a in self.meta["attempts"]), 3)
         self._save()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

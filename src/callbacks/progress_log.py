@@ -1,6 +1,9 @@
 """ProgressLog: a plain log line every N steps and at each epoch end, readable in `stdout.txt` and SLURM logs:
 
 step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
+
+Under `training_loop.compile`, time spent compiling (src/speed.py) is left out of examples/s, the step time and the time
+left, and shown on its own: `... | elapsed 00:01:02 | compile 00:00:58 | left 00:04:46`.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import pytorch_lightning as pl
 
 from src.callbacks.history import batch_size_of
 from src.callbacks.registry import CALLBACKS
+from src.speed import compile_seconds
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import STEP_OUTPUT
@@ -31,9 +35,11 @@ class ProgressLog(pl.Callback):
         self.data_time = self.step_time = 0.0
         self.n_steps = self.n_examples = 0
         self.window_start = time.perf_counter()
+        self.window_compile = compile_seconds()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.start, self.start_step = time.perf_counter(), trainer.global_step
+        self.compile_start = compile_seconds()
         self.batch_end = time.perf_counter()
         self._reset()
 
@@ -45,12 +51,13 @@ class ProgressLog(pl.Callback):
     ) -> None:
         self.batch_start = time.perf_counter()
         self.data_time += self.batch_start - self.batch_end
+        self.batch_compile = compile_seconds()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         self.batch_end = time.perf_counter()
-        self.step_time += self.batch_end - self.batch_start
+        self.step_time += self.batch_end - self.batch_start - (compile_seconds() - self.batch_compile)
         self.n_steps += 1
         self.n_examples += batch_size_of(batch)
         if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
@@ -62,13 +69,17 @@ class ProgressLog(pl.Callback):
         total = trainer.estimated_stepping_batches
         done = trainer.global_step - self.start_step
         elapsed = now - self.start
-        left = elapsed / max(done, 1) * (total - trainer.global_step)
-        rate = self.n_examples * trainer.world_size / max(now - self.window_start, 1e-9)
+        compiled = compile_seconds()
+        compiling = compiled - self.compile_start  # this attempt's, so far
+        left = (elapsed - compiling) / max(done, 1) * (total - trainer.global_step)
+        rate = (
+            self.n_examples * trainer.world_size / max(now - self.window_start - compiled + self.window_compile, 1e-9)
+        )
         n = max(self.n_steps, 1)
         print(
             f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
             f"data {1000 * self.data_time / n:.1f} ms, step {1000 * self.step_time / n:.1f} ms | "
-            f"elapsed {hms(elapsed)} | left {hms(left)}",
+            f"elapsed {hms(elapsed)}{f' | compile {hms(compiling)}' if compiling else ''} | left {hms(left)}",
             flush=True,
         )
         self._reset()
