@@ -26,12 +26,15 @@ def canonical(name: str) -> str:
 
 
 def installed_packages() -> dict[str, str]:
-    """{name: version} of every distribution importable from sys.path, the first one found winning (as imports do).
+    """{name: version} of every distribution importable from sys.path, the first one found winning (as imports do),
+    vendored copies inside other packages left out.
     Read from the *.dist-info folder names, which hold both: parsing every METADATA file through
     importlib.metadata takes ~0.15 s at each run's start; only folders without a version in their name go that way."""
     found: dict[str, str] = {}
     for entry in sys.path:
         folder = Path(entry or ".")
+        if any(part in ("_vendor", "_vendored") for part in folder.parts):  # a package's own copies (setuptools'
+            continue  # pkg_resources puts them on sys.path when imported): not installed distributions
         try:
             names = sorted(p.name for p in folder.iterdir() if p.name.endswith((".dist-info", ".egg-info")))
         except OSError:

@@ -31,6 +31,11 @@ MAY_CHANGE = {
     "training_loop.loggers",
     "training_loop.limit_test_batches",
     "training_loop.profiler",
+    "training_loop.max_time",  # a wall-time limit per attempt (src/callbacks/time_limit.py)
+    "lr_monitor.logging_interval",
+    "lr_monitor.log_momentum",
+    "lr_monitor.log_weight_decay",
+    "model_summary.max_depth",
     "training_loop.compile",  # speed switches: the same model and arithmetic, computed faster (src/speed.py)
     "training_loop.channels_last",
     "training_loop.cudnn_benchmark",
