@@ -34,7 +34,7 @@ train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESUL
 test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too, to test them)
 	$(PY) -m pytest -q tests
 
-bench: $(STAMP)  ## benchmarks vs hand-written PyTorch (~25 min); tables in bench/last_run.md, see bench/README.md
+bench: $(STAMP)  ## speed guards vs hand-written PyTorch, sweeps (< 10 min); tables in bench/last_run.md
 	bash bench/run_all.sh
 
 lint: $(STAMP)  ## ruff lint and format check (CI runs this)
