@@ -4,6 +4,7 @@ trains the same run, bit for bit."""
 import csv
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -92,25 +93,22 @@ def history_metrics(run):
     return [{k: v for k, v in r.items() if k not in ("epoch_time", "examples_per_s")} for r in rows]
 
 
-def test_a_warm_run_trains_exactly_as_bin_train_does(tmp_path, monkeypatch):
+def test_a_warm_run_trains_exactly_as_bin_train_does(tmp_path, monkeypatch, capsys):
+    """The same job run warm and with --cold (a fresh bin/train.py process, as `bash batch.sh` runs it)."""
     folder = tmp_path / "exp"
     folder.mkdir()
     (folder / "template_config.gin").write_text(TEMPLATE)
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    batch = prepare(folder, "tiny", grid({"supervised.lr": [0.01]})).batch
-    job = read_batch(batch)[0]
-    assert run_local(batch, jobs=1, threads=1, quiet=True) == 0
-    log = (folder / "tiny" / "logs" / f"{job.run_dir.name}.log").read_text()
-    assert ") warm\n" in log and "epoch 2/2" in log  # forked, and its output reached the job's log
-    cold = tmp_path / "cold"
-    subprocess.run(
-        [sys.executable, "bin/train.py", str(cold), *job.args[1:]],
-        cwd=ROOT,
-        env=job_env(tmp_path),
-        check=True,
-        capture_output=True,
-    )
-    warm = job.run_dir
+    runs, logs, args = {}, {}, {}
+    for how in ("warm", "cold"):
+        monkeypatch.setenv("RESULTS_DIR", str(tmp_path / how))
+        batch = prepare(folder, how, grid({"supervised.lr": [0.01]})).batch
+        job = read_batch(batch)[0]
+        assert run_local(batch, jobs=1, threads=1, quiet=True, cold=how == "cold") == 0
+        assert f"{how} starts" in capsys.readouterr().out
+        runs[how], args[how] = job.run_dir, job.args
+        logs[how] = (folder / how / "logs" / f"{job.run_dir.name}.log").read_text()
+        assert f") {how}\n" in logs[how] and "epoch 2/2" in logs[how]  # its output reached the job's log
+    warm, cold = runs["warm"], runs["cold"]
     assert len(history_metrics(warm)) == 2 and history_metrics(warm) == history_metrics(cold)
     assert json.loads((warm / "eval_results.json").read_text()) == json.loads((cold / "eval_results.json").read_text())
     checkpoints = sorted(p.name for p in cold.glob("*.ckpt"))
@@ -118,6 +116,7 @@ def test_a_warm_run_trains_exactly_as_bin_train_does(tmp_path, monkeypatch):
     for name in checkpoints:
         a, b = (torch.load(run / name, map_location="cpu", weights_only=False)["state_dict"] for run in (warm, cold))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    meta = json.loads((warm / "meta.json").read_text())  # reproducible from the run folder as before
-    assert (meta["argv"], meta["cwd"]) == ([str(ROOT / "bin" / "train.py"), *job.args], str(ROOT))
-    assert meta["command"] == f"{sys.executable} {meta['argv'][0]} {' '.join(job.args)}"
+    for how, run in runs.items():  # reproducible from the run folder as before: bin/train.py and its arguments
+        meta = json.loads((run / "meta.json").read_text())
+        assert (meta["argv"], meta["cwd"]) == ([str(ROOT / "bin" / "train.py"), *args[how]], str(ROOT)), how
+        assert meta["command"] == shlex.join([sys.executable, *meta["argv"]]), how
