@@ -92,7 +92,7 @@ def wait_idle(max_wait: float = 60.0, window: float = 0.5, threshold: float = 0.
         time.sleep(window)
         if busy_seconds() - before < threshold * window * (os.cpu_count() or 1):
             break
-    WAIT_BUDGET[0] = max(WAIT_BUDGET[0] - (time.time() - start - window), 0.0)
+    WAIT_BUDGET[0] = max(WAIT_BUDGET[0] - max(time.time() - start - window, 0.0), 0.0)  # (no wait: no refund)
 
 
 def guarded(fn, retries: int = 3, label: str | None = None):

@@ -3,6 +3,8 @@
 server that imported torch and Lightning once), with `--cold` (each job a fresh bin/train.py process), and by
 `bash batch.sh` (one fresh process after the other). All variants of a sweep alternate, each repetition on a fresh
 RESULTS_DIR; warm figures include starting the server. SWEEP_REPEATS repetitions (default 2), no warm-up round.
+Also the training speed (median examples/s of the runs' epochs 2..): a warm child trains as fast as a fresh process.
+`python bench/sweep.py WORD...` runs only the sweeps whose name holds one of the words (tune_lr, toy, CIFAR).
 
 - tune_lr small: experiments/tune_lr's grid (4 runs x 3 epochs on digits; its folder copied to a temporary one);
 - 1-epoch toy runs, the worst case for start-up: 6 runs of 1 epoch on toy digits;
@@ -71,22 +73,28 @@ def templated(template: str, axis: str, values: list, **extra: str):
     return make
 
 
-def finished(batch: Path) -> None:
+def training_speed(batch: Path) -> float:
+    """The median training examples/s of the batch's runs' epochs 2.. (history.csv), all runs finished."""
+    import csv
+
     from src import run_dir as layout
     from src.batch import read_batch
 
-    jobs = read_batch(batch)
+    jobs, rates = read_batch(batch), []
     assert jobs and all(layout.status(j.run_dir) == "finished" for j in jobs), f"unfinished runs in {batch}"
+    for job in jobs:
+        with open(job.run_dir / layout.HISTORY) as f:
+            rates += [float(r["examples_per_s"]) for r in csv.DictReader(f)][1:]
+    return med(rates)
 
 
 def variant(make, command):
-    """A function timing one sweep: a fresh batch, then `command(batch)` run to completion."""
+    """A function timing one sweep: a fresh batch, then `command(batch)` run to completion: (wall s, examples/s)."""
 
-    def run() -> float:
+    def run() -> tuple[float, float]:
         batch, run_env = make(TMP)
         wall = timed(command(batch), env=run_env)[0]
-        finished(batch)
-        return wall
+        return wall, training_speed(batch)
 
     return run
 
@@ -99,9 +107,9 @@ def bash(batch: Path) -> list[str]:
     return ["bash", str(batch)]
 
 
-def ratio(a: list[float], b: list[float]) -> str:
+def ratio(a: list[float], b: list[float], unit: str = "x") -> str:
     r = [x / y for x, y in zip(a, b, strict=True)]
-    return f"{med(r):.2f}x ({min(r):.2f}–{max(r):.2f})"
+    return f"{med(r):.2f}{unit} ({min(r):.2f}–{max(r):.2f})"
 
 
 TMP = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
@@ -136,14 +144,26 @@ def main() -> None:
             [("run_local --jobs 2 --cold", "run_local --jobs 2", "")],
         ),
     }
-    header("sweep", "runner", "wall time", "comparison", "speed-up", "target")
+    chosen = {name: sweep for name, sweep in sweeps.items() if any(word in name for word in sys.argv[1:] or [""])}
+    header("sweep", "runner", "wall time", "training examples/s", "comparison", "wall ratio", "speed ratio", "target")
     try:
-        for name, (make, variants, comparisons) in sweeps.items():
-            times = alternate_many({label: variant(make, cmd) for label, cmd in variants.items()}, n, warmup=False)
-            for label, walls in times.items():
-                row(name, label, fmt(walls, "s"), "", "", "")
+        for name, (make, variants, comparisons) in chosen.items():
+            runs = alternate_many({label: variant(make, cmd) for label, cmd in variants.items()}, n, warmup=False)
+            walls = {label: [r[0] for r in results] for label, results in runs.items()}
+            speeds = {label: [r[1] for r in results] for label, results in runs.items()}
+            for label in runs:
+                row(name, label, fmt(walls[label], "s"), fmt(speeds[label], digits=0), "", "", "", "")
             for slow, fast, target in comparisons:
-                row(name, "", "", f"{slow} / {fast}", ratio(times[slow], times[fast]), target)
+                row(
+                    name,
+                    "",
+                    "",
+                    "",
+                    f"{slow} / {fast}",
+                    ratio(walls[slow], walls[fast]),
+                    ratio(speeds[fast], speeds[slow], ""),
+                    target,
+                )
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     disturbed_note()
