@@ -120,3 +120,17 @@ def test_a_warm_run_trains_exactly_as_bin_train_does(tmp_path, monkeypatch, caps
         meta = json.loads((run / "meta.json").read_text())
         assert (meta["argv"], meta["cwd"]) == ([str(ROOT / "bin" / "train.py"), *args[how]], str(ROOT)), how
         assert meta["command"] == shlex.join([sys.executable, *meta["argv"]]), how
+
+
+def test_when_the_warm_server_fails_the_jobs_start_cold(tmp_path, monkeypatch, capsys):
+    def broken(*args, **kwargs):
+        raise ConnectionRefusedError("the server died")
+
+    monkeypatch.setattr("src.runners.local.WarmProcess", broken)
+    batch = tmp_path / "batch.sh"
+    batch.write_text(f"job {tmp_path / 'run'} {tmp_path / 'missing.gin'}\n")
+    assert run_local(batch, jobs=1, quiet=True) == 1  # the job ran (cold), and failed on its missing config
+    out = capsys.readouterr().out
+    assert "warm starts failed (ConnectionRefusedError: the server died): starting the jobs cold from now on" in out
+    log = (tmp_path / "logs" / "run.log").read_text()
+    assert log.count("==> started") == 2 and ") cold\n" in log and "missing.gin' does not exist" in log
