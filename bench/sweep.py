@@ -84,7 +84,8 @@ def training_speed(batch: Path) -> float:
     assert jobs and all(layout.status(j.run_dir) == "finished" for j in jobs), f"unfinished runs in {batch}"
     for job in jobs:
         with open(job.run_dir / layout.HISTORY) as f:
-            rates += [float(r["examples_per_s"]) for r in csv.DictReader(f)][1:]
+            epochs = [float(r["examples_per_s"]) for r in csv.DictReader(f)]
+            rates += epochs[1:] or epochs  # 1-epoch runs: their only epoch
     return med(rates)
 
 

@@ -8,6 +8,8 @@ CUDA_VISIBLE_DEVICES (each job's own) is read only when CUDA initialises. Import
 check below stops the server (the runner then starts its jobs cold) if a version ever does.
 """
 
+import gc
+
 import gin  # noqa: F401
 import pytorch_lightning  # noqa: F401
 import torch
@@ -19,3 +21,9 @@ except ImportError:
 
 if torch.cuda.is_initialized():
     raise RuntimeError("importing torch and Lightning initialised CUDA: jobs cannot be forked from this process")
+
+# Everything imported here lives as long as the server: the collector need never traverse it again, neither in the
+# server (whose exit, which the runner waits for, takes ~1.2 s less) nor in the jobs (whose collections would
+# otherwise write to, and so copy, the pages they share with the server). Python's documentation recommends this
+# before forking without exec (gc.freeze).
+gc.freeze()
