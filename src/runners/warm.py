@@ -15,6 +15,8 @@ becomes what a fresh `bin/train.py` process would be, then calls the same entry 
 
 Only on Linux: macOS forks without exec unsafely once system frameworks are loaded (Python defaults to spawn there)
 and Windows cannot fork; elsewhere `cold_reason` says why the jobs start as fresh processes (`--cold` everywhere).
+As with any multiprocessing start method but fork, each child first re-imports the caller's main script (as
+`__mp_main__`): a script that calls `run_local` must do so under `if __name__ == "__main__":` (bin/ scripts do).
 """
 
 from __future__ import annotations
