@@ -37,7 +37,7 @@ test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too
 test-fast: $(STAMP)  ## the tests that take under 8 s each, SLURM's left out (~2 min): for the edit-test loop
 	$(PY) -m pytest -q -m "not slow and not slurm" tests
 
-bench: $(STAMP)  ## benchmarks vs hand-written PyTorch (~25 min); tables in bench/last_run.md, see bench/README.md
+bench: $(STAMP)  ## speed guards vs hand-written PyTorch, sweeps (< 10 min); tables in bench/last_run.md
 	bash bench/run_all.sh
 
 lint: $(STAMP)  ## ruff lint and format check, mypy type check of src/ (CI runs this)

@@ -92,7 +92,7 @@ def wait_idle(max_wait: float = 60.0, window: float = 0.5, threshold: float = 0.
         time.sleep(window)
         if busy_seconds() - before < threshold * window * (os.cpu_count() or 1):
             break
-    WAIT_BUDGET[0] = max(WAIT_BUDGET[0] - (time.time() - start - window), 0.0)
+    WAIT_BUDGET[0] = max(WAIT_BUDGET[0] - max(time.time() - start - window, 0.0), 0.0)  # (no wait: no refund)
 
 
 def guarded(fn, retries: int = 3, label: str | None = None):
@@ -119,15 +119,20 @@ def alternate(a, b, n: int, warmup: bool = True, labels: tuple[str, str] = ("A",
     return results[labels[0]], results[labels[1]]
 
 
-def alternate_many(fns: dict, n: int, warmup: bool = True) -> dict[str, list]:
-    """{label: results} of each fn in turn, n rounds (each call guarded), after one discarded round when `warmup`."""
+def alternate_many(fns: dict, n: int, warmup: bool = True, guard: bool = True) -> dict[str, list]:
+    """{label: results} of each fn in turn, n rounds (each call guarded, or only preceded by `wait_idle` without
+    `guard`), after one discarded round when `warmup`."""
     if warmup:
         for fn in fns.values():
             fn()
     results: dict[str, list] = {label: [] for label in fns}
     for _ in range(n):
         for label, fn in fns.items():
-            results[label].append(guarded(fn, label=label))
+            if guard:
+                results[label].append(guarded(fn, label=label))
+            else:
+                wait_idle()
+                results[label].append(fn())
     return results
 
 

@@ -1,8 +1,7 @@
 #!/usr/bin/env python
-"""Harness overhead: the template's training (bin/train.py) vs the hand-written floor (bench/handwritten.py), with
-Lightning alone (bench/bare_lightning.py: same module, model and data, a Trainer with nothing added) in between to
-show which part of the gap is Lightning's and which the template's; fresh processes, alternating harness, floor,
-Lightning alone, harness, floor, ...
+"""Harness overhead: the template's training (bin/train.py) vs the hand-written floor (bench/handwritten.py); fresh
+processes, alternating harness, floor, harness, floor, ... (Lightning alone in between:
+bench/investigations/bare_lightning.py and interleaved_epochs.py.)
 
 Per run: training throughput = median over epochs 2.. of `examples_per_s` (history.csv for the harness; the same
 definition in the floor: examples / time from epoch start to validation start), and the process's wall time
@@ -52,11 +51,6 @@ def handwritten(bindings: str, run_env: dict) -> tuple[float, float]:
     return med(json.loads(done.stdout.strip().splitlines()[-1])["examples_per_s"][1:]), wall
 
 
-def bare_lightning(bindings: str, run_env: dict) -> tuple[float, float]:
-    wall, done = timed([PY, "bench/bare_lightning.py", "configs/cnn.gin", "-b", bindings], env=run_env)
-    return med(json.loads(done.stdout.strip().splitlines()[-1])["examples_per_s"][1:]), wall
-
-
 def ratio_cell(a: list[float], b: list[float], suffix: str = "") -> str:
     ratios = [x / y for x, y in zip(a, b, strict=True)]
     return f"{med(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f}){suffix}"
@@ -72,10 +66,7 @@ def main() -> None:
             "measure",
             "harness (bin/train.py)",
             "floor (bench/handwritten.py)",
-            "Lightning alone",
             "harness / floor",
-            "Lightning alone / floor",
-            "harness / Lightning alone",
         )
         for name, (batch, bindings) in WORKLOADS.items():
             joined, run_env = "#".join(bindings), env(DATA_DIR=data_dir)
@@ -83,38 +74,17 @@ def main() -> None:
                 {
                     f"harness {name}": functools.partial(harness, joined, run_env),
                     f"floor {name}": functools.partial(handwritten, joined, run_env),
-                    f"Lightning alone {name}": functools.partial(bare_lightning, joined, run_env),
                 },
                 n,
             )
-            a, b, c = runs.values()
-            rate_a, rate_b, rate_c = ([x[0] for x in r] for r in (a, b, c))
-            row(
-                name,
-                "training examples/s",
-                *(fmt(r, digits=0) for r in (rate_a, rate_b, rate_c)),
-                ratio_cell(rate_a, rate_b, ", target >= 0.95"),
-                ratio_cell(rate_c, rate_b),
-                ratio_cell(rate_a, rate_c),
-            )
-            step_a, step_b, step_c = ([1000 * batch / x for x in r] for r in (rate_a, rate_b, rate_c))
-            row(
-                name,
-                "ms per training step",
-                *(fmt(s) for s in (step_a, step_b, step_c)),
-                f"{med([x - y for x, y in zip(step_a, step_b, strict=True)]):+.2f} ms",
-                f"{med([x - y for x, y in zip(step_c, step_b, strict=True)]):+.2f} ms",
-                f"{med([x - y for x, y in zip(step_a, step_c, strict=True)]):+.2f} ms",
-            )
-            wall_a, wall_b, wall_c = ([x[1] for x in r] for r in (a, b, c))
-            row(
-                name,
-                "process wall time",
-                *(fmt(w, "s") for w in (wall_a, wall_b, wall_c)),
-                ratio_cell(wall_a, wall_b, "x"),
-                ratio_cell(wall_c, wall_b, "x"),
-                ratio_cell(wall_a, wall_c, "x"),
-            )
+            a, b = runs.values()
+            rate_a, rate_b = ([x[0] for x in r] for r in (a, b))
+            row(name, "training examples/s", *(fmt(r, digits=0) for r in (rate_a, rate_b)), ratio_cell(rate_a, rate_b))
+            step_a, step_b = ([1000 * batch / x for x in r] for r in (rate_a, rate_b))
+            difference = med([x - y for x, y in zip(step_a, step_b, strict=True)])
+            row(name, "ms per training step", *(fmt(s) for s in (step_a, step_b)), f"{difference:+.2f} ms")
+            wall_a, wall_b = ([x[1] for x in r] for r in (a, b))
+            row(name, "process wall time", *(fmt(w, "s") for w in (wall_a, wall_b)), ratio_cell(wall_a, wall_b, "x"))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     disturbed_note()

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Run every benchmark of bench/ (~25 min on 2 cores), printing markdown tables; a copy goes to bench/last_run.md.
+# Run the regression guards of bench/ (< 10 min on 2 idle cores), printing markdown tables; a copy goes to
+# bench/last_run.md. The finished investigations (bench/investigations/) are not run; see bench/README.md.
 #   bash bench/run_all.sh                 # from the repository root, with .venv set up (make setup)
-#   BENCH_REPEATS=3 bash bench/run_all.sh # fewer repetitions (default 5; the sweep does SWEEP_REPEATS=3)
-# bench/profile_step.py needs py-spy (requirements-dev.txt); it is skipped where py-spy cannot run.
+#   BENCH_REPEATS=5 bash bench/run_all.sh # more repetitions (default here 3; the sweeps do SWEEP_REPEATS=2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
-export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 BENCH_REPEATS="${BENCH_REPEATS:-3}"
 OUT="${BENCH_OUT:-bench/last_run.md}"
 {
     echo "# bench/run_all.sh, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src bin configs 2>/dev/null || echo ' (src/bin/configs modified)')"
@@ -16,7 +16,7 @@ from common import machine
 m = machine()
 print(f"\n{m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, pytorch-lightning {m['pytorch-lightning']}")
 PYEOF
-    for script in harness_overhead interleaved_epochs lightning_floor step_phases profile_step startup data_pipeline results_scale sweep memory; do
+    for script in harness_overhead startup results_scale sweep memory; do
         echo
         echo "## $script"
         echo

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""bin/run_local.py BATCH [--jobs N] [--gpus 0,2 --gpus-per-job K --jobs-per-gpu M]: run a batch file's unfinished
-jobs N at a time on this machine, each on its own free GPU(s) where there are GPUs. See src/cli.py."""
+"""bin/run_local.py BATCH [--jobs N] [--gpus 0,2 --gpus-per-job K --jobs-per-gpu M] [--cold]: run a batch file's
+unfinished jobs N at a time on this machine, each on its own free GPU(s) where there are GPUs. See src/cli.py."""
 
 import sys
 from pathlib import Path

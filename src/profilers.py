@@ -1,5 +1,5 @@
 """Lightning's profilers chosen by name (`training_loop.profiler = 'simple'`), their reports written into the run
-folder (`profile/`, see src/run_dir.py); with none chosen, a no-op profiler cheaper than Lightning's default.
+folder (`profile/`, see src/run_dir.py); with none chosen, Lightning's default (profiles nothing).
 
     simple    time per Lightning hook and loop section   (`simple.extended = False` for the short table)
     advanced  cProfile of every hook
@@ -10,7 +10,6 @@ Imports pytorch_lightning: imported by src.config (registration) and training_lo
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 
 from pytorch_lightning import profilers
@@ -40,16 +39,3 @@ def pytorch(run_dir: str, export_to_chrome: bool = False, row_limit: int = 30) -
     return profilers.PyTorchProfiler(
         dirpath=report_dir(run_dir), filename="profile", export_to_chrome=export_to_chrome, row_limit=row_limit
     )
-
-
-class NoProfiler(profilers.PassThroughProfiler):
-    """Profiles nothing, like Lightning's default, without building a generator-based context manager for each of
-    the ~70 hook calls of a training step (~1 us each on a small CPU)."""
-
-    _nothing = contextlib.nullcontext()
-
-    def __init__(self, run_dir: str | None = None) -> None:  # run_dir: called like the registered builders
-        super().__init__()
-
-    def profile(self, action_name: str) -> contextlib.nullcontext:  # type: ignore[override]
-        return self._nothing

@@ -171,14 +171,14 @@ def assemble(
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
     from src.parts import build_parts
-    from src.profilers import PROFILERS, NoProfiler
+    from src.profilers import PROFILERS
 
     pl.seed_everything(seed, verbose=False)
     parts = build_parts(data, model, module, seed)
     metrics = metric_directions.declared(parts.module, module)
     built_callbacks = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callbacks]
     built_loggers = [LOGGERS.build(name, run_dir=run, metrics=metrics) for name in loggers]
-    built_profiler = NoProfiler(run_dir=run) if profiler is None else PROFILERS.build(profiler, run_dir=run)
+    built_profiler = None if profiler is None else PROFILERS.build(profiler, run_dir=run)
     operative = gin.operative_config_str()  # complete now: every configurable has been called
     return Assembled(parts, metrics, built_callbacks, built_loggers, built_profiler, operative)
 

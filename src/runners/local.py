@@ -6,6 +6,10 @@ fairly (each job gets cpus // N through OMP_NUM_THREADS, which torch uses for it
 skipped, each job logs to <batch folder>/logs/<run>.log, a non-zero exit is recorded in the run's FAILED file, and
 Ctrl-C stops the children cleanly (re-running resumes them). Several runners may share one batch file: the run
 lock lets one of them train each run, and the others skip it.
+
+Jobs start warm where the platform allows (src/runners/warm.py: forked from a server that has imported torch and
+Lightning once, ~5 s saved per job), else, or with `cold=True`, as fresh `bin/train.py` processes; both behave the
+same to the runner (exit code, log, environment, Ctrl-C) and train the same.
 """
 
 from __future__ import annotations
@@ -28,12 +32,13 @@ from src import run_lock
 from src.batch import Job, read_batch
 from src.errors import RunInUse, UserError
 from src.runners.gpus import Gpu, describe, setup, visible_devices
+from src.runners.warm import WarmProcess, cold_reason
 
 
 @dataclass
 class Running:
     job: Job
-    process: subprocess.Popen
+    process: subprocess.Popen | WarmProcess
     log: object
     started: float
     gpus: list[Gpu]
@@ -48,12 +53,14 @@ def record_exit(job: Job, code: int) -> None:
             layout.touch(job.run_dir / layout.FAILED, f"exit code {code}\n")
 
 
-def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None) -> Running:
-    """Start the job's process; `devices` is its CUDA_VISIBLE_DEVICES (None: leave the environment's)."""
+def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None, warm: bool = False) -> Running:
+    """Start the job's process, forked from the warm server if `warm`, else a fresh `bin/train.py` process;
+    `devices` is its CUDA_VISIBLE_DEVICES (None: leave the environment's)."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = open(log_dir / f"{job.run_dir.name}.log", "a")
     started = time.time()
-    log.write(f"==> {shlex.join(job.command())}\n==> started {time.strftime('%Y-%m-%dT%H:%M:%S')} ({started:.3f})\n")
+    when = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} ({started:.3f})"
+    log.write(f"==> {shlex.join(job.command())}\n==> started {when} {'warm' if warm else 'cold'}\n")
     log.flush()
     env = {
         **os.environ,
@@ -63,6 +70,12 @@ def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str |
     }
     if devices is not None:
         env |= {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # nvidia-smi's numbering
+    if warm:
+        try:
+            return Running(job, WarmProcess(list(job.args), env, layout.CODE_ROOT, log.name), log, started, gpus)
+        except BaseException:
+            log.close()
+            raise
     process = subprocess.Popen(
         job.command(),
         cwd=layout.CODE_ROOT,
@@ -78,15 +91,24 @@ def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str |
 def stop_all(running: list[Running], grace: float = 30.0) -> None:
     """SIGINT to every child (Lightning saves nothing half-written), then SIGKILL after `grace` seconds."""
     for r in running:
-        with_suppressed(os.killpg, r.process.pid, signal.SIGINT)
+        interrupt(r.process.pid, signal.SIGINT)
     deadline = time.time() + grace
     for r in running:
         try:
             r.process.wait(timeout=max(deadline - time.time(), 0.1))
         except subprocess.TimeoutExpired:
-            with_suppressed(os.killpg, r.process.pid, signal.SIGKILL)
+            interrupt(r.process.pid, signal.SIGKILL)
             r.process.wait()
         r.log.close()
+
+
+def interrupt(pid: int, sig: int) -> None:
+    """`sig` to the job's process group (its DataLoader workers too), or to the job alone if it has none yet (a
+    warm child not yet in its own session)."""
+    try:
+        os.killpg(pid, sig)
+    except ProcessLookupError:
+        with_suppressed(os.kill, pid, sig)
 
 
 def with_suppressed(fn: Callable[..., object], *args: object) -> None:
@@ -148,11 +170,13 @@ def run_local(
     jobs_per_gpu: int = 1,
     max_gpu_memory: float = 0.2,
     poll: float = 5.0,
+    cold: bool = False,
 ) -> int:
     """Run the batch; return 0 if every job succeeded (or there was nothing to do), 1 if any failed, 130 if
     interrupted. `gpus` ("0,2,3"), `gpus_per_job`, `jobs_per_gpu` and `max_gpu_memory` (the fraction of a GPU's
     memory others may use before it counts as busy) choose the GPUs (src/runners/gpus.py); `jobs` defaults to as
-    many as the GPUs take, or 2 without GPUs; `poll`: seconds between looks at busy GPUs while waiting."""
+    many as the GPUs take, or 2 without GPUs; `poll`: seconds between looks at busy GPUs while waiting; `cold`:
+    every job a fresh `bin/train.py` process (the default where warm starts are impossible: src/runners/warm.py)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     if jobs is not None and jobs < 1:
@@ -173,9 +197,13 @@ def run_local(
         where = f" on {describe(pool.gpus)} ({each} per GPU)"
     elif cpu_devices == "":
         where = " on CPU (GPUs hidden: --gpus-per-job 0)"
+    why_cold = "--cold" if cold else cold_reason()
+    warm = why_cold is None
     print(
         f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
-        f"at most {slots} at a time{where}, {threads} threads each; logs in {batch.parent / 'logs'}"
+        f"at most {slots} at a time{where}, {threads} threads each, "
+        + ("warm starts" if warm else f"cold starts ({why_cold})")
+        + f"; logs in {batch.parent / 'logs'}"
     )
     queue, running, failed, skipped, elsewhere, durations = list(todo), [], [], [], [], []
     done, next_look = 0, 0.0
@@ -210,7 +238,15 @@ def run_local(
                             next_look = time.time() + poll
                             break
                     devices = visible_devices(chosen) if pool else cpu_devices
-                    running.append(start(queue.pop(0), batch.parent / "logs", threads, chosen, devices))
+                    try:
+                        running.append(start(queue[0], batch.parent / "logs", threads, chosen, devices, warm))
+                    except (OSError, EOFError) as e:  # the warm server could not start or died: start them cold
+                        if not warm:
+                            raise
+                        warm = False
+                        say(f"warm starts failed ({type(e).__name__}: {e}): starting the jobs cold from now on")
+                        running.append(start(queue[0], batch.parent / "logs", threads, chosen, devices))
+                    queue.pop(0)
                     if pool:
                         say(f"started {running[-1].job.run_dir.name} on {describe(chosen)}")
                 time.sleep(0.2)

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import PY, ROOT, header, row, timed  # noqa: E402
 
 BINDINGS = "training_loop.n_epochs=60"

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import PY, alternate, disturbed_note, fmt, header, repeats, row, timed  # noqa: E402
 
 BINDINGS = ["training_loop.n_epochs=20"]
@@ -127,7 +127,7 @@ def summary(t: dict[str, list[float]]) -> dict[str, float]:
 
 
 def one(kind: str) -> dict[str, float]:
-    _, done = timed([PY, "bench/step_phases.py", "--one", kind])
+    _, done = timed([PY, "bench/investigations/step_phases.py", "--one", kind])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import PY, alternate_many, disturbed_note, env, fake_cifar, fmt, header, repeats, row, timed  # noqa: E402
 
 WORKLOADS = {
@@ -110,7 +110,7 @@ def one(kind: str, workload: str = "digits") -> dict[str, float]:
 
 
 def run(kind: str, workload: str, run_env: dict) -> dict[str, float]:
-    _, done = timed([PY, "bench/interleaved_epochs.py", "--one", kind, workload], env=run_env)
+    _, done = timed([PY, "bench/investigations/interleaved_epochs.py", "--one", kind, workload], env=run_env)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Lightning alone: what any Lightning-based template costs before it adds anything.
 
-    python bench/bare_lightning.py configs/cnn.gin [-b "training_loop.n_epochs=10#..."]
+    python bench/investigations/bare_lightning.py configs/cnn.gin [-b "training_loop.n_epochs=10#..."]
 
 The same module (`supervised`), model and data module as bin/train.py, built from the same gin configs, trained by
 a `pl.Trainer` with no callbacks, loggers, checkpoints, progress bar or model summary; validation every epoch,
@@ -19,8 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 
 from handwritten import param  # noqa: E402
 

@@ -4,7 +4,7 @@
 In one process, round after round (the VM's drift cancels within a round):
   plain      a trivial model (Linear 8 -> 2, batches of 64 from a list, Adam) trained by a plain loop
   automatic  the same model and batches in a bare pl.Trainer: no callbacks, logger, checkpoints, progress bar,
-             model summary or validation, a no-op profiler; Lightning's automatic optimisation
+             model summary or validation, default profiler; Lightning's automatic optimisation
   manual     the same with manual optimisation (`manual_backward`, `optimizer.step()`), Lightning's lightest step
   digits     the floor's digits step: configs/cnn.gin's model, batches and transform, the hand-written loop
 Lightning's fixed cost per step = automatic - plain (the model computes next to nothing). Any harness in which
@@ -22,7 +22,7 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import disturbed_note, fmt, guarded, header, repeats, row  # noqa: E402
 
 STEPS, EPOCHS = 100, 5  # per side and round; each side's figure is the median of epochs 2..
@@ -59,8 +59,6 @@ def lightning_epochs(model, batches, manual: bool) -> float:  # noqa: ANN001
     import pytorch_lightning as pl
     import torch
     import torch.nn.functional as F
-
-    from src.profilers import NoProfiler
 
     class Trivial(pl.LightningModule):
         def __init__(self) -> None:
@@ -108,7 +106,6 @@ def lightning_epochs(model, batches, manual: bool) -> float:  # noqa: ANN001
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        profiler=NoProfiler(),
         accelerator="cpu",
     )
     trainer.fit(Trivial())

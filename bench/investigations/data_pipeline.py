@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: common.py
 from common import PY, disturbed_note, env, fake_cifar, fmt, guarded, header, repeats, row, timed  # noqa: E402
 
 WORKLOADS = {
