@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from src import run_dir as layout
 from src import run_lock
@@ -39,7 +40,7 @@ from src.runners.warm import WarmProcess, cold_reason
 class Running:
     job: Job
     process: subprocess.Popen | WarmProcess
-    log: object
+    log: IO[str]
     started: float
     gpus: list[Gpu]
 
@@ -205,7 +206,11 @@ def run_local(
         + ("warm starts" if warm else f"cold starts ({why_cold})")
         + f"; logs in {batch.parent / 'logs'}"
     )
-    queue, running, failed, skipped, elsewhere, durations = list(todo), [], [], [], [], []
+    queue, durations = list(todo), []
+    running: list[Running] = []
+    failed: list[Job] = []
+    skipped: list[Job] = []
+    elsewhere: list[Job] = []
     done, next_look = 0, 0.0
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta {task.fields[eta]}")
     with Progress(*columns, disable=quiet or not sys.stdout.isatty()) as progress:
@@ -233,10 +238,11 @@ def run_local(
                     if pool:
                         if time.time() < next_look:
                             break
-                        chosen = pool.take([r.process.pid for r in running], say)
-                        if chosen is None:
+                        taken = pool.take([r.process.pid for r in running], say)
+                        if taken is None:
                             next_look = time.time() + poll
                             break
+                        chosen = taken
                     devices = visible_devices(chosen) if pool else cpu_devices
                     try:
                         running.append(start(queue[0], batch.parent / "logs", threads, chosen, devices, warm))
@@ -256,7 +262,7 @@ def run_local(
                     if pool:
                         pool.release(r.gpus)
                         next_look = 0.0
-                    code, seconds = r.process.returncode, time.time() - r.started
+                    code, seconds = r.process.poll() or 0, time.time() - r.started
                     record_exit(r.job, code)
                     if code == RunInUse.exit_code:
                         skipped.append(r.job)

@@ -59,6 +59,7 @@ class WarmProcess:
             target=child, args=(list(args), dict(env), str(cwd), str(log_path), entry), name=Path(args[0]).name
         )
         self._process.start()
+        assert self._process.pid is not None  # started
         self.pid: int = self._process.pid
         self.returncode: int | None = None
 
@@ -69,9 +70,10 @@ class WarmProcess:
 
     def wait(self, timeout: float | None = None) -> int:
         self._process.join(timeout)
-        if self.poll() is None:
-            raise subprocess.TimeoutExpired(f"job {self.pid}", timeout)
-        return self.returncode
+        code = self.poll()
+        if code is None:
+            raise subprocess.TimeoutExpired(f"job {self.pid}", timeout or 0.0)
+        return code
 
 
 def child(args: list[str], env: dict[str, str], cwd: str, log_path: str, entry: str = TRAIN_MAIN) -> None:
