@@ -101,7 +101,8 @@ def test_jobs_run_on_the_free_gpus_only_one_per_gpu(experiment, fake_gpus):
 def test_two_jobs_share_a_gpu_with_jobs_per_gpu_2(experiment, fake_gpus):
     env = fake_gpus(3, foreign=[{"gpu": 1, "pid": 1}])
     done = prepare(experiment, "tiny", grid({"training_loop.seed": [0, 1, 2, 3]}))
-    out = run_local(done.batch, "--jobs-per-gpu", "2", env=env)  # --jobs: as many as the GPUs take
+    # --jobs: as many as the GPUs take; --cold: jobs long enough (the imports) to overlap whatever the machine's load
+    out = run_local(done.batch, "--jobs-per-gpu", "2", "--cold", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "4 to run, at most 6 at a time" in out.stdout
     placed = list(placements(done.batch).values())
