@@ -127,6 +127,8 @@ def follow_allocation(flags: dict[str, Any]) -> dict[str, Any]:
         return flags
     per_node, nodes = allocation
     asked = device_count(flags.get("devices", "auto"))
+    if (asked is not None and asked != per_node) or flags.get("num_nodes", nodes) != nodes:
+        give_rank_zero_time()
     if asked is not None and asked != per_node:
         raise UserError(
             f"training_loop.devices={flags['devices']!r} asks for {asked} processes per node, but the SLURM "
@@ -139,6 +141,15 @@ def follow_allocation(flags: dict[str, Any]) -> dict[str, Any]:
             f"(--nodes={nodes}): leave training_loop.num_nodes unset or submit with --nodes {flags['num_nodes']}."
         )
     return {**flags, "devices": per_node if asked is None else flags["devices"], "num_nodes": nodes}
+
+
+def give_rank_zero_time(seconds: float = 5.0) -> None:
+    """Every process finds the same mismatch; the first to exit makes srun stop the others (--kill-on-bad-exit), so
+    the processes other than rank 0 wait a moment: rank 0 records the reason in FAILED first."""
+    import time
+
+    if int(os.environ.get("SLURM_PROCID", "0")) != 0:
+        time.sleep(seconds)
 
 
 def plugins() -> list[Any]:
