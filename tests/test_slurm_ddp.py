@@ -149,7 +149,8 @@ def test_cancelled_two_process_task_resumes_when_resubmitted(slurm, local_ddp, t
     wait_for_step(run, 90)  # epoch 1's last.ckpt is saved
     subprocess.run(["scancel", job_id], check=True)
     wait_for(job_id)
-    assert layout.status(run) not in ("finished", "failed")  # cancelled is not failed
+    failed = run / layout.FAILED
+    assert layout.status(run) not in ("finished", "failed"), failed.read_text() if failed.exists() else ""  # cancelled
 
     job_id = submit(batch, SlurmOptions(max_jobs=1, tasks_per_node=2))
     wait_for(job_id)

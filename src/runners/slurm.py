@@ -59,6 +59,9 @@ if {{ [ "$preempted" -eq 1 ] || [ "$code" -eq 130 ]; }} && [ "$cancelled" -eq 0 
         && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
     requeue
 fi
+# scancel's TERM reaches the processes and this script at about the same time: give it a moment to arrive here
+# before an exit code counts as a failure (a cancelled run resumes when resubmitted)
+if [ "$code" -ne 0 ] && [ "$cancelled" -eq 0 ]; then sleep 3; fi
 if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
         && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
     echo "exit code $code" > "$1/FAILED"
