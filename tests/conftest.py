@@ -90,6 +90,15 @@ def fresh_gin_config():
     gin.clear_config()
 
 
+def experiment_folder(tmp_path, monkeypatch, template: str) -> Path:
+    """An experiment folder `exp` with `template` as its template_config.gin; results under tmp_path/results."""
+    folder = tmp_path / "exp"
+    folder.mkdir()
+    (folder / "template_config.gin").write_text(template)
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    return folder
+
+
 # --- Markers: `make test-fast` deselects `slow` and `slurm` -------------------------------------------------------
 # A test is `slow` when it trains or starts processes, which these fixtures do; nothing to list by hand, so a new
 # test of that kind (yours too) is marked by what it uses. `slurm`: the tests that need the local SLURM cluster.

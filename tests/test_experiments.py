@@ -16,19 +16,14 @@ from src import run_lock
 from src.batch import read_batch
 from src.errors import RunInUse, UserError
 from src.experiment import grid, prepare, random_search
-from tests.conftest import FAST, ROOT, lock_holder
+from tests.conftest import FAST, ROOT, experiment_folder, lock_holder
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\ntraining_loop.n_epochs = 1\n"
 
 
 @pytest.fixture
 def experiment(tmp_path, monkeypatch):
-    """An experiment folder `exp` with a fast template; results under tmp_path/results."""
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    (folder / "template_config.gin").write_text(TEMPLATE)
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    return folder
+    return experiment_folder(tmp_path, monkeypatch, TEMPLATE)
 
 
 def fake_finished(run_dir, config_text):

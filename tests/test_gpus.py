@@ -16,7 +16,7 @@ from src.batch import read_batch
 from src.errors import UserError
 from src.experiment import grid, prepare
 from src.runners import gpus as G
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, experiment_folder
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process trees come from /proc")
 
@@ -27,11 +27,7 @@ TEMPLATE += "training_loop.accelerator = 'cpu'\n"
 
 @pytest.fixture
 def experiment(tmp_path, monkeypatch):
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    (folder / "template_config.gin").write_text(TEMPLATE)
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    return folder
+    return experiment_folder(tmp_path, monkeypatch, TEMPLATE)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from src.experiment import random_search
 from src.experiment_cli import experiment_main
 from src.optuna_search import STUDY_FILE, journal_storage, optuna_search
 from src.runners.local import run_local
-from tests.conftest import FAST, ROOT
+from tests.conftest import FAST, ROOT, experiment_folder
 from tests.test_slurm import slurm, wait_for  # noqa: F401  (the SLURM cluster fixture)
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\n"
@@ -40,11 +40,7 @@ def search(**changes):
 
 @pytest.fixture
 def experiment(tmp_path, monkeypatch):
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    (folder / "template_config.gin").write_text(TEMPLATE)
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    return folder
+    return experiment_folder(tmp_path, monkeypatch, TEMPLATE)
 
 
 def load_study(experiment, name="bayes"):
