@@ -162,6 +162,37 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
     )
 
 
+PEER_STOPPED = """
+import sys, types
+from src.callbacks.preemption import Preemption
+trainer = types.SimpleNamespace(world_size=2, strategy=types.SimpleNamespace(launcher=None))  # started by srun
+callback = Preemption(sys.argv[1], peer_grace_s=float(sys.argv[2]))
+callback.on_train_start(trainer, None)
+print("training", flush=True)
+callback.on_exception(trainer, None, RuntimeError("Connection reset by peer"))  # the other process was cancelled
+print("counts as failed", flush=True)
+"""
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_an_error_from_a_stopped_peer_waits_for_this_process_own_sigterm(tmp_path, env, cancelled):
+    """scancel's TERM reaches srun's processes one after another: the error that the first one's end causes in the
+    others must not fail the run when their own TERM follows; without a TERM it fails after the grace."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", PEER_STOPPED, str(tmp_path), "30" if cancelled else "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    assert child.stdout.readline() == "training\n"
+    if cancelled:
+        time.sleep(0.5)
+        child.send_signal(signal.SIGTERM)
+    out, _ = child.communicate(timeout=60)
+    assert (child.returncode, out) == ((-signal.SIGTERM, "") if cancelled else (0, "counts as failed\n"))
+
+
 def test_preemption_warning_during_start_up_stops_before_training(train, tmp_path):
     """bin/train.py listens for SIGUSR1 from its start: a warning before fit stops the run at its first epoch
     (nothing to save yet) instead of killing the process with the signal's default action."""

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ import pytorch_lightning as pl
 from src import preemption_signal
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
+from src.errors import UserError
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import STEP_OUTPUT
@@ -37,9 +39,10 @@ class Preempted(KeyboardInterrupt):
 
 
 class Preemption(pl.Callback):
-    def __init__(self, run_dir: str, ddp_every_n_steps: int = 10) -> None:
+    def __init__(self, run_dir: str, ddp_every_n_steps: int = 10, peer_grace_s: float = 5.0) -> None:
         self.checkpoint = Path(run_dir) / layout.PREEMPTED_CKPT
         self.ddp_every_n_steps = ddp_every_n_steps
+        self.peer_grace_s = peer_grace_s
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         preemption_signal.listen()  # bin/train.py listens from its start; in-process callers from here
@@ -49,6 +52,13 @@ class Preemption(pl.Callback):
 
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         die_on_sigterm(trainer)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # scancel's TERM reaches the processes one after another: a process it ended first breaks the collective
+        # this one is in ("Connection reset by peer"). Wait a moment for this process's own TERM (which ends it, see
+        # die_on_sigterm) before the error counts as the run's failure; a real failure is recorded a moment later.
+        if isinstance(exception, Exception) and not isinstance(exception, UserError) and terminates_on_sigterm(trainer):
+            time.sleep(self.peer_grace_s)
 
     def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
         if trainer.world_size > 1:  # the signal reaches one process; all of them save and stop together
@@ -81,14 +91,18 @@ class Preemption(pl.Callback):
         raise Preempted
 
 
+def terminates_on_sigterm(trainer: pl.Trainer) -> bool:
+    """Several processes started by srun or torchrun (Lightning's own subprocesses keep its handler)."""
+    return trainer.world_size > 1 and trainer.strategy.launcher is None
+
+
 def die_on_sigterm(trainer: pl.Trainer) -> None:
     """With several processes started by srun (or torchrun), SIGTERM (scancel, the time limit) ends each at once, as
     it would without Lightning: Lightning's handler (set just before training or testing) broadcasts from inside the
     signal handler, which breaks the collective another process is in and fails the run. Every file of the run
     folder is written atomically; the resubmitted run resumes from its last checkpoint. (Processes Lightning
     started itself keep its handler, which stops them.)"""
-    external = trainer.strategy.launcher is None
-    if trainer.world_size > 1 and external and threading.current_thread() is threading.main_thread():
+    if terminates_on_sigterm(trainer) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
@@ -111,7 +125,8 @@ def requeue() -> str:
 
 
 @CALLBACKS.register("preemption")
-def preemption(run_dir: str, ddp_every_n_steps: int = 10) -> Preemption:
+def preemption(run_dir: str, ddp_every_n_steps: int = 10, peer_grace_s: float = 5.0) -> Preemption:
     """ddp_every_n_steps: with several processes, how often they agree on whether the warning came (~10 steps must
-    take well under SLURM's 90 s notice)."""
-    return Preemption(run_dir, ddp_every_n_steps=ddp_every_n_steps)
+    take well under SLURM's 90 s notice). peer_grace_s: with several processes, how long an error waits for a
+    cancel's TERM before it fails the run."""
+    return Preemption(run_dir, ddp_every_n_steps=ddp_every_n_steps, peer_grace_s=peer_grace_s)
