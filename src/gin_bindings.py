@@ -22,6 +22,7 @@ _INT = re.compile(r"-?(?:0|[1-9][0-9]*)")
 _FLOAT = re.compile(r"-?(?:[0-9]+\.[0-9]*|\.[0-9]+|[0-9]+(?=[eE]))(?:[eE][-+]?[0-9]+)?")
 _PLAIN_STRING = re.compile(r"'[^'\\\n]*'|\"[^\"\\\n]*\"")  # quoted, no escapes: the text between the quotes
 _CONSTANTS = {"True": True, "False": False, "None": None}
+INCLUDE = re.compile(r"""^\s*include\s+(['"])(?P<path>.+?)\1\s*(#.*)?$""", re.MULTILINE)  # a gin `include` line
 
 
 class _Macro:
@@ -178,3 +179,20 @@ def _parse_with_gin(text: str) -> dict[str, Any]:
 def scalar_hparams(bindings: dict[str, Any]) -> dict[str, Any]:
     """The bindings as tracker-friendly scalars (lists and dicts become their repr)."""
     return {k: v if isinstance(v, (int, float, str, bool)) or v is None else repr(v) for k, v in bindings.items()}
+
+
+def included_text(path: Path, depth: int = 0) -> str:
+    """A gin file's text with its `include` lines replaced by the included files (gin's search path: the file's
+    folder, the repository root); an include that is not found, or nested over 20 deep, becomes an empty line."""
+    from src.run_dir import CODE_ROOT
+
+    lines = []
+    for line in Path(path).read_text().splitlines():
+        match = INCLUDE.fullmatch(line)
+        if match and depth < 20:
+            places = (Path(path).parent / match["path"], CODE_ROOT / match["path"])
+            target = next((p for p in places if p.is_file()), None)
+            lines.append(included_text(target, depth + 1) if target else "")
+        else:
+            lines.append(line)
+    return "\n".join(lines) + "\n"

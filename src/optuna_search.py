@@ -22,7 +22,6 @@ sequence of prepare/run/prepare gives the same trials, and later batches never r
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from src import run_dir as layout
 from src.errors import UserError
 from src.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
+from src.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
 
 if TYPE_CHECKING:
     import optuna
@@ -39,62 +39,10 @@ if TYPE_CHECKING:
 
 STUDY_FILE = "optuna.journal"  # in the search's results folder, next to its run folders
 CALLBACK = "optuna_pruning"  # src/callbacks/optuna_pruning.py
-PRUNER = "pruner"  # the study's user attribute naming its pruner and options: runs rebuild it from the storage
-SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "qmc": "QMCSampler", "gp": "GPSampler"}
-PRUNERS = {
-    "median": "MedianPruner",
-    "percentile": "PercentilePruner",
-    "successive_halving": "SuccessiveHalvingPruner",
-    "hyperband": "HyperbandPruner",
-    "threshold": "ThresholdPruner",
-    "none": "NopPruner",
-}
-KINDS = ("log", "uniform", "int", "log_int")
-SPACE_HELP = "a list of choices, ('log', lo, hi), ('uniform', lo, hi), ('int', lo, hi) or ('log_int', lo, hi)"
 
 
 def storage_path(runs_dir: Path) -> Path:
     return Path(runs_dir) / STUDY_FILE
-
-
-def journal_storage(path: Path) -> optuna.storages.BaseStorage:
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(path)))
-
-
-def distribution(key: str, spec: Any) -> optuna.distributions.BaseDistribution:
-    """The Optuna distribution of a space entry (the syntax of random_search); one line naming what is wrong."""
-    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
-
-    if isinstance(spec, list):
-        bad = [v for v in spec if v is not None and not isinstance(v, (bool, int, float, str))]
-        if not spec or bad:
-            what = "no choices" if not spec else f"the choice {bad[0]!r}"
-            raise UserError(
-                f"Space entry {key!r} has {what}: Optuna's choices are None, bool, int, float or str "
-                "(give a string and map it in the template, e.g. a gin macro)."
-            )
-        return CategoricalDistribution(spec)
-    if not (isinstance(spec, tuple) and len(spec) == 3 and spec[0] in KINDS):
-        raise UserError(f"Space entry {key!r} = {spec!r} is not a distribution Optuna can express: use {SPACE_HELP}.")
-    kind, low, high = spec
-    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high))
-    integers = all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high))
-    if not numbers or not low < high or (kind.startswith("int") or kind == "log_int") and not integers:
-        raise UserError(f"Space entry {key!r} = {spec!r}: lo and hi must be finite numbers (integers for {kind!r}) "
-                        "with lo < hi.")  # fmt: skip
-    if kind.startswith("log") and low <= 0:
-        raise UserError(f"Space entry {key!r} = {spec!r}: a log scale needs lo > 0.")
-    if kind in ("int", "log_int"):
-        return IntDistribution(low, high, log=kind == "log_int")
-    return FloatDistribution(float(low), float(high), log=kind == "log")
-
-
-def name_value(value: Any) -> Any:
-    return float(f"{value:.3g}") if isinstance(value, float) else value
 
 
 @dataclass
@@ -338,17 +286,6 @@ def optuna_search(
     )  # fmt: skip
 
 
-def make_pruner(name: str, options: dict[str, Any]) -> optuna.pruners.BasePruner:
-    import optuna
-
-    if name not in PRUNERS:
-        raise UserError(f"Unknown pruner {name!r}. Valid pruners: {', '.join(PRUNERS)}.")
-    try:
-        return getattr(optuna.pruners, PRUNERS[name])(**options)
-    except TypeError as e:
-        raise UserError(f"Bad pruner_options for {name!r}: {e}.") from e
-
-
 def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
     """The best value of `metric` over the run's epochs (history.csv); a metric the run does not log is one line."""
     import csv
@@ -370,7 +307,7 @@ def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
 def template_callbacks(template: Path) -> list[str]:
     """training_loop.callbacks as the template sets it (includes followed), else training_loop's default: the
     points add the pruning callback to these."""
-    from src.gin_bindings import parse_bindings
+    from src.gin_bindings import included_text, parse_bindings
 
     found = parse_bindings(included_text(template)).get("training_loop.callbacks")
     if found is None:
@@ -378,19 +315,3 @@ def template_callbacks(template: Path) -> list[str]:
 
         found = own_defaults()["callbacks"]
     return list(found)
-
-
-def included_text(path: Path, depth: int = 0) -> str:
-    """A gin file's text with its `include` lines replaced by the included files (gin's search path: the file's
-    folder, the repository root)."""
-    import re
-
-    lines = []
-    for line in Path(path).read_text().splitlines():
-        match = re.fullmatch(r"\s*include\s+['\"](.+)['\"]\s*(#.*)?", line)
-        if match and depth < 20:
-            target = next((p for p in (Path(path).parent / match[1], layout.CODE_ROOT / match[1]) if p.is_file()), None)
-            lines.append(included_text(target, depth + 1) if target else "")
-        else:
-            lines.append(line)
-    return "\n".join(lines) + "\n"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -25,13 +24,11 @@ from typing import TYPE_CHECKING
 from src import environment
 from src import run_dir as layout
 from src.errors import UserError
-from src.gin_bindings import parse_bindings
+from src.gin_bindings import INCLUDE, parse_bindings
 from src.secrets import MASK
 
 if TYPE_CHECKING:
     from src.run_compare import Difference
-
-INCLUDE = re.compile(r"""^\s*include\s+(['"])(?P<path>.+?)\1""", re.MULTILINE)
 
 
 @dataclass

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from src.errors import UserError
-from src.gin_bindings import parse_bindings
+from src.gin_bindings import included_text, parse_bindings
 from tests.conftest import ROOT
 
 TRICKY = """
@@ -42,6 +42,19 @@ def test_parse_bindings_handles_scopes_macros_multiline():
     assert c["some.call"] == "@cnn()"
     assert c["nested/scope/mlp.hidden"] == (128, 64)
     assert c["block.value"] == {"a": 1, "b": [1, 2]}
+
+
+def test_included_text_follows_includes_relative_then_from_the_repository(tmp_path):
+    (tmp_path / "base.gin").write_text("supervised.lr = 0.1\ninclude 'missing.gin'\n")
+    (tmp_path / "mine.gin").write_text("include \"configs/cnn.gin\"\ninclude 'base.gin'  # mine\ncnn.n_blocks = 1\n")
+    bindings = parse_bindings(included_text(tmp_path / "mine.gin"))
+    assert bindings["supervised.lr"] == 0.1 and bindings["cnn.n_blocks"] == 1  # the includer's value comes last
+    assert (
+        bindings["training_loop.data"]
+        == parse_bindings((ROOT / "configs" / "cnn.gin").read_text())["training_loop.data"]
+    )
+    (tmp_path / "loop.gin").write_text("include 'loop.gin'\nsupervised.lr = 0.2\n")
+    assert parse_bindings(included_text(tmp_path / "loop.gin"))["supervised.lr"] == 0.2  # stops, never recurses forever
 
 
 def test_load_C_reads_config_gin(tmp_path):

@@ -30,7 +30,7 @@ class OptunaPruning(pl.Callback):
         if self._trial is None:
             import optuna
 
-            from src.optuna_search import PRUNER, journal_storage, make_pruner
+            from src.optuna_parts import PRUNER, journal_storage, make_pruner
 
             if not Path(self.storage).is_file():
                 raise UserError(f"optuna_pruning.storage {self.storage!r} does not exist (run `main.py prepare`).")
