@@ -165,6 +165,8 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
             rows.append({"run": str(run), "status": status, **summarize(run), **stop_columns(run), **load_C(run)})
         except UserError as e:
             rows.append({"run": str(run), "status": "damaged", "damaged": str(e)})
+        except OSError as e:  # a file that cannot be read (a folder, a FIFO, a link, no permission)
+            rows.append({"run": str(run), "status": "damaged", "damaged": f"{e.filename or run}: {e.strerror or e}"})
     return pd.DataFrame(rows)
 
 

@@ -209,8 +209,10 @@ def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> 
     beat = Path(run_dir) / HEARTBEAT
     try:
         age = (time.time() if now is None else now) - beat.stat().st_mtime
+        if not beat.is_file():  # damaged (a folder, a FIFO): reading could fail or hang
+            return True
         interval = float(beat.read_text().strip() or 0)
-    except (FileNotFoundError, ValueError):
+    except (OSError, ValueError):
         return True
     return age > max(STALE_HEARTBEATS * interval, MIN_STALE_SECONDS)
 
@@ -234,13 +236,26 @@ def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
     return "pending"
 
 
+def check_plain(run_dir: str | os.PathLike) -> None:
+    """A run folder to train in holds only plain files and folders: a link (or a FIFO, socket or device) in a
+    received folder would make the run write outside it (appending to stdout.txt, taking LOCK, saving into
+    tensorboard/) or hang. One line naming the first such entry."""
+    import stat
+
+    for folder, dirs, files in os.walk(run_dir):  # never follows links
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            mode = path.lstat().st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                what = "a link" if stat.S_ISLNK(mode) else "not a plain file"
+                raise UserError(f"{path} is {what}: a run folder holds only plain files and folders; remove it, then "
+                                "re-run.")  # fmt: skip
+
+
 def save_inputs(run_dir: str | os.PathLike, config_files: Sequence[str], bindings: Sequence[str]) -> None:
     """Copies of the input config files (under configs/) and the bindings, one per line."""
     run_dir = Path(run_dir)
     folder = run_dir / INPUT_CONFIGS
-    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        # A received run folder whose configs/ links elsewhere: the copies would be written outside the run.
-        raise UserError(f"{folder} is not a folder of the run (a link or a file): remove it, then re-run.")
     folder.mkdir(exist_ok=True)
     used: set[str] = set()
     for i, path in enumerate(config_files):
@@ -317,7 +332,7 @@ def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Itera
     processes get a bare Attempt). Creates the folder, takes its lock before anything is written or removed (a folder
     in use stays untouched), clears half-written files and sets unusable checkpoints aside, copies stdout/stderr into
     it; on an error writes FAILED with the reason, or removes the folder if this call created it and training never
-    started; releases the lock."""
+    started; releases the lock. A folder holding links or special files is refused before anything is written."""
     attempt = Attempt()
     if not owner:
         yield attempt
@@ -325,6 +340,7 @@ def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Itera
     from src import run_lock
 
     created = make(save_dir)
+    check_plain(save_dir)
     run_lock.acquire(save_dir)
     try:
         remove_partial_files(save_dir)

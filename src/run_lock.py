@@ -6,9 +6,11 @@ itself only records who held it last (pid and host), for the error message.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
+import stat
 from pathlib import Path
 
 from src.errors import RunInUse
@@ -22,7 +24,8 @@ def acquire(run_dir: str | Path) -> None:
     key = str(Path(run_dir).resolve())
     if key in _held:
         return
-    fd = os.open(Path(run_dir) / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    # never through a link (a received folder's LOCK could point at any file, which would be overwritten)
+    fd = os.open(Path(run_dir) / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -45,13 +48,16 @@ def release(run_dir: str | Path) -> None:
 
 
 def is_held(run_dir: str | Path) -> bool | None:
-    """Whether some process holds the run's lock (None if the run never took one)."""
+    """Whether some process holds the run's lock (None if the run never took one). A LOCK that is a link or not a
+    plain file (a FIFO would block the open) raises OSError: the run folder is damaged."""
     path = Path(run_dir) / LOCK
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a plain file", str(path))
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True

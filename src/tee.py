@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +56,7 @@ class Redacted:
 
 @contextlib.contextmanager
 def tee_output(stdout_path: str | Path, stderr_path: str | Path) -> Iterator[None]:
-    with open(stdout_path, "a", buffering=1) as out, open(stderr_path, "a", buffering=1) as err:
+    with append(stdout_path) as out, append(stderr_path) as err:
         old_out, old_err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = Tee(old_out, out), Tee(old_err, err)
         # Lightning logs through handlers that captured the original stderr at import time.
@@ -71,3 +72,9 @@ def tee_output(stdout_path: str | Path, stderr_path: str | Path) -> Iterator[Non
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = old_out, old_err
+
+
+def append(path: str | Path) -> IO[str]:
+    """A text file opened for appending, line-buffered, never through a link (it would write outside the run)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, "a", buffering=1)

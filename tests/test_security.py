@@ -2,6 +2,7 @@
 folder never overwrites the repository nor hides runs, no value can break out of a generated script's line, and
 error lines are masked."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from src import run_dir as layout
+from src import run_lock
 from src.errors import UserError
 from tests.conftest import ROOT
 
@@ -145,9 +147,42 @@ def test_a_run_folder_whose_configs_links_elsewhere_writes_nothing_there(train, 
     elsewhere.mkdir()
     shutil.rmtree(run / layout.INPUT_CONFIGS)
     (run / layout.INPUT_CONFIGS).symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(UserError, match="configs is not a folder of the run"):
+    with pytest.raises(UserError, match="configs is a link: a run folder holds only plain files and folders"):
         train(run, "training_loop.n_epochs = 2")
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [run_lock.LOCK, layout.STDOUT, layout.STDERR, "tensorboard"])
+def test_resuming_a_received_folder_with_a_link_writes_nothing_through_it(train, trained, tmp_path, name):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / layout.FINISHED).unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(victim)
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(UserError, match=f"{name} is a link: a run folder holds only plain files and folders"):
+        train(run, "training_loop.n_epochs = 2")
+    assert victim.read_text() == "precious\n" and sorted(p.name for p in run.iterdir()) == before
+
+
+def test_a_lock_or_heartbeat_that_is_no_plain_file_marks_its_run_damaged_and_the_others_load(trained, tmp_path):
+    from src.results import load_runs
+
+    for name in ("fifo", "folder", "ok"):
+        shutil.copytree(trained, tmp_path / name)
+        (tmp_path / name / layout.FINISHED).unlink()
+        (tmp_path / name / layout.HEARTBEAT).write_text("5\n")
+    (tmp_path / "fifo" / run_lock.LOCK).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / "fifo" / run_lock.LOCK)  # opening it to read would block for ever
+    (tmp_path / "folder" / layout.HEARTBEAT).unlink()
+    (tmp_path / "folder" / layout.HEARTBEAT).mkdir()
+    runs = load_runs(tmp_path).set_index("run")
+    assert runs.loc[str(tmp_path / "fifo"), "status"] == "damaged"
+    assert "LOCK" in runs.loc[str(tmp_path / "fifo"), "damaged"]
+    assert runs.loc[str(tmp_path / "folder"), "status"] == "dead"  # its heartbeat tells nothing: not running
+    assert runs.loc[str(tmp_path / "ok"), "status"] == "dead"  # a free lock: the process is gone
 
 
 @pytest.mark.parametrize("bad", ["x\ntouch PWNED", "x\rtouch PWNED", "x\u2028y"])

@@ -39,7 +39,7 @@ requeue() {{
     exit 130
 }}
 # another process holds the run folder's lock (rank 0 exited 75, srun then stopped the others): not a failure
-in_use() {{ [ -e "$1/LOCK" ] && command -v flock >/dev/null && ! flock -n "$1/LOCK" true; }}
+in_use() {{ [ -f "$1/LOCK" ] && [ ! -L "$1/LOCK" ] && command -v flock >/dev/null && ! flock -n "$1/LOCK" true; }}
 export OMP_NUM_THREADS="${{SLURM_CPUS_PER_TASK:-1}}" PYTHONPATH={root} {requeued_by_script}=1
 echo "$(date -Is) task $task on $SLURM_JOB_NODELIST: $SLURM_NTASKS process(es) on $SLURM_JOB_NUM_NODES node(s): $1"
 [ "$preempted" -eq 0 ] || requeue
@@ -63,7 +63,7 @@ fi
 # before an exit code counts as a failure (a cancelled run resumes when resubmitted)
 if [ "$code" -ne 0 ] && [ "$cancelled" -eq 0 ]; then sleep 3; fi
 if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
-        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && ! in_use "$1"; then
+        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && [ ! -L "$1/FAILED" ] && ! in_use "$1"; then
     echo "exit code $code" > "$1/FAILED"
 fi
 exit $code
