@@ -242,7 +242,7 @@ def check_plain(run_dir: str | os.PathLike) -> None:
     tensorboard/) or hang. One line naming the first such entry."""
     import stat
 
-    for folder, dirs, files in os.walk(run_dir):  # never follows links
+    for folder, dirs, files in os.walk(Path(run_dir)):  # never follows links
         for name in [*dirs, *files]:
             path = Path(folder) / name
             mode = path.lstat().st_mode
