@@ -53,10 +53,12 @@ def check_run_config(
     text: str, path: str | Path, known: Callable[[str], bool], remedy: str = "restore it from where the run came from"
 ) -> None:
     """Refuse a stored config.gin that could run code when gin reads it: only `[scope/]configurable.param = value`
-    bindings of `known` configurables and macros `NAME = value` are allowed, values being Python literals, macros
-    (`%NAME`) and references to `known` configurables (`@name`, `@name()`). `import`, `from __gin__ import ...` and
-    `include` lines, and anything referring to another name (`@os.system()`), are a one-line UserError naming the
-    file and line. Run folders are shared (rsync, archives): a received one must never run code when read."""
+    bindings of `known` configurables and macros `NAME = value` are allowed, values being Python literals and macros
+    (`%NAME`). `import`, `from __gin__ import ...` and `include` lines, and references (`@os.system()`, and `@name`
+    or `@name()` of a registered configurable too: gin would call it while reading, and some have side effects,
+    e.g. a tracker's client) are a one-line UserError naming the file and line. The template never writes references:
+    models, data, modules, callbacks and loggers are chosen by name. Run folders are shared (rsync, archives): a
+    received one must never run code when read."""
     recorder = _Recorder()
     parser = config_parser.ConfigParser(text, recorder)
     while True:
@@ -80,14 +82,12 @@ def check_run_config(
             problem = "not a binding"
         elif statement.arg_name and not known(statement.selector):
             problem = f"a binding of {statement.selector!r}, which is not a registered configurable"
-        else:
-            unknown = [name for name in recorder.references if not known(name)]
-            if unknown:
-                problem = f"a reference to @{unknown[0]}, which is not a registered configurable"
+        elif recorder.references:
+            problem = f"a reference to @{recorder.references[0]} (gin would call it while reading)"
         if problem:
             raise UserError(
                 f"{path}, line {line}: refused to read {problem}: a run folder's config holds only bindings of "
-                "registered configurables to literal values (reading it must never run code); {remedy}."
+                f"registered configurables to literal values (reading it must never run code); {remedy}."
             )
 
 

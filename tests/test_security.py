@@ -89,6 +89,8 @@ def test_loading_a_received_run_never_runs_its_code(trained, tmp_path, monkeypat
     "payload, refused",
     [
         ("supervised.lr = @os.system()", "a reference to @os.system"),
+        ("digits.batch_size = @mlflow()", r"a reference to @mlflow \(gin would call it while reading\)"),
+        ("supervised.optimizer = @cnn", "a reference to @cnn"),
         ("os.system.command = 'ls'", "a binding of 'os.system'"),
         ("include '/tmp/elsewhere.gin'", "an include"),
         ("supervised.lr = foo(1)", "unreadable gin config"),
@@ -102,13 +104,13 @@ def test_a_received_config_holds_only_registered_bindings_of_literals(trained, t
         load_model(run)
 
 
-def test_macros_and_references_to_registered_configurables_are_read():
+def test_macros_scopes_and_literals_of_registered_configurables_are_read():
     from src import config
     from src.gin_bindings import check_run_config, known_configurable
 
     config.register_everything()
     text = "LR = 0.01\nsupervised.lr = %LR\nscope/cnn.width = 8\ntraining_loop.callbacks = ['progress_log']\n"
-    check_run_config(text + "supervised.optimizer = @cnn\n", "config.gin", known_configurable)
+    check_run_config(text, "config.gin", known_configurable)
 
 
 def test_resuming_a_received_run_never_runs_its_code(train, trained, tmp_path):
