@@ -121,9 +121,18 @@ def config_changes(
         (k, old.get(k, missing), new.get(k, missing))
         for k in sorted(set(old) | set(new))
         if not may_change(k)
-        and old.get(k, missing) != new.get(k, missing)
+        and same_kind(old.get(k, missing)) != same_kind(new.get(k, missing))
         and not one_side_default(k, old, new, defaults or {})
     ]
+
+
+def same_kind(value: Any) -> Any:
+    """A value with its lists as tuples: gin takes either for a sequence (`['a']` and the default `('a',)`)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(same_kind(v) for v in value)
+    if isinstance(value, dict):
+        return {k: same_kind(v) for k, v in value.items()}
+    return value
 
 
 def one_side_default(binding: str, old: dict, new: dict, defaults: dict[str, Any]) -> bool:

@@ -282,6 +282,15 @@ def test_config_guard(train, tmp_path):
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2, 3]
 
 
+def test_a_list_given_for_the_same_tuple_is_no_config_change():
+    from src.resume import config_changes
+
+    stored = "training_loop.callbacks = ('progress_log',)\nsupervised.lr = 0.1\n"  # gin writes the default tuple
+    assert config_changes(stored, "training_loop.callbacks = ['progress_log']\nsupervised.lr = 0.1\n") == []
+    changed = config_changes(stored, "training_loop.callbacks = ['progress_log', 'ema']\nsupervised.lr = 0.1\n")
+    assert changed == [("training_loop.callbacks", ("progress_log",), ["progress_log", "ema"])]
+
+
 def test_nan_loss_stops_the_run(train, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(UserError, match=r"Training loss is (nan|inf) at step \d+ \(epoch 2\)"):
