@@ -92,7 +92,7 @@ def describe_diff(run: str | Path) -> str:
 def diff_environment(a: str | Path, b: str | Path) -> list[tuple[str, object, object]]:
     """(what, in a, in b) for what differs in the environment: git commit, uncommitted changes (git_diff.patch),
     host, device, Python and every package version (only the few in meta.json for runs without packages.txt)."""
-    ma, mb = environment.read_meta(a), environment.read_meta(b)
+    ma, mb = layout.read_meta(a), layout.read_meta(b)
     missing = environment.MISSING
     rows: list[tuple[str, object, object]] = [
         (label, ma.get(key, missing), mb.get(key, missing))
