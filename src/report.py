@@ -166,19 +166,23 @@ def run_curve(row: pd.Series, metric: str) -> tuple[pd.Series, int | None] | Non
     try:
         history = load_H(run)
     except UserError as e:
-        return skip(str(e))
+        skip(str(e))
+        return None
     if metric not in history or not len(history):
         return None
     if "epoch" not in history or not pd.api.types.is_numeric_dtype(history["epoch"]):
-        return skip(f"{run / layout.HISTORY} is damaged: no numeric epoch column")
+        skip(f"{run / layout.HISTORY} is damaged: no numeric epoch column")
+        return None
     curve = history.set_index("epoch")[metric]
     if not curve.index.is_unique:
-        return skip(f"{run / layout.HISTORY} is damaged: an epoch appears twice")
+        skip(f"{run / layout.HISTORY} is damaged: an epoch appears twice")
+        return None
     if not stopped_early(row):
         return curve, None
     stop = pd.to_numeric(pd.Series([row["stop_epoch"]]), errors="coerce").iloc[0]
     if stop not in curve.index:
-        return skip(f"{run / layout.META} is damaged: it stopped early at epoch {row['stop_epoch']!r}, not in history")
+        skip(f"{run / layout.META} is damaged: it stopped early at epoch {row['stop_epoch']!r}, not in history")
+        return None
     return curve, int(stop)
 
 
