@@ -244,7 +244,7 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--csv", action="store_true", help="print CSV instead of a table")
 
     def main(args: argparse.Namespace) -> None:
-        from src.runs_table import METRICS, runs_table, short_headers
+        from src.runs_table import runs_table, short_headers
         from src.tables import print_frame
 
         if not Path(args.folder).is_dir():
@@ -256,7 +256,7 @@ def runs_main(argv: Sequence[str] | None = None) -> int:
             table.to_csv(sys.stdout, index=False)
         else:
             # on a narrow terminal the age, then the bindings from the right are left out before the metrics
-            keep = ["run", "status", *METRICS]
+            keep = ["run", "status", *table.attrs["metrics"]]
             table.columns = headers = short_headers(table.columns)
             print_frame(table, f"{len(table)} runs in {args.folder}", keep=[h for h in headers if h in keep])
 

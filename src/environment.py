@@ -7,7 +7,6 @@ No training code and no torch at import: results analysis uses this module too.
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from importlib import metadata
@@ -62,19 +61,12 @@ def parse_packages(text: str) -> dict[str, str]:
     return {canonical(name.strip()): version.strip() for name, version in pairs}
 
 
-def read_meta(run: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(run) / layout.META).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
 def recorded_packages(run: str | Path) -> tuple[dict[str, str], bool]:
     """(packages, complete): packages.txt, else the few versions in meta.json (older runs; complete=False)."""
     path = Path(run) / layout.PACKAGES
     if path.is_file():
         return parse_packages(path.read_text()), True
-    versions = read_meta(run).get("versions", {})
+    versions = layout.read_meta(run).get("versions", {})
     return {canonical(k): v for k, v in versions.items() if k != "python"}, False
 
 

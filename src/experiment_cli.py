@@ -64,7 +64,7 @@ def adaptive(
         if runs:
             print(f"told the study {len(runs)} {state}: {', '.join(runs)}")
     for run in done.told.failed:
-        print(f"  failed: {run}: {first_line(experiment_dir, name, run)}")
+        print(f"  failed: {run}: {done.told.reasons.get(run) or first_line(experiment_dir, name, run)}")
     if not done.todo:
         print(f"the budget of {search.n_trials} trials is spent: nothing to run ({done.batch} is empty)")
         return

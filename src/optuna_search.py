@@ -10,7 +10,8 @@ log with a lock file, safe on the network file systems of clusters, where SQLite
 the source of truth: a trial is RUNNING until its run is told, and its run folder's name follows from its number and
 parameters. A killed run stays RUNNING and is written into the next batch again (same trial, resumed); a finished
 run is told COMPLETE with its best value of the metric, a pruned one PRUNED, a failed one FAIL (then a new trial
-takes its place in the budget). Telling twice is harmless (skip_if_finished).
+takes its place in the budget), as is a finished one without a readable history or a finite value of the metric.
+Telling twice is harmless (skip_if_finished).
 
 Pruning: every run gets the `optuna_pruning` callback (src/callbacks/optuna_pruning.py), which reports the metric to
 the study each epoch and stops the run when the study's pruner rejects it (status `pruned`).
@@ -52,6 +53,7 @@ class Told:
     complete: list[str] = field(default_factory=list)
     pruned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a finished run was told FAIL (no value to tell)
 
 
 @dataclass
@@ -194,7 +196,13 @@ class OptunaSearch:
             run = self.run_of(trial)
             status = layout.status(runs_dir / run)
             if status == "finished":
-                value = best_value(runs_dir / run, self.metric, study.direction.name.lower() == "maximize")
+                try:
+                    value = best_value(runs_dir / run, self.metric, study.direction.name.lower() == "maximize")
+                except NoValue as e:
+                    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                    told.failed.append(run)
+                    told.reasons[run] = str(e)
+                    continue
                 study.tell(trial.number, value, skip_if_finished=True)
                 told.complete.append(run)
             elif status == "pruned":
@@ -286,21 +294,36 @@ def optuna_search(
     )  # fmt: skip
 
 
+class NoValue(Exception):
+    """A finished run that gives its trial no value (history.csv missing, unreadable, or the metric never finite):
+    the trial is told FAIL, and a new one takes its place."""
+
+
 def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
-    """The best value of `metric` over the run's epochs (history.csv); a metric the run does not log is one line."""
+    """The best value of `metric` over the run's epochs (history.csv); a metric the run does not log is one line,
+    a history without a finite value of it NoValue (why, naming the file)."""
     import csv
 
-    with open(run_dir / layout.HISTORY, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = list(rows[0]) if rows else []
-    values = [float(row[metric]) for row in rows if row.get(metric) not in (None, "")]
-    values = [v for v in values if v == v]
-    if not values:
+    path = run_dir / layout.HISTORY
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+        texts = [row[metric] for row in rows if row.get(metric) not in (None, "")]
+        values = [v for v in map(float, texts) if v == v]
+    except FileNotFoundError as e:
+        raise NoValue(f"{path} is missing") from e
+    except (OSError, ValueError, csv.Error) as e:  # undecodable bytes, NUL characters, a value that is no number
+        raise NoValue(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if columns and metric not in columns:
         logged = ", ".join(c for c in columns if c not in ("epoch", "step", "lr", "epoch_time", "examples_per_s"))
         raise UserError(
             f"The runs do not log {metric!r} ({run_dir.name}/{layout.HISTORY} has {logged or 'no metrics'}): "
             "choose one of those as optuna_search(metric=...)."
         )
+    if not values:
+        raise NoValue(f"{path} has no finite {metric} (NaN or empty in every epoch)")
     return max(values) if maximize else min(values)
 
 

@@ -48,6 +48,12 @@ def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[Parts, 
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise UserError(f"Cannot load {path} safely (weights_only=True): {str(e).splitlines()[0]}") from e
-    parts.module.load_state_dict(state["state_dict"])
+    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
+        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict).")
+    try:
+        parts.module.load_state_dict(state["state_dict"])
+    except RuntimeError as e:  # missing, unexpected or mis-shaped weights: saved by another model
+        reason = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
+        raise UserError(f"{path} does not fit the model its run's {layout.CONFIG} builds: {reason[:300]}") from e
     parts.module.eval()
     return parts, args

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any, cast
 import pandas as pd
 
 from src import metric_directions
+from src import run_dir as layout
+from src.errors import UserError
 from src.experiment import REPLICATES, Point, experiment_runs_dir, gin_value, run_names, swept_keys
 from src.results import higher_is_better, load_H, load_runs
 from src.tables import fmt, print_frame
@@ -98,16 +101,17 @@ def plot(
     curves: dict[str, list[pd.Series]] = {}
     stops: dict[str, list[int]] = {}  # label -> epochs where early stopping ended a run
     for _, row in started.iterrows():
-        history = load_H(row["run"])
-        if metric in history and len(history):
-            label = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in configs) or "all"
-            if not replicated:
-                label = f"{row['name']} ({row['status']})"
-            if stopped_early(row) and not replicated:
-                label = f"{row['name']} (stopped early at epoch {int(row['stop_epoch'])})"
-            curves.setdefault(label, []).append(history.set_index("epoch")[metric])
-            if stopped_early(row):  # the curve ends there: marked, never extended to n_epochs
-                stops.setdefault(label, []).append(int(row["stop_epoch"]))
+        if (found := run_curve(row, metric)) is None:
+            continue
+        curve, stop = found
+        label = ", ".join(f"{k.rsplit('.', 1)[-1]}={row[k]}" for k in configs) or "all"
+        if not replicated:
+            label = f"{row['name']} ({row['status']})"
+        if stop is not None and not replicated:
+            label = f"{row['name']} (stopped early at epoch {stop})"
+        curves.setdefault(label, []).append(curve)
+        if stop is not None:  # the curve ends there: marked, never extended to n_epochs
+            stops.setdefault(label, []).append(stop)
     for label in sorted(curves, key=natural_key):
         frame = pd.concat(curves[label], axis=1)
         mean = frame.mean(axis=1)  # with replicates, each epoch's mean is over the runs that trained it
@@ -153,6 +157,37 @@ def plot(
         ax.legend()
         written += save(fig, out / f"{metric}_vs_{key.rsplit('.', 1)[-1]}", inline)
     return written
+
+
+def run_curve(row: pd.Series, metric: str) -> tuple[pd.Series, int | None] | None:
+    """(the run's `metric` by epoch, the epoch early stopping ended it or None); None if the run has no such curve,
+    or, with a one-line warning naming the file, if its history.csv or meta.json is damaged: the report goes on."""
+    run = Path(row["run"])
+    try:
+        history = load_H(run)
+    except UserError as e:
+        skip(str(e))
+        return None
+    if metric not in history or not len(history):
+        return None
+    if "epoch" not in history or not pd.api.types.is_numeric_dtype(history["epoch"]):
+        skip(f"{run / layout.HISTORY} is damaged: no numeric epoch column")
+        return None
+    curve = history.set_index("epoch")[metric]
+    if not curve.index.is_unique:
+        skip(f"{run / layout.HISTORY} is damaged: an epoch appears twice")
+        return None
+    if not stopped_early(row):
+        return curve, None
+    stop = pd.to_numeric(pd.Series([row["stop_epoch"]]), errors="coerce").iloc[0]
+    if stop not in curve.index:
+        skip(f"{run / layout.META} is damaged: it stopped early at epoch {row['stop_epoch']!r}, not in history")
+        return None
+    return curve, int(stop)
+
+
+def skip(problem: str) -> None:
+    print(f"warning: {problem}; its learning curve is left out", file=sys.stderr)
 
 
 def stopped_early(row: pd.Series) -> bool:

@@ -135,7 +135,7 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
     if into.exists() and not layout.is_run_dir(into) and (into.is_file() or any(into.iterdir())):
         raise UserError(f"{str(into)!r} exists and is not a run folder: choose another --into.")
     repo = repository(repo)
-    meta = environment.read_meta(run)
+    meta = layout.read_meta(run, strict=True)
     commit = meta.get("git_commit")
     if not commit:
         raise UserError(f"{run / layout.META} records no git commit: the code that trained the run is unknown.")
@@ -196,7 +196,7 @@ def checkout(plan: Plan) -> Iterator[Path]:
 
 def train(plan: Plan, tree: Path) -> None:
     """Run the checkout's own bin/train.py (its code, not this one) on the stored inputs."""
-    meta = environment.read_meta(plan.run)
+    meta = layout.read_meta(plan.run)
     data = os.environ.get("DATA_DIR") or str(Path(meta.get("cwd") or ".") / "data")
     command = [
         sys.executable,

@@ -147,11 +147,8 @@ def summarize(run_dir: PathLike) -> dict:
 def stop_columns(run_dir: PathLike) -> dict:
     """stop_reason and stop_epoch of a run that stopped before its n_epochs and finished (early stopping), from
     meta.json; nothing for the others."""
-    try:
-        stop = json.loads((Path(run_dir) / layout.META).read_text()).get("stopped_early")
-    except (OSError, ValueError, AttributeError):
-        return {}
-    return {"stop_reason": stop.get("reason"), "stop_epoch": stop.get("epoch")} if isinstance(stop, dict) else {}
+    stop = layout.stopped_early(run_dir)
+    return {"stop_reason": stop.get("reason"), "stop_epoch": stop.get("epoch")} if stop is not None else {}
 
 
 def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = None) -> pd.DataFrame:

@@ -173,15 +173,6 @@ def guard_config(
     return changes
 
 
-def stopped_early(save_dir: Path) -> dict | None:
-    """meta.json's record of an early stop (reason, epoch, ...), or None."""
-    try:
-        stop = json.loads((save_dir / layout.META).read_text()).get("stopped_early")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return stop if isinstance(stop, dict) else None
-
-
 def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
     """The stored results of a run that finished at least n_epochs, or stopped early or was pruned by its Optuna
     study (ways to finish: more epochs do not restart it), else None."""
@@ -190,7 +181,7 @@ def finished_metrics(save_dir: Path, n_epochs: int) -> dict | None:
         return json.loads(results.read_text()) if results.is_file() else {}
     if not (save_dir / layout.FINISHED).exists() or not results.is_file():
         return None
-    if layout.last_epoch(save_dir) >= n_epochs or stopped_early(save_dir) is not None:
+    if layout.last_epoch(save_dir) >= n_epochs or layout.stopped_early(save_dir) is not None:
         try:
             stored = json.loads(results.read_text())
             if not isinstance(stored, dict):
@@ -206,7 +197,7 @@ def nothing_to_do(save_dir: Path, n_epochs: int) -> str:
     """What the same command says for a finished run."""
     if (save_dir / layout.PRUNED).exists():
         return f"{save_dir} was pruned ({(save_dir / layout.PRUNED).read_text().strip()}); nothing to do."
-    stop = stopped_early(save_dir)
+    stop = layout.stopped_early(save_dir)
     if stop is None:
         return f"{save_dir} already finished {n_epochs} epochs; nothing to do."
     return (

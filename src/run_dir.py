@@ -44,6 +44,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from src.errors import UserError
 
@@ -291,6 +292,51 @@ def last_epoch(run_dir: str | os.PathLike) -> int:
         reason = f"no column {e}" if isinstance(e, KeyError) else str(e).splitlines()[0][:120]
         print(f"warning: {path} is damaged ({reason}); it is rewritten from the checkpoint", file=sys.stderr)
         return 0
+
+
+# meta.json's fields that readers use, by type: a field of another type is left out as if absent.
+META_TYPES: dict[str, type] = {
+    "versions": dict,
+    "attempts": list,
+    "stopped_early": dict,
+    "argv": list,
+    "git_commit": str,
+    "cwd": str,
+    "hostname": str,
+    "device": str,
+}
+
+
+def read_meta(run_dir: str | os.PathLike, strict: bool = False) -> dict[str, Any]:
+    """meta.json as a dict, {} if it is missing. Fields of the wrong type (META_TYPES) are left out, and so are
+    attempts that are no objects, arguments and versions that are no text. A damaged file (unreadable, not JSON, not
+    an object) is {} as well, so that analysis goes on without it; with `strict`, a UserError naming it."""
+    import json
+
+    path = Path(run_dir) / META
+    try:
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError(f"not a JSON object but {type(meta).__name__}")
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if strict:
+            raise UserError(f"{path} is damaged ({str(e).splitlines()[0][:120]}): restore it from a backup.") from e
+        return {}
+    meta = {k: v for k, v in meta.items() if isinstance(v, META_TYPES.get(k, object))}
+    if "attempts" in meta:
+        meta["attempts"] = [a for a in meta["attempts"] if isinstance(a, dict)]
+    if "argv" in meta and not all(isinstance(a, str) for a in meta["argv"]):
+        del meta["argv"]
+    if "versions" in meta:
+        meta["versions"] = {str(k): v for k, v in meta["versions"].items() if isinstance(v, str)}
+    return meta
+
+
+def stopped_early(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """meta.json's record of an early stop (reason, epoch, message), or None (none, or meta.json damaged)."""
+    return read_meta(run_dir).get("stopped_early")
 
 
 def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:

@@ -11,12 +11,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from src import environment
+from src import environment, metric_directions
 from src import run_dir as layout
 from src.results import load_C, load_runs
 
 ALWAYS = ["training_loop.model", "training_loop.data"]
-METRICS = ["epochs", "stop_reason", "best_valid_acc", "best_valid_loss", "eval_test_acc"]
+ALWAYS_METRICS = ["epochs", "stop_reason"]
+
+
+def metric_columns(runs: pd.DataFrame) -> list[str]:
+    """The metric columns worth showing, in the order their runs are listed: `best_<main>` of every main metric the
+    runs recorded (metrics.json), `best_valid_loss`, then the matching `eval_test_*`. A run without metrics.json
+    (from before metrics were declared) contributes each `best_valid_*` it has: those with a known direction."""
+    mains: list[str] = []
+    for _, row in runs.iterrows():
+        main = metric_directions.main_metric(row["run"])
+        found = [main] if main is not None else [c.removeprefix("best_") for c in runs if c.startswith("best_valid_")]
+        mains += [m for m in found if m not in mains and pd.notna(row.get(f"best_{m}"))]
+    if "valid_loss" not in mains:
+        mains.append("valid_loss")
+    best = [f"best_{m}" for m in mains]
+    tests = [f"eval_test_{m.removeprefix('valid_')}" for m in mains]
+    return [c for c in [*ALWAYS_METRICS, *best, *tests] if c in runs]
 
 
 def age(run: str, now: float) -> str:
@@ -34,15 +50,18 @@ def age(run: str, now: float) -> str:
 
 
 def runs_table(folder: str | Path) -> pd.DataFrame:
-    """Runs under `folder` with the columns worth showing: the bindings that vary between runs come first."""
+    """Runs under `folder` with the columns worth showing: the bindings that vary between runs come first, then the
+    metrics (`metric_columns`, also in `table.attrs["metrics"]`)."""
     runs = load_runs(folder)
     if runs.empty:
         return runs
     now = time.time()
     config = [c for c in runs.columns if "." in c and c not in ALWAYS and c != "run"]
     varying = [c for c in config if runs[c].astype(str).nunique() > 1]
-    columns = ["run", "status", *[c for c in ALWAYS if c in runs], *varying, *[m for m in METRICS if m in runs]]
+    metrics = metric_columns(runs)
+    columns = ["run", "status", *[c for c in ALWAYS if c in runs], *varying, *metrics]
     table = runs[columns].copy()
+    table.attrs["metrics"] = metrics  # what a narrow terminal keeps after run and status
     table["age"] = [age(r, now) for r in runs["run"]]
     root = Path(folder).resolve()
     table["run"] = [
@@ -73,7 +92,7 @@ def describe_diff(run: str | Path) -> str:
 def diff_environment(a: str | Path, b: str | Path) -> list[tuple[str, object, object]]:
     """(what, in a, in b) for what differs in the environment: git commit, uncommitted changes (git_diff.patch),
     host, device, Python and every package version (only the few in meta.json for runs without packages.txt)."""
-    ma, mb = environment.read_meta(a), environment.read_meta(b)
+    ma, mb = layout.read_meta(a), layout.read_meta(b)
     missing = environment.MISSING
     rows: list[tuple[str, object, object]] = [
         (label, ma.get(key, missing), mb.get(key, missing))

@@ -366,6 +366,33 @@ def test_report_averages_seeds_and_ranks_by_the_recorded_direction(experiment, t
     assert set(results["run"]) == {str(runs / name) for name in results["name"]}  # `run` is the path, as in load_runs
 
 
+def test_a_damaged_curve_is_left_out_of_the_report_with_a_warning(experiment, tmp_path, capsys):
+    """A history pandas cannot parse, one without an epoch column, an early stop at an epoch the history lacks or
+    that is no number: each run's curve is left out with a one-line warning naming the file; the report and the
+    other curves are written."""
+    from src.report import report
+
+    points = grid({"supervised.lr": [0.1, 0.2, 0.3, 0.4, 0.5]})
+    names = ["ok", "ragged", "no_epoch", "stop_99", "stop_x"]
+    runs = tmp_path / "results" / "exp" / "damaged"
+    for point, name in zip(points, names, strict=True):
+        fake_run(runs / name, dict(point), {"epoch": [1, 2], "valid_acc": [0.5, 0.6]}, {"valid_acc": "max"})
+    (runs / "ragged" / layout.HISTORY).write_text("epoch,valid_acc\n1,0.5\n2,0.6,7\n")
+    (runs / "no_epoch" / layout.HISTORY).write_text("valid_acc\n0.5\n0.6\n")
+    for name, epoch in (("stop_99", 99), ("stop_x", "x")):
+        meta = {"stopped_early": {"reason": "early_stopping", "epoch": epoch}}
+        (runs / name / layout.META).write_text(json.dumps(meta))
+    table = report(experiment, "damaged", points, names=names)
+    out, err = capsys.readouterr()
+    assert len(table) == 5 and "best (best_valid_acc = 0.6)" in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    for name, file in (("ragged", "history.csv"), ("no_epoch", "history.csv"), ("stop_99", "meta.json")):
+        assert sum(str(runs / name / file) in line for line in warnings) == 1, err
+    assert sum(str(runs / "stop_x" / "meta.json") in line for line in warnings) == 1, err
+    assert len(warnings) == 4 and all(line.endswith("its learning curve is left out") for line in warnings)
+    assert (experiment / "damaged" / "learning_curves.png").stat().st_size > 1000
+
+
 @pytest.mark.slow
 def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
     from src.results import load_runs

@@ -231,6 +231,28 @@ def test_metric_the_runs_do_not_log(experiment):
         callback.report(trainer)
 
 
+def test_a_finished_run_without_a_value_is_told_failed_and_replaced(experiment, capsys):
+    """A metric that is NaN in every epoch, a missing history, bytes that are no text: the trial is told FAIL with
+    the reason in prepare's summary, and new trials take those places; the search goes on."""
+    settings = dict(batch_size=3, n_trials=3, pruner="none", pruner_options={})
+    done = search(**settings).prepare(experiment, "bayes")
+    nan, missing, garbage = (job.run_dir for job in read_batch(done.batch))
+    fake_end(nan, "finished", (float("nan"), float("nan")))
+    fake_end(missing, "finished")
+    (missing / layout.HISTORY).unlink()
+    fake_end(garbage, "finished")
+    (garbage / layout.HISTORY).write_bytes(b"epoch,valid_acc\n1,\xff\xfe\x00\n")
+    assert experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"]) == 0
+    out = capsys.readouterr().out
+    assert f"told the study 3 failed: {nan.name}, {missing.name}, {garbage.name}" in out
+    assert f"failed: {nan.name}: {nan / layout.HISTORY} has no finite valid_acc" in out
+    assert f"failed: {missing.name}: {missing / layout.HISTORY} is missing" in out
+    assert f"failed: {garbage.name}: {garbage / layout.HISTORY} is damaged: " in out
+    assert "3 new trials, 3 to run" in out
+    states = [t.state for t in load_study(experiment).get_trials()]
+    assert states == [TrialState.FAIL] * 3 + [TrialState.RUNNING] * 3
+
+
 def test_study_of_another_experiment_or_search(experiment, tmp_path):
     search().prepare(experiment, "bayes")
     other = tmp_path / "other"

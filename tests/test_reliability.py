@@ -247,6 +247,38 @@ def test_checkpoint_with_pickled_code_is_refused_safely(train, tmp_path):
     assert not os.path.exists("/tmp/template-pwned")
 
 
+def test_a_checkpoint_without_fitting_weights_is_one_line(tmp_path, capsys):
+    """A checkpoint that loads safely but holds no state_dict, or weights of another shape: load_model and
+    bin/evaluate.py say so in one line naming the checkpoint. The run folder is built by hand: nothing is trained."""
+    from src.cli import evaluate_main
+    from src.results import load_model
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / layout.CONFIG).write_text(
+        "training_loop.data = 'digits'\ntraining_loop.model = 'mlp'\ntraining_loop.module = 'supervised'\n"
+        "digits.toy = True\n"
+    )
+    best = run / layout.BEST_CKPT
+    torch.save({"epoch": 3}, best)
+    with pytest.raises(UserError, match=f"^{best} is not a Lightning checkpoint \\(no state_dict\\)"):
+        load_model(run)
+    assert evaluate_main([str(run), "--checkpoint", "best"]) == 2
+    assert capsys.readouterr().err.splitlines() == [f"error: {best} is not a Lightning checkpoint (no state_dict)."]
+    weights = {k: torch.zeros(*v.shape, 2) for k, v in load_model_state(run).items()}
+    torch.save({"state_dict": weights}, best)
+    with pytest.raises(UserError, match=f"^{best} does not fit the model .*size mismatch") as error:
+        load_model(run)
+    assert "\n" not in str(error.value)
+
+
+def load_model_state(run):
+    """The state_dict of the model the run's config builds, untrained."""
+    from src.reload import run_parts
+
+    return run_parts(run)[0].module.state_dict()
+
+
 def test_one_writer_per_run_folder(train, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

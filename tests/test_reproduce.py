@@ -268,3 +268,35 @@ def test_diff_runs_shows_the_environment(clean_run, tmp_path, capsys):
     assert cli.diff_runs_main([str(clean_run), str(other)]) == 0
     out = capsys.readouterr().out
     assert "same operative config" in out and "4 environment differences" in out and "node7" in out
+
+
+DAMAGED_META = {
+    "not an object": b"[]",
+    "not UTF-8": b"\xff\xfe\x00",
+    "versions of the wrong type": b'{"versions": "x", "attempts": 3, "argv": 5, "cwd": []}',
+}
+
+
+@pytest.mark.parametrize("content", DAMAGED_META.values(), ids=DAMAGED_META.keys())
+def test_a_damaged_meta_json_is_named_or_read_as_empty(tmp_path, capsys, content):
+    """bin/diff_runs.py goes on without a damaged meta.json; bin/reproduce.py, which needs its commit, says in one
+    line that meta.json is damaged or records no commit. Built by hand: nothing is trained."""
+    runs = []
+    for name in ("a", "b"):
+        run = tmp_path / name
+        (run / layout.INPUT_CONFIGS).mkdir(parents=True)
+        (run / layout.CONFIG).write_text("training_loop.n_epochs = 1\n")
+        (run / layout.INPUT_CONFIGS / "x.gin").write_text("training_loop.n_epochs = 1\n")
+        (run / layout.FINISHED).touch()
+        runs.append(run)
+    (runs[0] / layout.META).write_bytes(content)
+    (runs[1] / layout.META).write_text(json.dumps({"hostname": "node7", "versions": {"python": "3.0", "torch": "1"}}))
+    assert cli.diff_runs_main([str(runs[0]), str(runs[1])]) == 0
+    out = capsys.readouterr().out
+    assert "node7" in out and "3.0" in out and "torch" in out
+    assert layout.stopped_early(runs[0]) is None
+
+    code, out = reproduce_cli(capsys, runs[0], "--repo", ROOT)
+    assert code == 2 and len(out.err.splitlines()) == 1 and "Traceback" not in out.err
+    assert f"error: {runs[0] / layout.META} " in out.err
+    assert ("is damaged" in out.err) == (content != DAMAGED_META["versions of the wrong type"])

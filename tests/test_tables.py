@@ -92,6 +92,26 @@ def test_runs_table_on_a_terminal_drops_columns_not_cells(tmp_path, capsys, monk
     )
 
 
+def test_runs_table_shows_every_task_main_metric(tmp_path, capsys):
+    """A regression run (main metric valid_mse) next to a classification run: both main metrics and their test
+    results are columns, not only the classification ones."""
+    import csv
+    import json
+
+    reg = fake_run(
+        tmp_path / "reg", {"supervised.loss": "mse"}, "epoch,valid_loss,valid_mse,valid_mae\n1,0.9,0.9,0.7\n"
+    )
+    (reg / "metrics.json").write_text(json.dumps({"main": "valid_mse", "directions": {"valid_mse": "min"}}))
+    (reg / "eval_results.json").write_text(json.dumps({"test_mse": 0.8, "test_mae": 0.6}))
+    cls = fake_run(tmp_path / "cls", {"supervised.loss": "cross_entropy"})
+    (cls / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": {"valid_acc": "max"}}))
+    (cls / "eval_results.json").write_text(json.dumps({"test_acc": 0.7}))
+    assert runs_main([str(tmp_path), "--csv"]) == 0
+    header = next(csv.reader(capsys.readouterr().out.splitlines()))
+    metrics = [c for c in header if c.startswith(("best_", "eval_"))]
+    assert metrics == ["best_valid_acc", "best_valid_mse", "best_valid_loss", "eval_test_acc", "eval_test_mse"]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="pseudo-terminal")
 def test_bin_runs_on_a_real_terminal(tmp_path, env):
     """bin/runs.py with a pseudo-terminal as stdout: fitted to COLUMNS, the dropped columns named."""
