@@ -196,3 +196,12 @@ def included_text(path: Path, depth: int = 0) -> str:
         else:
             lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def same_kind(value: Any) -> Any:
+    """A value with its lists as tuples: gin takes either for a sequence (`['a']` and the default `('a',)`)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(same_kind(v) for v in value)
+    if isinstance(value, dict):
+        return {k: same_kind(v) for k, v in value.items()}
+    return value

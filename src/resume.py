@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from src import run_dir as layout
 from src.errors import UserError
-from src.gin_bindings import parse_bindings
+from src.gin_bindings import parse_bindings, same_kind
 
 # Bindings that may change when a run continues: they do not change what is being trained.
 MAY_CHANGE = {
@@ -124,15 +124,6 @@ def config_changes(
         and same_kind(old.get(k, missing)) != same_kind(new.get(k, missing))
         and not one_side_default(k, old, new, defaults or {})
     ]
-
-
-def same_kind(value: Any) -> Any:
-    """A value with its lists as tuples: gin takes either for a sequence (`['a']` and the default `('a',)`)."""
-    if isinstance(value, (list, tuple)):
-        return tuple(same_kind(v) for v in value)
-    if isinstance(value, dict):
-        return {k: same_kind(v) for k, v in value.items()}
-    return value
 
 
 def one_side_default(binding: str, old: dict, new: dict, defaults: dict[str, Any]) -> bool:

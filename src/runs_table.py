@@ -13,6 +13,7 @@ import pandas as pd
 
 from src import environment, metric_directions
 from src import run_dir as layout
+from src.gin_bindings import same_kind
 from src.results import load_C, load_runs
 
 ALWAYS = ["training_loop.model", "training_loop.data"]
@@ -57,7 +58,7 @@ def runs_table(folder: str | Path) -> pd.DataFrame:
         return runs
     now = time.time()
     config = [c for c in runs.columns if "." in c and c not in ALWAYS and c != "run"]
-    varying = [c for c in config if runs[c].astype(str).nunique() > 1]
+    varying = [c for c in config if runs[c].map(lambda v: repr(same_kind(v))).nunique() > 1]  # ['a'] is ('a',)
     metrics = metric_columns(runs)
     columns = ["run", "status", *[c for c in ALWAYS if c in runs], *varying, *metrics]
     table = runs[columns].copy()

@@ -139,3 +139,11 @@ def test_bin_runs_on_a_real_terminal(tmp_path, env):
     assert max(map(len, lines[:-1])) <= 100
     assert lines[-1].startswith("not shown, the terminal is too narrow: ")
     assert len([line for line in lines if line.startswith("│")]) == 3
+
+
+def test_runs_table_does_not_count_a_list_and_the_same_tuple_as_varying(tmp_path, capsys):
+    fake_run(tmp_path / "a", {"supervised.lr": 0.1, "training_loop.callbacks": ("progress_log",)})
+    fake_run(tmp_path / "b", {"supervised.lr": 0.2, "training_loop.callbacks": ["progress_log"]})
+    assert runs_main([str(tmp_path), "--csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert "supervised.lr" in header and "training_loop.callbacks" not in header
