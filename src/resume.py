@@ -72,7 +72,7 @@ def checkpoint_problem(path: Path) -> str | None:
 class Choice(NamedTuple):
     checkpoint: Path | None  # to resume from; None: start afresh
     warnings: list[str]  # one line each, to show
-    unusable: list[Path]  # candidates that failed to load: run_dir.session sets them aside once the lock is held
+    unusable: list[Path]  # candidates that failed to load: run_session.session sets them aside once the lock is held
 
 
 def choose_checkpoint(save_dir: Path, resume: bool) -> Choice:

@@ -1,5 +1,5 @@
 """The gin-configurable training loop: builds the run's parts by name (src/parts.py), trains them with resume inside
-the run folder's session (src/run_dir.py), tests the best checkpoint, and returns the final metrics.
+the run folder's session (src/run_session.py), tests the best checkpoint, and returns the final metrics.
 
     training_loop("results/cnn", n_epochs=5)  # after gin parsed the configs
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src import metric_directions, speed
+from src import metric_directions, run_session, speed
 from src import resume as resuming
 from src import run_dir as layout
 from src import trainer as trainer_setup
@@ -75,7 +75,7 @@ def training_loop(
     from src.loggers import LOGGERS
 
     n_epochs = positive_int("n_epochs", n_epochs)
-    layout.check_save_dir(save_dir)
+    run_session.check_save_dir(save_dir)
     trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
     trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
     speed.check_matmul_precision(matmul_precision)
@@ -117,7 +117,7 @@ def training_loop(
     rank_zero = is_rank_zero()
     try:
         with (
-            layout.session(save_dir, rank_zero, choice.unusable) as attempt,
+            run_session.session(save_dir, rank_zero, choice.unusable) as attempt,
             trainer_setup.quiet_lightning(),
             speed.matmul_precision(matmul_precision),
         ):
