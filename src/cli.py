@@ -9,15 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from src.errors import UserError
+from src.errors import UserError, one_line
 from src.secrets import redact
-
-
-def first_line(error: BaseException) -> str:
-    """gin appends '  In call to configurable ...' lines to errors raised inside configurables: drop them."""
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("  In call to configurable")]
-    return " ".join(line.strip() for line in lines) or type(error).__name__
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,7 +40,7 @@ def run_main(
     except UserError as e:
         if args.debug:
             raise
-        print(redact(f"error: {first_line(e)}"), file=sys.stderr)  # a bad value may be a secret
+        print(redact(f"error: {one_line(e)}"), file=sys.stderr)  # a bad value may be a secret
         return e.exit_code
     except KeyboardInterrupt:
         print("interrupted: re-run the same command to resume", file=sys.stderr)
@@ -60,9 +53,7 @@ def run_main(
         if message := call_error(e):  # a config mistake gin finds only when the run starts
             print(redact(f"error: {message}"), file=sys.stderr)
             return UserError.exit_code
-        print(
-            redact(f"error: {type(e).__name__}: {first_line(e)} (run with --debug for the traceback)"), file=sys.stderr
-        )
+        print(redact(f"error: {type(e).__name__}: {one_line(e)} (run with --debug for the traceback)"), file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import gin
 
-from src.errors import UserError
+from src.errors import UserError, one_line
 from src.gin_errors import explain
 from src.run_dir import CODE_ROOT
 
@@ -78,9 +78,3 @@ def parse_run_config(path: str | Path) -> None:
     except Exception as e:
         gin.clear_config()
         raise UserError(f"Bad gin config in {path}: {one_line(e)}") from e
-
-
-def one_line(error: BaseException) -> str:
-    """Gin appends '  In file ..., line N' context lines: keep them, on one line."""
-    text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
-    return " ".join(part.strip() for part in text.splitlines() if part.strip())

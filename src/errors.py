@@ -1,5 +1,7 @@
 """User-facing errors: one clear line, no traceback (unless --debug)."""
 
+GIN_CALL_CONTEXT = "  In call to configurable"  # a line gin appends to errors raised inside configurables
+
 
 class UserError(Exception):
     """A mistake in the user's input (name, config, path, data) that has a one-line explanation."""
@@ -12,3 +14,14 @@ class RunInUse(UserError):
     run_slurm) see the exit code and leave the folder alone."""
 
     exit_code = 75  # EX_TEMPFAIL
+
+
+def one_line(error: BaseException | str, sep: str = " ") -> str:
+    """An error's message (a KeyError's without its quotes), or a tool's output, on one line; the context lines gin
+    appends to errors raised inside configurables (`  In call to configurable ...`) are dropped, its `  In file ...,
+    line N` lines kept."""
+    text = (
+        error if isinstance(error, str) else str(error.args[0] if isinstance(error, KeyError) and error.args else error)
+    )
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(GIN_CALL_CONTEXT)]
+    return sep.join(lines) or (type(error).__name__ if not isinstance(error, str) else "")

@@ -21,7 +21,7 @@ _GIN_CONTEXT = re.compile(r"^\s*(In file |In bindings string|In call to configur
 _MACRO_SCOPE = re.compile(r"In call to configurable 'macro' \(.*\) in scope '([^']+)'")
 
 
-def one_line(error: BaseException) -> str:
+def without_context(error: BaseException) -> str:
     """gin's message without the context lines it appends ('In file ..., line N' and the statement)."""
     text = str(error.args[0] if isinstance(error, KeyError) and error.args else error)
     lines = text.splitlines()
@@ -43,7 +43,7 @@ def explain(error: BaseException, statement: str | None = None) -> str:
         fixed = quote_words(statement) if statement and "=" in statement else None
         word = match[1]
         return f"{word} is not quoted: write {fixed.strip() if fixed else repr(word)} (strings need quotes)."
-    return one_line(error)
+    return without_context(error)
 
 
 def call_error(error: BaseException) -> str | None:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from src import environment
 from src import run_dir as layout
-from src.errors import UserError
+from src.errors import UserError, one_line
 from src.gin_bindings import INCLUDE, parse_bindings
 from src.secrets import MASK
 
@@ -47,10 +47,6 @@ class Plan:
 
 def git(repo: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=repo, input=stdin, capture_output=True, text=True)
-
-
-def one_line(text: str) -> str:
-    return "; ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def repository(repo: str | Path | None) -> Path:
@@ -173,14 +169,13 @@ def checkout(plan: Plan) -> Iterator[Path]:
     try:
         added = git(plan.repo, "worktree", "add", "--detach", "--quiet", str(tree), plan.commit)
         if added.returncode != 0:
-            raise UserError(f"Cannot check out {plan.commit} into a worktree: {one_line(added.stderr)}")
+            raise UserError(f"Cannot check out {plan.commit} into a worktree: {one_line(added.stderr, '; ')}")
         if plan.patch is not None:
             applied = git(tree, "apply", "--whitespace=nowarn", str(plan.patch.resolve()))
             if applied.returncode != 0:
                 masked = " (it holds masked secrets, which cannot be restored)" if patch_caveats(plan.patch) else ""
-                raise UserError(
-                    f"{plan.patch} does not apply to commit {plan.commit[:12]}{masked}: {one_line(applied.stderr)}"
-                )
+                why = one_line(applied.stderr, "; ")
+                raise UserError(f"{plan.patch} does not apply to commit {plan.commit[:12]}{masked}: {why}")
         for config, path in includes(plan.configs):
             if not Path(path).is_absolute() and not (tree / path).is_file():
                 raise UserError(

@@ -67,9 +67,9 @@ def offline(monkeypatch, tmp_path):
 
 def error_line(error: Exception) -> str:
     """The message as bin/ scripts print it (src/cli.py drops the lines gin appends)."""
-    from src.cli import first_line
+    from src.errors import one_line
 
-    return first_line(error)
+    return one_line(error)
 
 
 def history(run: Path) -> pd.DataFrame:
