@@ -147,3 +147,16 @@ def test_runs_table_does_not_count_a_list_and_the_same_tuple_as_varying(tmp_path
     assert runs_main([str(tmp_path), "--csv"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
     assert "supervised.lr" in header and "training_loop.callbacks" not in header
+
+
+def test_output_piped_into_head_stops_quietly(env):
+    """`bin/runs.py | head`: the reader leaves early; no error line, the exit code of a Unix tool killed by SIGPIPE."""
+    script = (
+        "import sys\nfrom src.cli import Parser, run_main\n"
+        "sys.exit(run_main(lambda args: [print('row', i) for i in range(10**6)], Parser(prog='bin/runs.py'), []))\n"
+    )
+    done = subprocess.run(
+        ["bash", "-c", f'set -o pipefail; "{sys.executable}" -c "$0" | head -2', script],
+        capture_output=True, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    assert (done.stdout, done.stderr, done.returncode) == ("row 0\nrow 1\n", "", 141)
