@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from src import run_dir as layout
 
+if TYPE_CHECKING:
+    from src.parts import Parts
+
 
 def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]:
-    import pytorch_lightning as pl
-
     from src.reload import build_module
+    from src.trainer import quiet_lightning
 
     parts, args = build_module(run_dir, checkpoint)
+    with quiet_lightning():  # as in training: no advertising, no warnings that do not concern the user
+        return run_test(parts, args, run_dir, checkpoint)
+
+
+def run_test(parts: Parts, args: dict, run_dir: str | Path, checkpoint: str) -> tuple[dict, Path]:
+    import pytorch_lightning as pl
+
     trainer = pl.Trainer(
         logger=False,
         callbacks=[],

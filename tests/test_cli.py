@@ -38,6 +38,7 @@ def test_train_then_evaluate_end_to_end(tmp_path, env):
         timeout=300,
     )
     assert evaluate.returncode == 0, evaluate.stderr
+    assert "Tip:" not in evaluate.stderr + evaluate.stdout and "srun" not in evaluate.stderr  # quiet, as training
     result = json.loads((run / "eval_results_best.json").read_text())
     after_training = json.loads((run / layout.EVAL_RESULTS).read_text())  # best.ckpt, tested at the end
     assert result["checkpoint"] == "best" and result["test_acc"] == after_training["test_acc"]
