@@ -165,6 +165,15 @@ def test_find_lr_writes_a_plot_and_a_suggestion(tmp_path, capsys):
     assert not list(out.glob(".lr_find*"))  # lr_find's temporary checkpoint is gone
 
 
+def test_the_suggested_lr_is_half_way_down_the_longest_fall_not_on_the_start_up_bump():
+    from src.lr_range_test import valley
+
+    # Lightning's smoothed loss: a bump at tiny rates (its bias correction), noise, the fall, then divergence
+    losses = [1.25, 2.08, 2.22, 2.28, 2.27, 2.29, 2.25, 2.19, 2.10, 1.97, 1.81, 1.64, 1.47, 1.31, 1.18, 1.24, 1.41]
+    assert valley(losses) == 9  # half-way down 2.28, 2.27, 2.25, ... 1.18 (indices 3-14); the steepest slope is at 0
+    assert valley([2.0, float("nan"), 1.0, 0.5]) == 2 and valley([1.0, 2.0, 3.0]) is None and valley([]) is None
+
+
 def test_swa_weights_are_the_model_and_resume_exactly(train, tmp_path, interrupted, monkeypatch, caplog):
     """SWA from the second epoch on, learning rate held at swa_lrs: best.ckpt holds the average; a run stopped in
     the third epoch and resumed ends as the uninterrupted one (the average travels in the checkpoint)."""
