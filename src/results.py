@@ -175,8 +175,13 @@ def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModul
 
 
 def load_data(run_dir: PathLike) -> pl.LightningDataModule:
-    """The run's data module, as configured: `data.batches("test")` yields batches as the model saw them
-    (normalised, not augmented), ready for `load_model(run)(x)`."""
+    """The run's data module, as configured, prepared and set up (any LightningDataModule: `data.test_dataloader()`
+    works). In-memory data (src/data/in_memory.py) also has `data.batches("test")`, which yields batches as the
+    model saw them (normalised, not augmented), ready for `load_model(run)(x)`."""
     from src.reload import run_parts  # training code, imported only here
 
-    return run_parts(Path(run_dir))[0].data
+    data = run_parts(Path(run_dir))[0].data
+    data.prepare_data()
+    for stage in ("fit", "test"):
+        data.setup(stage)
+    return data

@@ -62,7 +62,14 @@ def test_readme_task_trains_resumes_and_is_ranked_by_its_metric(fork, tmp_path):
     assert list(history["epoch"]) == [1, 2, 3] and list(history["step"]) == [16, 32, 48]
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["main"] == "valid_snr_db" and record["directions"]["valid_snr_db"] == "max"
-    out = run(fork, "-c", f"from src.results import load_runs; print(load_runs({str(run_dir)!r}).iloc[0].to_json())")
+    script = (
+        "from src.results import load_data, load_model, load_runs\n"
+        f"x, y = next(iter(load_data({str(run_dir)!r}).test_dataloader()))  # a data module that is no in-memory one\n"
+        f"assert load_model({str(run_dir)!r})(x).shape == y.shape\n"
+        f"print(load_runs({str(run_dir)!r}).iloc[0].to_json())\n"
+    )
+    out = run(fork, "-c", script)
+    assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(out.stdout)
     assert row["best_valid_snr_db"] == pytest.approx(history["valid_snr_db"].max())
     assert row["best_valid_loss"] == pytest.approx(history["valid_loss"].min())
