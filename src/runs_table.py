@@ -17,7 +17,7 @@ from src.gin_bindings import same_kind
 from src.results import load_C, load_runs
 
 ALWAYS = ["training_loop.model", "training_loop.data"]
-ALWAYS_METRICS = ["epochs", "stop_reason"]
+ALWAYS_METRICS = ["epochs", "stop_reason", "stop_epoch"]
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:

@@ -108,6 +108,7 @@ CLI_CASES = [
     ("run_local", ["{t}/one_job.sh", "--jobs-per-gpu", "0"], "--jobs-per-gpu must be at least 1, got 0."),
     ("run_slurm", ["{t}/one_job.sh"], "SLURM is not installed here: `sbatch` is not on PATH"),
     ("run_slurm", ["{t}/one_job.sh", "--max-jobs", "0"], "--max-jobs must be at least 1, got 0."),
+    ("run_slurm", ["{t}/one_job.sh", "--time", "4h"], "--time '4h' is not a time SLURM reads: use minutes, MM:SS,"),
     # browsing
     ("runs", ["{t}/nowhere"], "is not a folder"),
     ("diff_runs", ["{t}/run_no_ckpt", "{t}/a_file"], "is not a run folder"),

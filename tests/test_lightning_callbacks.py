@@ -91,7 +91,7 @@ def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
 
     runs = load_runs(tmp_path)
     assert runs.set_index("run").loc[str(run), ["stop_reason", "stop_epoch"]].tolist() == ["early_stopping", 3]
-    assert runs_table(tmp_path)["stop_reason"].tolist() == ["early_stopping"] * 2
+    assert runs_table(tmp_path)[["stop_reason", "stop_epoch"]].values.tolist() == [["early_stopping", 3]] * 2
     (tmp_path / "plots").mkdir()
     written = plot(runs.assign(name=["a", "b"]), [], False, "valid_acc", True, tmp_path / "plots")
     assert tmp_path / "plots" / "learning_curves.png" in written

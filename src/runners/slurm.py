@@ -11,6 +11,7 @@ batch end, save one checkpoint and stop (src/callbacks/preemption.py); then the 
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -70,6 +71,10 @@ exit $code
 """
 
 
+# sbatch --time's formats: M, M:S, H:M:S, D-H, D-H:M, D-H:M:S, or no limit
+SLURM_TIME = re.compile(r"(\d+-)?\d+(:\d+){0,2}|unlimited|infinite", re.IGNORECASE)
+
+
 @dataclass
 class SlurmOptions:
     max_jobs: int = 8
@@ -97,6 +102,11 @@ class SlurmOptions:
         ):
             if value is not None and value < 1:
                 raise UserError(f"{flag} must be at least 1, got {value}.")
+        if self.time is not None and not SLURM_TIME.fullmatch(self.time.strip()):
+            raise UserError(
+                f"--time {self.time!r} is not a time SLURM reads: use minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM, "
+                "D-HH:MM:SS or UNLIMITED (e.g. 4:00:00 for four hours)."
+            )
 
     def directives(self, batch: Path, indices: list[int]) -> list[str]:
         tasks = batch.parent / "slurm" / "tasks"
