@@ -81,7 +81,10 @@ def check_run_config(
         elif not isinstance(statement, config_parser.BindingStatement):
             problem = "not a binding"
         elif statement.arg_name and not known(statement.selector):
-            problem = f"a binding of {statement.selector!r}, which is not a registered configurable"
+            problem = (
+                f"a binding of {statement.selector!r}, which is not a registered configurable (if it is yours, is its "
+                "file missing from src/?)"
+            )
         elif recorder.references:
             problem = f"a reference to @{recorder.references[0]} (gin would call it while reading)"
         if problem:
