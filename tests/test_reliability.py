@@ -282,6 +282,23 @@ def load_model_state(run):
     return run_parts(run)[0].module.state_dict()
 
 
+def test_a_checkpoint_that_could_never_be_resumed_is_refused_when_saved(tmp_path):
+    """A numpy number in a callback's state: weights_only loading would refuse every checkpoint, and every resume
+    would silently start afresh. The first save says so instead, and writes nothing."""
+    import numpy as np
+
+    from src.callbacks.checkpoint import AtomicCheckpointIO
+
+    safe = {"state_dict": {"w": torch.ones(2)}, "epoch": 1, "loops": {"x": [1.0, (2, "a")]}, "size": torch.Size([2])}
+    AtomicCheckpointIO().save_checkpoint(safe, tmp_path / layout.LAST_CKPT)
+    assert resuming.checkpoint_problem(tmp_path / layout.LAST_CKPT) is None
+    unsafe = {**safe, "callbacks": {"MyCallback": {"best": np.float64(0.5)}}}
+    with pytest.raises(UserError, match=r"best.ckpt would hold checkpoint\['callbacks'\]\['MyCallback'\]\['best'\]: "
+                       r"a numpy.float64, which torch.load\(weights_only=True\) refuses"):  # fmt: skip
+        AtomicCheckpointIO().save_checkpoint(unsafe, tmp_path / layout.BEST_CKPT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [layout.LAST_CKPT]
+
+
 def test_one_writer_per_run_folder(train, tmp_path):
     run = tmp_path / "run"
     run.mkdir()

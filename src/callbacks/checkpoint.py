@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,12 @@ if TYPE_CHECKING:
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
         path = Path(path)
+        if (where := unloadable(checkpoint)) is not None:
+            raise UserError(
+                f"{path.name} would hold {where}, which torch.load(weights_only=True) refuses, so the run could "
+                "never resume from it: store Python numbers, strings, lists, dicts or tensors in checkpoints (a "
+                "callback's state_dict, a module's on_save_checkpoint), e.g. float(x) for a numpy number."
+            )
         if path.name == layout.LAST_CKPT and path.is_file():
             keep_previous(path)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -51,6 +58,34 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         location = map_location or "cpu"  # torch.load takes a device name; Lightning's annotation says Callable
         return super().load_checkpoint(path, map_location=location, weights_only=True)  # type: ignore[arg-type]
+
+
+SAFE_LEAVES = (int, float, bool, str, bytes, type(None))  # exactly these: numpy.float64 is a float subclass
+CONTAINERS = (dict, OrderedDict, list, tuple, set, frozenset)
+
+
+def unloadable(value: Any, where: str = "checkpoint") -> str | None:
+    """Where in `value` something lies that weights_only loading refuses (`checkpoint['callbacks']['x']: a
+    numpy.float64`), or None. Checkpoints are loaded with weights_only=True (a received one must not run code): a
+    numpy number that a callback keeps would make every checkpoint unusable, and every resume start afresh."""
+    if isinstance(value, torch.Tensor) or type(value) in SAFE_LEAVES:
+        return None
+    if type(value) not in CONTAINERS:  # anything else: as torch would load it
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(value, buffer)
+        buffer.seek(0)
+        try:
+            torch.load(buffer, weights_only=True)
+        except Exception:
+            return f"{where}: a {type(value).__module__}.{type(value).__qualname__}"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, item in items:
+        if (found := unloadable(item, f"{where}[{key!r}]")) is not None:
+            return found
+    return None
 
 
 def keep_previous(last: Path) -> None:
