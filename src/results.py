@@ -159,7 +159,8 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
     for run in find_runs(paths_or_glob):
         try:
             status = layout.status(run, now)
-            rows.append({"run": str(run), "status": status, **summarize(run), **stop_columns(run), **load_C(run)})
+            derived = {"run": str(run), "status": status, **summarize(run), **stop_columns(run)}
+            rows.append({**load_C(run), **derived})  # a macro named like a column (`epochs = 3`) never hides it
         except UserError as e:
             rows.append({"run": str(run), "status": "damaged", "damaged": str(e)})
         except OSError as e:  # a file that cannot be read (a folder, a FIFO, a link, no permission)

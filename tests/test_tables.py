@@ -160,3 +160,14 @@ def test_output_piped_into_head_stops_quietly(env):
         capture_output=True, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     assert (done.stdout, done.stderr, done.returncode) == ("row 0\nrow 1\n", "", 141)
+
+
+def test_a_macro_named_like_a_column_never_hides_it(tmp_path):
+    from src.results import load_runs
+
+    run = fake_run(tmp_path / "run", {"supervised.lr": 0.1})
+    with open(run / "config.gin", "a") as f:
+        f.write("status = 'finished'\nepochs = 99\nrun = 'elsewhere'\n")  # gin macros
+    (run / "FINISHED").unlink()
+    row = load_runs(tmp_path).iloc[0]
+    assert (row["run"], row["status"], row["epochs"], row["supervised.lr"]) == (str(run), "pending", 2, 0.1)
