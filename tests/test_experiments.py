@@ -127,6 +127,15 @@ def test_local_runner_records_exit_code_of_a_killed_job(experiment, tmp_path):
     assert layout.status(run) == "failed" and "-9" in (run / layout.FAILED).read_text()
     record_exit(Job((str(tmp_path / "none"), "x.gin")), 1)  # never created: nothing to record
     assert not (tmp_path / "none").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    holder = lock_holder(taken)  # another runner started the run meanwhile: its failure is not this job's
+    try:
+        record_exit(Job((str(taken), "x.gin")), 1)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (taken / layout.FAILED).exists()
 
 
 def test_runner_errors(tmp_path):

@@ -49,9 +49,17 @@ def record_exit(job: Job, code: int) -> None:
     """A failed job leaves its exit code in FAILED (unless the run finished, was interrupted, or is trained by
     another process)."""
     not_a_failure = (0, 130, -signal.SIGINT, RunInUse.exit_code)
-    if code not in not_a_failure and job.run_dir.is_dir() and not (job.run_dir / layout.FINISHED).exists():
-        if not (job.run_dir / layout.FAILED).exists():
+    if code in not_a_failure or not job.run_dir.is_dir():
+        return
+    try:
+        run_lock.acquire(job.run_dir)  # another runner may have started the run meanwhile: then it is not failed
+    except (RunInUse, OSError):
+        return
+    try:
+        if not (job.run_dir / layout.FINISHED).exists() and not (job.run_dir / layout.FAILED).exists():
             layout.touch(job.run_dir / layout.FAILED, f"exit code {code}\n")
+    finally:
+        run_lock.release(job.run_dir)
 
 
 def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None, warm: bool = False) -> Running:
