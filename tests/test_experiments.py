@@ -484,3 +484,41 @@ def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(
     assert table.loc["lr=0.2", "status"] == "failed" and table.loc["lr=0.3", "status"] == "pending"
     assert f"failed before its run folder existed: lr=0.2: Bad gin config: oops (log {logs / 'lr=0.2.log'})" in out
     assert "status: 1 failed, 1 finished, 1 pending" in out and "warning" not in err
+
+
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        (
+            {"supervised.lrr": [0.0003, 0.003]},
+            "Search 'small' binds supervised.lrr: supervised has no parameter 'lrr'. Did you mean 'lr'? "
+            "Valid parameters of supervised: ",
+        ),
+        ({"supervisd.lr": [0.1, 0.2]}, "Search 'small' binds supervisd.lr: Nothing configurable is named 'supervisd'."),
+        (
+            {"training_loop.max_epoch": [1, 2]},
+            "Search 'small' binds training_loop.max_epoch: Unknown parameter training_loop.max_epoch. Did you mean "
+            "'max_epochs'?",
+        ),
+        (
+            {"supervised.lr": [0.1, float("nan")]},
+            "Search 'small' binds supervised.lr to nan (float), which a gin config",
+        ),
+    ],
+)
+def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_path, capsys, axes, message):
+    from src.experiment_cli import experiment_main
+
+    code = experiment_main(experiment, {"small": grid(axes)}, argv=["prepare", "--name", "small"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (experiment / "small").exists() and not (tmp_path / "results").exists()
+
+
+def test_unknown_search_suggests_the_close_name(experiment, capsys):
+    from src.experiment_cli import experiment_main
+
+    searches = {"small": grid({"supervised.lr": [0.1, 0.2]}), "large": grid({"supervised.lr": [0.1, 0.3]})}
+    assert experiment_main(experiment, searches, argv=["report", "--name", "smal"]) == 2
+    assert capsys.readouterr().err == "error: Unknown search 'smal'. Did you mean 'small'? Valid names: small, large.\n"
+    assert experiment_main(experiment, searches, argv=["prepare", "--name", "small"]) == 0  # a good search passes

@@ -203,7 +203,9 @@ def test_space_syntax_matches_random_search():
     [
         ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid samplers: tpe, random"),
         ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruners: median"),
-        ({"space": {"cnn.widths": [[8, 8], [16]]}}, "Space entry 'cnn.widths' has the choice [8, 8]"),
+        ({"space": {"cnn.width": [[8, 8], [16]]}}, "Space entry 'cnn.width' has the choice [8, 8]"),
+        ({"space": {"supervised.lrr": ("log", 1e-4, 0.1)}}, "binds supervised.lrr: supervised has no parameter"),
+        ({"fixed": {"training_loop.n_epoch": 2}}, "binds training_loop.n_epoch: Unknown parameter training_loop.n_"),
         ({"space": {"supervised.lr": ("normal", 0, 1)}}, "is not a distribution Optuna can express"),
         ({"space": {"supervised.lr": ("log", 0, 1)}}, "a log scale needs lo > 0"),
         ({"space": {"cnn.width": ("int", 8, 64.5)}}, "integers for 'int'"),
