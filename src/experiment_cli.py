@@ -8,6 +8,7 @@ sys.exit(experiment_main(Path(__file__).parent, SEARCHES))
 from __future__ import annotations
 
 import argparse
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,8 +37,14 @@ def experiment_main(
 
     def main(args: argparse.Namespace) -> None:
         if args.name not in searches:
-            raise UserError(f"Unknown search {args.name!r}. Valid names: {', '.join(searches)}.")
+            close = difflib.get_close_matches(args.name, list(searches), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"Unknown search {args.name!r}.{hint} Valid names: {', '.join(searches)}.")
         points = searches[args.name]
+        if args.command == "prepare":
+            from src.search_bindings import check_bindings  # imports the training code: only to prepare
+
+            check_bindings(args.name, bindings_of(points))
         if not isinstance(points, list):  # adaptive (src/optuna_search.py): its points come from its study
             return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates)
         if args.command == "prepare":
@@ -51,6 +58,17 @@ def experiment_main(
             report(Path(experiment_dir), args.name, points, swept, metric, replicates)
 
     return run_main(main, parser, argv)
+
+
+def bindings_of(search: list[Point] | OptunaSearch) -> list[tuple[str, object]]:
+    """Every (key, value) a search binds; of an adaptive search's space, each choice or the low end of a range."""
+    if isinstance(search, list):
+        return [item for point in search for item in point.items()]
+    space = []
+    for key, spec in search.space.items():  # a malformed spec: its key only here, the spec checked by prepare
+        values = spec if isinstance(spec, list) else [spec[1]] if isinstance(spec, tuple) and len(spec) == 3 else [None]
+        space += [(key, value) for value in values]
+    return [*space, *search.fixed.items()]
 
 
 def adaptive(

@@ -22,6 +22,8 @@ sequence of prepare/run/prepare gives the same trials, and later batches never r
 
 from __future__ import annotations
 
+import csv
+import difflib
 import json
 import warnings
 from collections.abc import Sequence
@@ -84,7 +86,8 @@ class OptunaSearch:
 
     # -- checks (inside the command, so that a bad search is one line, not a traceback at import) --
 
-    def check(self) -> None:
+    def check(self, recorded: Sequence[str] = ()) -> None:
+        """`recorded`: the metrics the search's runs record so far (recorded_metrics), for the metric's check."""
         for what, value in (("n_trials", self.n_trials), ("batch_size", self.batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserError(f"optuna_search {what} must be a positive integer, got {value!r}.")
@@ -95,12 +98,27 @@ class OptunaSearch:
         if not self.space:
             raise UserError("optuna_search needs a non-empty space.")
         self.distributions()
-        self.study_direction()
+        self.check_metric(recorded)
+        self.study_direction(recorded)
+
+    def check_metric(self, recorded: Sequence[str]) -> None:
+        """A test metric never: the study would tune on the test set, and no run logs it while training. Once runs
+        have recorded their metrics, the metric must be one of them."""
+        if self.metric.startswith("test_"):
+            raise UserError(
+                f"optuna_search metric {self.metric!r} is measured on the test set after training: the study can "
+                f"neither prune on it nor tune on the test set; use {'valid_' + self.metric.removeprefix('test_')!r}."
+            )
+        if recorded and self.metric not in recorded:
+            raise UserError(
+                f"optuna_search metric {self.metric!r} is not recorded by the runs of this search; they record: "
+                f"{', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+            )
 
     def distributions(self) -> dict[str, Any]:
         return {key: distribution(key, spec) for key, spec in self.space.items()}
 
-    def study_direction(self) -> Literal["maximize", "minimize"]:
+    def study_direction(self, recorded: Sequence[str] = ()) -> Literal["maximize", "minimize"]:
         """'maximize' or 'minimize': given, else from the metric's name (*_acc up, *_loss down)."""
         from src.metric_directions import direction
 
@@ -111,10 +129,17 @@ class OptunaSearch:
             "maximize": "maximize",
             "minimize": "minimize",
         }
+        if found not in aliases and self.direction:
+            raise UserError(f"optuna_search(direction=...) must be 'max' or 'min', not {self.direction!r}.")
         if found not in aliases:
+            runs = (
+                f"the runs of this search record {', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+                if recorded
+                else "known without runs: names ending in _acc (max) or _loss (min)."
+            )
             raise UserError(
-                f"Cannot tell which way {self.metric!r} is better: give optuna_search(direction='max' or 'min')"
-                + (f", not {self.direction!r}." if self.direction else ".")
+                f"Cannot tell which way {self.metric!r} is better: if the name is misspelt, fix "
+                f"optuna_search(metric=...) ({runs}); else give optuna_search(direction='max' or 'min')."
             )
         return aliases[found]
 
@@ -220,9 +245,9 @@ class OptunaSearch:
         yet, never past n_trials; failed ones do not count), write their configs and batch.sh."""
         from optuna.trial import TrialState
 
-        self.check()
         experiment_dir = Path(experiment_dir).resolve()
         runs_dir = experiment_runs_dir(experiment_dir, name, results_dir)
+        self.check(recorded_metrics(runs_dir))
         study_name = f"{experiment_dir.name}/{name}"
         study = self.open_study(runs_dir, study_name, create=True)
         told = self.tell(study, runs_dir)
@@ -294,6 +319,35 @@ def optuna_search(
     )  # fmt: skip
 
 
+def did_you_mean(name: str, valid: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # as src/results.py: history columns
+
+
+def recorded_metrics(runs_dir: Path) -> list[str]:
+    """The metrics a search's runs record while training, from any run folder's metrics.json (written when a run
+    starts: the module's declaration, test metrics left out) and history.csv header; unreadable files are skipped
+    (telling the study names them)."""
+    found: dict[str, None] = {}
+    runs = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
+    for run in runs:
+        try:
+            declared = json.loads((run / layout.METRICS).read_text()).get("directions", {})
+            found.update((m, None) for m in declared if isinstance(m, str) and not m.startswith("test_"))
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            with open(run / layout.HISTORY, newline="") as f:
+                header = next(csv.reader(f), [])
+            found.update((c, None) for c in header if c not in NOT_METRICS)
+        except (OSError, ValueError, csv.Error):
+            pass
+    return list(found)
+
+
 class NoValue(Exception):
     """A finished run that gives its trial no value (history.csv missing, unreadable, or the metric never finite):
     the trial is told FAIL, and a new one takes its place."""
@@ -302,8 +356,6 @@ class NoValue(Exception):
 def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
     """The best value of `metric` over the run's epochs (history.csv); a metric the run does not log is one line,
     a history without a finite value of it NoValue (why, naming the file)."""
-    import csv
-
     path = run_dir / layout.HISTORY
     try:
         with open(path, newline="") as f:

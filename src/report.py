@@ -11,6 +11,7 @@ Works on partial results: pending, running, dead, failed and damaged runs are li
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import sys
@@ -33,20 +34,40 @@ if TYPE_CHECKING:
 
 
 def collect(
-    experiment_dir: Path, name: str, points: list[Point], swept: Sequence[str], names: Sequence[str] | None = None
+    experiment_dir: Path,
+    name: str,
+    points: list[Point],
+    swept: Sequence[str],
+    names: Sequence[str] | None = None,
+    logs: Path | None = None,
 ) -> pd.DataFrame:
     """One row per point of the search: `name` (the run folder's name), its swept values, status, metrics and `run`
-    (the run folder's path, as in load_runs); pending if never started. `names`: the run folders' names (default:
-    from the swept values, as prepare names them)."""
+    (the run folder's path, as in load_runs); pending if never started, failed (with its `error`) if the local
+    runner's log in `logs` ends with the error that stopped it before its run folder existed. `names`: the run
+    folders' names (default: from the swept values, as prepare names them)."""
     runs_dir = experiment_runs_dir(experiment_dir, name)
     found = load_runs(runs_dir) if runs_dir.is_dir() else pd.DataFrame()
     found = found.set_index("run") if len(found) else found
     rows = []
     for point, run_name in zip(points, names or run_names(points, swept), strict=True):
         path = str(runs_dir / run_name)
-        row = found.loc[path].to_dict() if len(found) and path in found.index else {"status": "pending"}
+        row = found.loc[path].to_dict() if len(found) and path in found.index else not_started(logs, run_name)
         rows.append({"name": run_name, **row, **{k: point[k] for k in swept}, "run": path})
     return pd.DataFrame(rows)
+
+
+def not_started(logs: Path | None, run: str) -> dict[str, str]:
+    """A run without a folder: pending, unless bin/run_local.py's log of it ends with the one-line error of a job
+    that stopped before creating its folder (a bad binding, missing data): then failed, with that error."""
+    log = logs / f"{run}.log" if logs is not None else None
+    try:
+        lines = log.read_text(errors="replace").splitlines() if log is not None and log.is_file() else []
+    except OSError:
+        lines = []
+    last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+    if last.startswith("error: "):
+        return {"status": "failed", "error": f"{last.removeprefix('error: ')} (log {log})"}
+    return {"status": "pending"}
 
 
 def main_metric(table: pd.DataFrame) -> str:
@@ -55,6 +76,37 @@ def main_metric(table: pd.DataFrame) -> str:
         if (found := metric_directions.main_metric(run)) is not None:
             return found
     return "valid_loss"
+
+
+def recorded_metrics(table: pd.DataFrame) -> list[str]:
+    """The metrics with a best value in some run (history.csv columns with a direction), in column order."""
+    return [c.removeprefix("best_") for c in table.columns if c.startswith("best_") and table[c].notna().any()]
+
+
+def check_metric(metric: str, table: pd.DataFrame) -> None:
+    """A metric the runs cannot be ranked by is one line naming what they record (a close match first), before
+    anything is written. Test metrics never rank: choosing by them would tune the hyperparameters on the test set.
+    Nothing to check while no run has recorded a metric."""
+    if metric.startswith("test_") or metric.startswith("eval_"):
+        valid = "valid_" + metric.removeprefix("eval_").removeprefix("test_")
+        raise UserError(
+            f"metric {metric!r} is measured on the test set: ranking runs by it would choose the hyperparameters on "
+            f"the test set; rank by {valid!r} (report shows eval_test_* next to it)."
+        )
+    recorded = recorded_metrics(table)
+    if not recorded or metric in recorded:
+        return
+    if f"final_{metric}" in table:
+        raise UserError(
+            f"metric {metric!r} has no recorded direction (metrics.json), so runs cannot be ranked by it; they "
+            f"can be by: {', '.join(recorded)}."
+        )
+    close = difflib.get_close_matches(metric, recorded, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise UserError(
+        f"metric {metric!r} is not recorded by these runs; they record: {', '.join(recorded)}.{hint} "
+        "(experiment_main(metric=...) in the experiment's main.py)"
+    )
 
 
 def by_config(table: pd.DataFrame, configs: Sequence[str], metric: str, higher: bool) -> pd.DataFrame:
@@ -96,7 +148,7 @@ def plot(
     from matplotlib.ticker import MaxNLocator
 
     written = []
-    started = table[~table["status"].isin(["pending", "damaged"])]
+    started = table[~table["status"].isin(["pending", "damaged"]) & table["run"].map(lambda r: Path(r).is_dir())]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     curves: dict[str, list[pd.Series]] = {}
     stops: dict[str, list[int]] = {}  # label -> epochs where early stopping ended a run
@@ -230,11 +282,12 @@ def report(
 ) -> pd.DataFrame:
     """Print and write the report of search `name`; return its table (one row per run, best first)."""
     swept = list(swept or swept_keys(points))
-    table = collect(experiment_dir, name, points, swept, names)
-    out = Path(experiment_dir) / name
-    out.mkdir(parents=True, exist_ok=True)
+    table = collect(experiment_dir, name, points, swept, names, Path(experiment_dir) / name / "logs")
     metric = metric or main_metric(table)
     started = table[table["status"] != "pending"]
+    check_metric(metric, table)
+    out = Path(experiment_dir) / name
+    out.mkdir(parents=True, exist_ok=True)
     higher = higher_is_better(metric, started["run"].iloc[0] if len(started) else None)
     configs = [k for k in swept if k not in replicates]
     replicated = len(configs) < len(swept)
@@ -248,6 +301,9 @@ def report(
     print("status: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     for _, row in table[table["status"] == "damaged"].iterrows():
         print(f"damaged: {row['name']}: {row.get('damaged')}")
+    if "error" in table:
+        for _, row in table[table["error"].notna()].iterrows():
+            print(f"failed before its run folder existed: {row['name']}: {row['error']}")
     table.to_csv(out / "results.csv", index=False)
     finished = table[table["status"] == "finished"]
     if replicated:

@@ -444,3 +444,90 @@ def test_report_plot_helpers():
     assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(["width=16, lr=0.1", "width=8, lr=0.1"], key=natural_key) == ["width=8, lr=0.1", "width=16, lr=0.1"]
     assert log_spaced([0.0003, 0.003, 0.03]) and not log_spaced([8, 16, 32]) and not log_spaced([0, 0.1, 10])
+
+
+def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, capsys):
+    """A misspelt metric, or a test metric, is one line naming what the runs record (a close match first), exit 2,
+    and nothing of the previous report is rewritten."""
+    from src.experiment_cli import experiment_main
+
+    points = grid({"supervised.lr": [0.1, 0.2]})
+    runs = tmp_path / "results" / "exp" / "typo"
+    for point in points:
+        history = {"epoch": [1, 2], "valid_acc": [0.5, 0.6], "valid_loss": [1.0, 0.9]}
+        fake_run(runs / f"lr={point['supervised.lr']}", dict(point), history, {"valid_acc": "max", "valid_loss": "min"})
+    old = experiment / "typo"
+    old.mkdir()
+    (old / "results.csv").write_text("an older report\n")
+    for metric, message in (
+        (
+            "valid_accuracy",
+            "error: metric 'valid_accuracy' is not recorded by these runs; they record: valid_acc, valid_loss. "
+            "Did you mean 'valid_acc'?",
+        ),
+        ("test_acc", "error: metric 'test_acc' is measured on the test set: ranking runs by it would choose"),
+    ):
+        code = experiment_main(experiment, {"typo": points}, metric=metric, argv=["report", "--name", "typo"])
+        out, err = capsys.readouterr()
+        assert code == 2 and err.startswith(message) and err.count("\n") == 1, err
+        assert out == "" and [p.name for p in old.iterdir()] == ["results.csv"]
+        assert (old / "results.csv").read_text() == "an older report\n"
+    assert experiment_main(experiment, {"typo": points}, metric="valid_acc", argv=["report", "--name", "typo"]) == 0
+    assert "best (best_valid_acc = 0.6)" in capsys.readouterr().out
+
+
+def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(experiment, tmp_path, capsys):
+    """bin/run_local.py's log of a job that stopped with an error before creating its run folder makes the run
+    `failed` (with that error), not `pending`; a job whose log does not end in an error stays pending."""
+    from src.report import report
+
+    points = grid({"supervised.lr": [0.1, 0.2, 0.3]})
+    runs = tmp_path / "results" / "exp" / "early"
+    fake_run(runs / "lr=0.1", dict(points[0]), {"epoch": [1], "valid_acc": [0.5]}, {"valid_acc": "max"})
+    logs = experiment / "early" / "logs"
+    logs.mkdir(parents=True)
+    (logs / "lr=0.2.log").write_text("==> bin/train.py ...\n==> started now cold\nerror: Bad gin config: oops\n\n")
+    (logs / "lr=0.3.log").write_text("==> bin/train.py ...\n==> started now cold\n")
+    table = report(experiment, "early", points).set_index("name")
+    out, err = capsys.readouterr()
+    assert table.loc["lr=0.2", "status"] == "failed" and table.loc["lr=0.3", "status"] == "pending"
+    assert f"failed before its run folder existed: lr=0.2: Bad gin config: oops (log {logs / 'lr=0.2.log'})" in out
+    assert "status: 1 failed, 1 finished, 1 pending" in out and "warning" not in err
+
+
+@pytest.mark.parametrize(
+    "axes, message",
+    [
+        (
+            {"supervised.lrr": [0.0003, 0.003]},
+            "Search 'small' binds supervised.lrr: supervised has no parameter 'lrr'. Did you mean 'lr'? "
+            "Valid parameters of supervised: ",
+        ),
+        ({"supervisd.lr": [0.1, 0.2]}, "Search 'small' binds supervisd.lr: Nothing configurable is named 'supervisd'."),
+        (
+            {"training_loop.max_epoch": [1, 2]},
+            "Search 'small' binds training_loop.max_epoch: Unknown parameter training_loop.max_epoch. Did you mean "
+            "'max_epochs'?",
+        ),
+        (
+            {"supervised.lr": [0.1, float("nan")]},
+            "Search 'small' binds supervised.lr to nan (float), which a gin config",
+        ),
+    ],
+)
+def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_path, capsys, axes, message):
+    from src.experiment_cli import experiment_main
+
+    code = experiment_main(experiment, {"small": grid(axes)}, argv=["prepare", "--name", "small"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1, err
+    assert not (experiment / "small").exists() and not (tmp_path / "results").exists()
+
+
+def test_unknown_search_suggests_the_close_name(experiment, capsys):
+    from src.experiment_cli import experiment_main
+
+    searches = {"small": grid({"supervised.lr": [0.1, 0.2]}), "large": grid({"supervised.lr": [0.1, 0.3]})}
+    assert experiment_main(experiment, searches, argv=["report", "--name", "smal"]) == 2
+    assert capsys.readouterr().err == "error: Unknown search 'smal'. Did you mean 'small'? Valid names: small, large.\n"
+    assert experiment_main(experiment, searches, argv=["prepare", "--name", "small"]) == 0  # a good search passes

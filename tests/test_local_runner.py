@@ -39,14 +39,14 @@ def test_an_up_to_date_sweep_is_nothing_to_do(finished_sweep):
     assert subprocess.run(["bash", str(finished_sweep)], capture_output=True).returncode == 0
     local = script("run_local.py", str(finished_sweep))
     assert (local.returncode, local.stderr) == (0, "")
-    assert local.stdout == "nothing to do: all 0 runs of the batch file are finished\n"
+    assert local.stdout == f"nothing to do: {finished_sweep} lists no runs\n"
     for dry_run in ([], ["--dry-run"]):  # decided before sbatch is needed: there is none on PATH
         slurm = script("run_slurm.py", str(finished_sweep), *dry_run)
         assert (slurm.returncode, slurm.stderr) == (0, "")
         assert slurm.stdout == "nothing to do: all 0 runs of the batch file are finished or running\n"
 
 
-def test_runs_finished_since_prepare_are_nothing_to_do(tmp_path, monkeypatch):
+def test_runs_finished_since_prepare_are_nothing_to_do(tmp_path, monkeypatch, capsys):
     from src.runners.local import run_local
 
     folder = tmp_path / "exp"
@@ -58,6 +58,7 @@ def test_runs_finished_since_prepare_are_nothing_to_do(tmp_path, monkeypatch):
         job.run_dir.mkdir(parents=True)
         (job.run_dir / layout.FINISHED).touch()
     assert run_local(batch, quiet=True) == 0
+    assert capsys.readouterr().out == f"nothing to do: all 2 runs of {batch} are finished\n"
 
 
 def test_a_file_that_is_no_batch_file_is_still_an_error(tmp_path):

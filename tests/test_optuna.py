@@ -203,7 +203,9 @@ def test_space_syntax_matches_random_search():
     [
         ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid samplers: tpe, random"),
         ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruners: median"),
-        ({"space": {"cnn.widths": [[8, 8], [16]]}}, "Space entry 'cnn.widths' has the choice [8, 8]"),
+        ({"space": {"cnn.width": [[8, 8], [16]]}}, "Space entry 'cnn.width' has the choice [8, 8]"),
+        ({"space": {"supervised.lrr": ("log", 1e-4, 0.1)}}, "binds supervised.lrr: supervised has no parameter"),
+        ({"fixed": {"training_loop.n_epoch": 2}}, "binds training_loop.n_epoch: Unknown parameter training_loop.n_"),
         ({"space": {"supervised.lr": ("normal", 0, 1)}}, "is not a distribution Optuna can express"),
         ({"space": {"supervised.lr": ("log", 0, 1)}}, "a log scale needs lo > 0"),
         ({"space": {"cnn.width": ("int", 8, 64.5)}}, "integers for 'int'"),
@@ -217,14 +219,46 @@ def test_bad_search_is_one_line(experiment, capsys, changes, message):
     assert not (experiment / "bayes").exists()
 
 
-def test_metric_the_runs_do_not_log(experiment):
-    done = search(metric="valid_f1", direction="max").prepare(experiment, "bayes")
-    fake_end(read_batch(done.batch)[0].run_dir, "finished")
-    with pytest.raises(UserError, match=r"The runs do not log 'valid_f1' .*has valid_acc\)"):
-        search(metric="valid_f1", direction="max").prepare(experiment, "bayes")
-    # in the run itself, the pruning callback names what the run logs
+def test_a_misspelt_metric_fails_the_run_before_training_then_prepare_refuses_it(experiment, train, capsys):
+    """The run fails at fit start (FAILED names what the module logs, no epoch trained); the next prepare reads what
+    the runs record (metrics.json, history.csv) and refuses the metric in one line, asking no new trial."""
+    settings = dict(metric="valid_acuracy", direction="max", n_trials=2, batch_size=1, pruner="none", pruner_options={})
+    done = search(**settings).prepare(experiment, "bayes")
+    (job,) = read_batch(done.batch)
+    with pytest.raises(UserError, match="not a metric the module logs while training; it logs: .*valid_acc"):
+        train(job.run_dir, configs=[job.args[1]])
+    failed = (job.run_dir / layout.FAILED).read_text()
+    assert "optuna_pruning.monitor 'valid_acuracy' is not a metric" in failed and "Did you mean 'valid_acc'?" in failed
+    assert not (job.run_dir / layout.HISTORY).exists() or history(job.run_dir) == []  # nothing trained
+    capsys.readouterr()
+    code = experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: optuna_search metric 'valid_acuracy' is not recorded by the runs of this search;")
+    assert "valid_acc" in err and err.rstrip().endswith("Did you mean 'valid_acc'?")
+    assert len(load_study(experiment).get_trials()) == 1  # nothing new asked, nothing told
+    # without a direction, the message says the name may be misspelt and lists what the runs record
+    del settings["direction"]
+    with pytest.raises(UserError, match=r"not recorded by the runs of this search; they record: valid_loss, valid_acc"):
+        search(**settings).check(["valid_loss", "valid_acc"])
+    with pytest.raises(UserError, match=r"Cannot tell which way 'valid_acuracy' is better: if the name is misspelt"):
+        search(**settings).check()  # no run yet
+    with pytest.raises(UserError, match=r"runs of this search record valid_loss, valid_acc. Did you mean 'valid_acc'"):
+        search(**settings).study_direction(["valid_loss", "valid_acc"])
+
+
+def test_metric_of_the_test_set_or_unlogged_is_refused(experiment):
+    with pytest.raises(UserError, match="'test_acc' is measured on the test set after training.*use 'valid_acc'"):
+        search(metric="test_acc").prepare(experiment, "bayes")
+    assert not (experiment / "bayes").exists()
+    # the pruning callback, given the module's declaration, checks at fit start; during an epoch it names what the
+    # run logs
     from src.callbacks.optuna_pruning import OptunaPruning
 
+    declared = {"main": "valid_acc", "directions": {"valid_loss": "min", "valid_acc": "max", "test_acc": "max"}}
+    with pytest.raises(UserError, match="'test_acc' is not a metric the module logs while training; it logs: "):
+        OptunaPruning(experiment, "unused", "exp/bayes", 0, "test_acc", declared).on_fit_start(None, None)
+    OptunaPruning(experiment, "unused", "exp/bayes", 0, "valid_acc", declared).on_fit_start(None, None)
     callback = OptunaPruning(experiment, "unused", "exp/bayes", 0, "valid_f1")
     trainer = SimpleNamespace(callback_metrics={"valid_acc": 0.5, "valid_loss": 1.0}, is_global_zero=True)
     with pytest.raises(UserError, match="'valid_f1' is not logged by this run \\(it logs valid_acc, valid_loss\\)"):

@@ -4,10 +4,13 @@ FINISHED), with status `pruned`. The last epoch is reported but never pruned (th
 
 Added to every run of an optuna_search by `prepare` (src/optuna_search.py), which binds the study's journal file,
 its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute).
+A metric the module does not log while training (a typo, a test metric) fails the run at fit start, before any
+training, with FAILED naming the metrics it logs; the next `prepare` then refuses the search's metric.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +22,12 @@ from src.errors import UserError
 
 
 class OptunaPruning(pl.Callback):
-    def __init__(self, run_dir: str | Path, storage: str, study: str, trial: int, monitor: str) -> None:
+    def __init__(
+        self, run_dir: str | Path, storage: str, study: str, trial: int, monitor: str, metrics: dict | None = None
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
+        self.metrics = metrics  # the module's declaration (src/metric_directions.py), if known
         self._trial: Any = None
         self._trial_id: int | None = None
 
@@ -48,6 +54,23 @@ class OptunaPruning(pl.Callback):
             )
             self._trial, self._trial_id = optuna.trial.Trial(study, trial_id), trial_id
         return self._trial
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check_monitor()
+
+    def check_monitor(self) -> None:
+        """The monitor must be a metric the module declares and logs while training (not a test metric)."""
+        if self.metrics is None:
+            return
+        logged = [m for m in self.metrics["directions"] if not m.startswith("test_")]
+        if self.monitor in logged:
+            return
+        close = difflib.get_close_matches(self.monitor, logged, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(
+            f"optuna_pruning.monitor {self.monitor!r} is not a metric the module logs while training; it logs: "
+            f"{', '.join(logged)}.{hint} (optuna_search(metric=...) in the experiment's main.py)"
+        )
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         prune = self.report(trainer) if trainer.is_global_zero else False
@@ -79,6 +102,8 @@ class OptunaPruning(pl.Callback):
         return True
 
 
-@CALLBACKS.register("optuna_pruning")
-def optuna_pruning(run_dir: str, storage: str, study: str, trial: int, monitor: str) -> OptunaPruning:
-    return OptunaPruning(run_dir, storage, study, trial, monitor)
+@CALLBACKS.register("optuna_pruning", denylist=("metrics",))
+def optuna_pruning(
+    run_dir: str, storage: str, study: str, trial: int, monitor: str, metrics: dict[str, Any]
+) -> OptunaPruning:
+    return OptunaPruning(run_dir, storage, study, trial, monitor, metrics)

@@ -195,7 +195,11 @@ def run_local(
     pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
     todo = [job for job in all_jobs if layout.status(job.run_dir) not in layout.DONE]
     if not todo:
-        print(f"nothing to do: all {len(all_jobs)} runs of the batch file are finished")
+        print(
+            f"nothing to do: all {len(all_jobs)} runs of {batch} are finished"
+            if all_jobs
+            else f"nothing to do: {batch} lists no runs"
+        )
         return 0
     jobs = jobs or (pool.slots if pool else 2)
     slots = min(jobs, pool.slots) if pool else jobs
