@@ -43,7 +43,7 @@ def test_an_up_to_date_sweep_is_nothing_to_do(finished_sweep):
     for dry_run in ([], ["--dry-run"]):  # decided before sbatch is needed: there is none on PATH
         slurm = script("run_slurm.py", str(finished_sweep), *dry_run)
         assert (slurm.returncode, slurm.stderr) == (0, "")
-        assert slurm.stdout == "nothing to do: all 0 runs of the batch file are finished or running\n"
+        assert slurm.stdout == f"nothing to do: {finished_sweep} lists no runs\n"
 
 
 def test_runs_finished_since_prepare_are_nothing_to_do(tmp_path, monkeypatch, capsys):

@@ -155,7 +155,11 @@ def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> s
     indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in (*layout.DONE, "running")]
     skipped = len(jobs) - len(indices)
     if not indices:  # an up-to-date sweep: `prepare` wrote no job line, or the runs finished or run meanwhile
-        print(f"nothing to do: all {len(jobs)} runs of the batch file are finished or running")
+        print(
+            f"nothing to do: all {len(jobs)} runs of {batch} are finished or running"
+            if jobs
+            else f"nothing to do: {batch} lists no runs"
+        )
         return None
     if not dry_run and shutil.which("sbatch") is None:
         raise UserError("SLURM is not installed here: `sbatch` is not on PATH (use bin/run_local.py instead).")
