@@ -277,7 +277,8 @@ class OptunaSearch:
     ) -> pd.DataFrame:
         """The grid report over every trial's run, then the study's optimization history, parameter importances
         (PNG and PDF) and best trial's bindings (printed, and as best.gin)."""
-        from src.report import optuna_report, report
+        from src.report import report
+        from src.report_plots import optuna_report
 
         self.check()
         experiment_dir = Path(experiment_dir).resolve()

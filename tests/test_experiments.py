@@ -438,7 +438,7 @@ def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
 
 
 def test_report_plot_helpers():
-    from src.report import log_spaced, natural_key
+    from src.report_plots import log_spaced, natural_key
 
     labels = ["lr=0.03 (n=3)", "lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]

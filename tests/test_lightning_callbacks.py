@@ -85,7 +85,7 @@ def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
     assert layout.status(run) == "finished" and stopped(run)["epoch"] == 3
 
     # the analysis knows: load_runs and bin/runs.py show the stop, the learning curves end (marked) at epoch 3
-    from src.report import plot
+    from src.report_plots import plot
     from src.results import load_runs
     from src.runs_table import runs_table
 
