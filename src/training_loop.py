@@ -12,6 +12,8 @@ import inspect
 import os
 import sys
 import tempfile
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,10 @@ ESSENTIAL_CALLBACKS = (
 )
 
 
-@gin.configurable(denylist=["save_dir", "config_files", "bindings", "dry_run"])
+INTERNAL = ("save_dir", "config_files", "bindings", "dry_run")  # passed by the caller, not for users to bind
+
+
+@gin.configurable(denylist=list(INTERNAL))
 def training_loop(
     save_dir: str | os.PathLike,
     model: str = "cnn",
@@ -71,12 +76,14 @@ def training_loop(
     metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
     print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
     switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/speed.py's."""
+    check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
 
     n_epochs = positive_int("n_epochs", n_epochs)
     run_session.check_save_dir(save_dir)
-    trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
+    trainer_setup.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
+    trainer_setup.check_values(trainer_flags)
     trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
     speed.check_matmul_precision(matmul_precision)
     mode = speed.compile_mode(compile)
@@ -190,9 +197,16 @@ def warn_unused(operative: str) -> list[str]:
 
     given = parse_bindings(gin.config_str())
     unused = sorted(k for k in set(given) - set(parse_bindings(operative)) if "." in k)
+    registry = gin.config._REGISTRY  # gin keeps no public record of what was called; its registry is pinned with gin
+    called = {registry.minimal_selector(selector) for _, selector in gin.config._OPERATIVE_CONFIG}
     for binding in unused:
         configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        print(f"warning: {binding} is not used: this run never calls {configurable!r}", file=sys.stderr)
+        why = (
+            f"the code that calls {configurable!r} passes this parameter itself"
+            if configurable in called
+            else f"this run never calls {configurable!r}"
+        )
+        print(f"warning: {binding} is not used: {why}", file=sys.stderr)
     return unused
 
 
@@ -214,6 +228,30 @@ def is_rank_zero() -> bool:
     """True in the process that owns the run folder (the only one under single-process training; under srun the
     task with SLURM_PROCID 0)."""
     return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
+
+
+def check_types(values: dict[str, Any]) -> None:
+    """training_loop's own parameters against their annotations: `seed = 'a'` is a one-line error here, not a
+    ValueError from deep inside the run."""
+    hints = typing.get_type_hints(inspect.unwrap(training_loop))
+    for name, value in values.items():
+        if not matches(value, hints[name]):
+            shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
+            raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the annotated type (the few kinds training_loop's parameters use; bool is no int)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(matches(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is Sequence:
+        item = (typing.get_args(hint) or (Any,))[0]
+        return isinstance(value, (list, tuple)) and all(matches(v, item) for v in value)
+    if hint is int or hint is float:
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return not isinstance(hint, type) or isinstance(value, hint)
 
 
 def positive_int(name: str, value: Any) -> int:
