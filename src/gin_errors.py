@@ -93,12 +93,17 @@ def parameters(configurable: Any) -> list[str]:
 def unknown_parameter(selector: str, name: str) -> str:
     configurables = _configurables()
     short = gin.config._REGISTRY.minimal_selector(selector) if selector in gin.config._REGISTRY else selector
-    valid = parameters(configurables[short]) if short in configurables else []
+    from src.registry import offered
+
+    given = offered(short)  # the run supplies these: binding them is an error of its own
+    valid = [p for p in parameters(configurables[short]) if p not in given] if short in configurables else []
     if not valid:
         return f"{short} has no parameter {name!r}."
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{short} has no parameter {name!r}.{hint} Valid parameters of {short}: {', '.join(valid)}."
+    not_bindable = [p for p in parameters(configurables[short]) if p in given]
+    aside = f" (given by the run, not bound in gin: {', '.join(not_bindable)})" if not_bindable else ""
+    return f"{short} has no parameter {name!r}.{hint} Valid parameters of {short}: {', '.join(valid)}{aside}."
 
 
 def unknown_configurable(name: str) -> str:

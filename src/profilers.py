@@ -15,9 +15,9 @@ from pathlib import Path
 from pytorch_lightning import profilers
 
 from src import run_dir as layout
-from src.registry import Registry
+from src.registry import RUN_OFFERS, Registry
 
-PROFILERS = Registry("profiler")
+PROFILERS = Registry("profiler", offers={"run_dir": RUN_OFFERS["run_dir"]})
 
 
 def report_dir(run_dir: str) -> str:

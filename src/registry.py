@@ -14,14 +14,18 @@ registered name must be unique across all registries (gin has one namespace).
 `build` is how the template calls every builder: it offers everything it knows (the data's declared keywords to a
 model, the run folder and the module's main metric to a callback) and passes only the keywords the builder's
 signature names. A builder that requires a keyword nobody offers, and that gin does not bind either, is a one-line
-error naming what was on offer.
+error naming what was on offer; a gin binding of a keyword the run offers (`digits.seed = 5`, `cnn.n_outputs = 3`)
+would be silently overridden, so it is a one-line error naming where the value comes from. Each registry says where
+its offered keywords come from (`offers`), which the typo message of gin's unknown parameters also uses.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gin
@@ -30,22 +34,39 @@ from src.errors import UserError
 
 T = TypeVar("T", bound=Callable)
 
+RUN_OFFERS = {  # what a callback or logger is offered
+    "run_dir": "the run (SAVE_DIR): remove the binding",
+    "metrics": "the module (its declared metrics): remove the binding",
+}
 _EVERY_ITEM: dict[str, Callable] = {}  # name -> builder, over all registries (gin has one namespace)
+_REGISTRY_OF: dict[str, Registry] = {}  # name -> the registry it is in
+_ORIGINAL: dict[str, Callable] = {}  # name -> the function or class as written (for its file and line)
 
 
 class Registry:
-    """Maps names to gin-configurable builders. Duplicate names and unknown names are errors."""
+    """Maps names to gin-configurable builders. Duplicate names and unknown names are errors.
 
-    def __init__(self, kind: str) -> None:
+    `offers`: keyword -> where the value the template offers comes from and what to do instead of binding it
+    (`{"seed": "the run (training_loop.seed): bind that instead"}`); `offered_by`: the same for offered keywords not
+    listed there (a model's, which the data declares)."""
+
+    def __init__(
+        self, kind: str, offers: dict[str, str] | None = None, offered_by: str = "the run: remove the binding"
+    ) -> None:
         self.kind = kind
+        self.offers = dict(offers or {})
+        self.offered_by = offered_by
         self._items: dict[str, Callable] = {}
 
     def register(self, name: str, *, denylist: tuple[str, ...] = ()) -> Callable[[T], T]:
         def decorator(fn: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered (by {self._items[name]!r})")
+            if name in _EVERY_ITEM:
+                other = _REGISTRY_OF[name].kind
+                what = f"{self.kind} {name!r}" if other == self.kind else f"{name!r} (a {other} and a {self.kind})"
+                raise UserError(f"{what} is registered twice: {origin(_ORIGINAL[name])} and {origin(fn)}")
             configurable = gin.configurable(name, denylist=list(denylist))(fn)
             self._items[name] = _EVERY_ITEM[name] = configurable
+            _REGISTRY_OF[name], _ORIGINAL[name] = self, fn
             return configurable
 
         return decorator
@@ -58,7 +79,12 @@ class Registry:
     def build(self, name: str, **offered: Any) -> Any:
         """Call the builder registered as `name` with the offered keywords it accepts (gin binds the rest)."""
         builder = self.get(name)
-        return builder(**accepted(builder, name, offered, self.kind))
+        passed = accepted(builder, name, offered, self.kind)
+        bound = gin.get_bindings(name, resolve_references=False)
+        for keyword in passed:
+            if keyword in bound:  # gin lets the caller's keyword win: the binding would be silently ignored
+                raise UserError(f"{name}.{keyword} is given by {self.offers.get(keyword, self.offered_by)}.")
+        return builder(**passed)
 
     def unknown_message(self, name: object) -> str:
         if reference := next((k for k, v in self._items.items() if v is name), None):  # `model = @mlp`
@@ -112,11 +138,45 @@ def registered(name: str) -> Callable | None:
     return _EVERY_ITEM.get(name)
 
 
+def offered(name: str) -> dict[str, str]:
+    """The keywords the template offers to the builder registered as `name` that a registry knows in advance (not
+    to bind in gin), each with where it comes from; {} for anything else."""
+    return _REGISTRY_OF[name].offers if name in _REGISTRY_OF else {}
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A file's path as a user would type it: relative to the working folder where it is below it."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def origin(fn: Callable) -> str:
+    """'src/models/cnn.py:40': where a function or class is defined."""
+    try:
+        file = inspect.getsourcefile(fn) or "?"
+        line = inspect.getsourcelines(fn)[1]
+    except (OSError, TypeError):
+        return repr(fn)
+    return f"{shown(file)}:{line}"
+
+
 def import_submodules(package: str, path: list[str]) -> None:
     """Import every module of a package, in name order: registering a new model, data set, module or callback is
-    dropping its file into the package (src/models/my_net.py), nothing else."""
+    dropping its file into the package (src/models/my_net.py), nothing else. A file that cannot be imported is a
+    one-line error naming it (every command imports every file)."""
     import importlib
     import pkgutil
 
     for info in sorted(pkgutil.iter_modules(path), key=lambda i: i.name):
-        importlib.import_module(f"{package}.{info.name}")
+        try:
+            importlib.import_module(f"{package}.{info.name}")
+        except UserError:
+            raise
+        except Exception as e:
+            folder = Path(getattr(info.module_finder, "path", path[0]))
+            file = shown(folder / info.name if info.ispkg else folder / f"{info.name}.py")
+            message = " ".join(str(e).split()) or type(e).__name__
+            raise UserError(
+                f"{file} cannot be imported: {type(e).__name__}: {message} (every file in {shown(folder)}/ is "
+                "imported at start: fix or remove it)"
+            ) from e

@@ -67,6 +67,43 @@ def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
         raise UserError("training_loop.limit_train_batches = 0 trains nothing: use a positive number or fraction.")
 
 
+def check_values(flags: dict[str, Any]) -> None:
+    """A Trainer built from the user's flags alone, thrown away: a value Lightning rejects (`precision = 'bf17'`,
+    `strategy = 'dp2'`, more devices than there are) is a one-line error naming the flag before anything is built or
+    written. The flag at fault is the one Lightning rejects on its own, else all of them together."""
+    if not flags:
+        return
+    with quiet_lightning():
+        problem = trainer_problem(follow_allocation(flags))
+        if problem is None:
+            return
+        culprits = [name for name in flags if trainer_problem({name: flags[name]}) is not None]
+    given = ", ".join(f"training_loop.{name} = {flags[name]!r}" for name in (culprits[:1] or flags))
+    raise UserError(f"{given} is not valid: {problem}" if culprits else f"{given}: not valid together: {problem}")
+
+
+def trainer_problem(flags: dict[str, Any]) -> str | None:
+    """Lightning's reason (one line) for rejecting a Trainer with these flags (and the template's own), or None."""
+    import pytorch_lightning as pl
+
+    from src.errors import one_line
+
+    rank_zero_logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    level = rank_zero_logger.level
+    rank_zero_logger.setLevel(logging.WARNING)  # its "GPU available: ..." lines belong to the real Trainer
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pl.Trainer(
+                logger=False, enable_checkpointing=False, enable_progress_bar=False, **{**SPELLED_DEFAULTS, **flags}
+            )
+    except Exception as e:  # ValueError, MisconfigurationException, TypeError, ImportError of a strategy's package
+        return f"{type(e).__name__}: {one_line(e)}"
+    finally:
+        rank_zero_logger.setLevel(level)
+    return None
+
+
 def make_trainer(
     run_dir: str, n_epochs: int, callbacks: list, loggers: list, profiler: Any, data: Any, **flags: Any
 ) -> pl.Trainer:

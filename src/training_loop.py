@@ -8,11 +8,14 @@ Every other `training_loop.<flag>` binding is a Lightning Trainer flag (src/trai
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+import types
+import typing
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +47,10 @@ ESSENTIAL_CALLBACKS = (
 )
 
 
-@gin.configurable(denylist=["save_dir", "config_files", "bindings", "dry_run"])
+INTERNAL = ("save_dir", "config_files", "bindings", "dry_run")  # passed by the caller, not for users to bind
+
+
+@gin.configurable(denylist=list(INTERNAL))
 def training_loop(
     save_dir: str | os.PathLike,
     model: str = "cnn",
@@ -71,12 +77,14 @@ def training_loop(
     metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
     print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
     switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/speed.py's."""
+    check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
 
     n_epochs = positive_int("n_epochs", n_epochs)
     run_session.check_save_dir(save_dir)
-    trainer_setup.check_flags(trainer_flags, own_parameters=list(own_defaults()))
+    trainer_setup.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
+    trainer_setup.check_values(trainer_flags)
     trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
     speed.check_matmul_precision(matmul_precision)
     mode = speed.compile_mode(compile)
@@ -91,58 +99,58 @@ def training_loop(
         warn_unused(built.operative)
         print(built.operative, end="")
         return {}
-    save_dir = Path(save_dir)
-    choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
+    with smoke_test_folder(save_dir, trainer_flags) as save_dir:
+        choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
 
-    import torch
+        import torch
 
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    built = assemble(str(save_dir), data, model, module, seed, callback_names, loggers, profiler)
-    built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
-    speed.apply(built.parts.model, mode, channels_last)
-    if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
-        from src.callbacks.meta_saver import MetaSaver
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        built = assemble(str(save_dir), data, model, module, seed, callback_names, loggers, profiler)
+        built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
+        speed.apply(built.parts.model, mode, channels_last)
+        if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
+            from src.callbacks.meta_saver import MetaSaver
 
-        next(c for c in built.callbacks if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
-    changes = []
-    if choice.checkpoint:
-        changes = resuming.guard_config(
-            save_dir, built.operative, allow_config_change, own_defaults(), resolved(built.callbacks)
-        )
-    if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
-        print(resuming.nothing_to_do(save_dir, n_epochs))
-        return stored
-
-    rank_zero = is_rank_zero()
-    try:
-        with (
-            run_session.session(save_dir, rank_zero, choice.unusable) as attempt,
-            trainer_setup.quiet_lightning(),
-            speed.matmul_precision(matmul_precision),
-        ):
-            for line in choice.warnings:
-                print(line, file=sys.stderr)
-            unused = warn_unused(built.operative)
-            if rank_zero:
-                write_start_files(save_dir, built, config_files, bindings, changes, unused)
-            trainer = trainer_setup.make_trainer(
-                str(save_dir),
-                n_epochs,
-                built.callbacks,
-                built.loggers,
-                built.profiler,
-                built.parts.data,
-                **trainer_flags,
+            next(c for c in built.callbacks if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
+        changes = []
+        if choice.checkpoint:
+            changes = resuming.guard_config(
+                save_dir, built.operative, allow_config_change, own_defaults(), resolved(built.callbacks)
             )
-            attempt.started = True
-            return fit_and_test(trainer, save_dir, built.parts, built.callbacks, choice.checkpoint, rank_zero)
-    except SystemExit:
-        if any(getattr(c, "interrupted", False) for c in built.callbacks):
-            raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
-        raise
-    finally:
-        close_loggers(built.loggers)
+        if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
+            print(resuming.nothing_to_do(save_dir, n_epochs))
+            return stored
+
+        rank_zero = is_rank_zero()
+        try:
+            with (
+                run_session.session(save_dir, rank_zero, choice.unusable) as attempt,
+                trainer_setup.quiet_lightning(),
+                speed.matmul_precision(matmul_precision),
+            ):
+                for line in choice.warnings:
+                    print(line, file=sys.stderr)
+                unused = warn_unused(built.operative)
+                if rank_zero:
+                    write_start_files(save_dir, built, config_files, bindings, changes, unused)
+                trainer = trainer_setup.make_trainer(
+                    str(save_dir),
+                    n_epochs,
+                    built.callbacks,
+                    built.loggers,
+                    built.profiler,
+                    built.parts.data,
+                    **trainer_flags,
+                )
+                attempt.started = True
+                return fit_and_test(trainer, save_dir, built.parts, built.callbacks, choice.checkpoint, rank_zero)
+        except SystemExit:
+            if any(getattr(c, "interrupted", False) for c in built.callbacks):
+                raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
+            raise
+        finally:
+            close_loggers(built.loggers)
 
 
 @dataclass
@@ -190,9 +198,16 @@ def warn_unused(operative: str) -> list[str]:
 
     given = parse_bindings(gin.config_str())
     unused = sorted(k for k in set(given) - set(parse_bindings(operative)) if "." in k)
+    registry = gin.config._REGISTRY  # gin keeps no public record of what was called; its registry is pinned with gin
+    called = {registry.minimal_selector(selector) for _, selector in gin.config._OPERATIVE_CONFIG}
     for binding in unused:
         configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        print(f"warning: {binding} is not used: this run never calls {configurable!r}", file=sys.stderr)
+        why = (
+            f"the code that calls {configurable!r} passes this parameter itself"
+            if configurable in called
+            else f"this run never calls {configurable!r}"
+        )
+        print(f"warning: {binding} is not used: {why}", file=sys.stderr)
     return unused
 
 
@@ -216,10 +231,50 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
+NAMES_OF_REGISTERED = ("model", "data", "module", "profiler")  # their registry checks them, `@mlp` included
+
+
+def check_types(values: dict[str, Any]) -> None:
+    """training_loop's own parameters against their annotations: `seed = 'a'` is a one-line error here, not a
+    ValueError from deep inside the run."""
+    hints = typing.get_type_hints(inspect.unwrap(training_loop))
+    for name, value in values.items():
+        if name not in NAMES_OF_REGISTERED and not matches(value, hints[name]):
+            shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
+            raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the annotated type (the few kinds training_loop's parameters use; bool is no int)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(matches(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) is Sequence:  # of names: each is checked by its registry
+        return isinstance(value, (list, tuple))
+    if hint is int or hint is float:
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return not isinstance(hint, type) or isinstance(value, hint)
+
+
 def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise UserError(f"training_loop.{name} must be a positive integer, got {value!r}.")
     return value
+
+
+@contextlib.contextmanager
+def smoke_test_folder(save_dir: str | os.PathLike, trainer_flags: dict[str, Any]) -> Iterator[Path]:
+    """SAVE_DIR; for a fast_dev_run (any true value: a smoke test of a few batches, which Lightning runs without
+    checkpoints), a temporary folder removed afterwards, so that a smoke test never leaves a run folder behind: a
+    finished-looking one would make the real run in SAVE_DIR say "nothing to do"."""
+    if not trainer_flags.get("fast_dev_run"):
+        yield Path(save_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="fast_dev_run-") as scratch:
+        print(f"fast_dev_run: a smoke test in {scratch} (removed after it); nothing is saved to {save_dir}")
+        yield Path(scratch) / Path(save_dir).name
+    print(f"fast_dev_run: done; nothing was saved (its folder {scratch} is removed)")
 
 
 def close_loggers(loggers: list[Any]) -> None:

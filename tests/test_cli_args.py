@@ -51,7 +51,8 @@ def one_error_line(capsys) -> str:
         (
             "digits.batch_sze = 64",
             "Bad gin config in binding 'digits.batch_sze = 64': digits has no parameter 'batch_sze'. "
-            "Did you mean 'batch_size'? Valid parameters of digits: batch_size, seed, toy",
+            "Did you mean 'batch_size'? Valid parameters of digits: batch_size, toy, device_resident (given by the run, "
+            "not bound in gin: seed).",
         ),
         ("train/digits.batch_sze = 64", "Did you mean 'batch_size'?"),
         (
@@ -76,14 +77,18 @@ def test_gin_typo_is_one_clear_line(tmp_path, capsys, binding, expected):
 
 
 def test_unknown_parameter_lists_the_configurables_parameters(tmp_path, capsys):
-    """The valid parameters come from the configurable's signature, whatever it is."""
+    """The valid parameters come from the configurable's signature, whatever it is, less those the run offers
+    (binding them is an error: the run's value would win)."""
     import inspect
 
+    from src.data import DATA
     from src.data.digits import Digits
 
     assert train_main([str(tmp_path / "r"), str(ROOT / "configs/cnn.gin"), "-b", "digits.bach = 1"]) == 2
-    listed = one_error_line(capsys).split("Valid parameters of digits: ")[1].rstrip(".").split(", ")
-    assert listed == [p for p in inspect.signature(Digits).parameters if p != "self"]
+    listed, _, offered = one_error_line(capsys).split("Valid parameters of digits: ")[1].partition(" (given by the run")
+    parameters = [p for p in inspect.signature(Digits).parameters if p != "self"]
+    assert listed.split(", ") == [p for p in parameters if p not in DATA.offers]
+    assert offered == f", not bound in gin: {', '.join(p for p in parameters if p in DATA.offers)})."
 
 
 def test_typo_in_a_config_file_names_the_file_and_line(tmp_path, capsys):

@@ -1,6 +1,8 @@
 """Real (short) trainings on toy digits through training_loop, in this process."""
 
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -264,3 +266,35 @@ def test_dry_run_prints_the_operative_config_and_writes_nothing(tmp_path, capsys
     assert "cnn.width = 4\n" in out and "supervised.loss = 'bce'\n" in out
     assert "digits.toy = False\n" in out and "heartbeat.interval = 30.0\n" in out  # defaults of what the run calls
     assert not (tmp_path / "run").exists()
+
+
+def test_an_unused_binding_of_a_called_configurable_is_not_said_never_called(capsys):
+    import gin
+
+    from src.training_loop import warn_unused
+
+    @gin.configurable("test_called_with_its_own_x")
+    def called(x=1, y=2):
+        return x + y
+
+    gin.parse_config("test_called_with_its_own_x.x = 5\ntest_called_with_its_own_x.y = 3")
+    try:
+        called(x=7)  # the caller's x wins over the binding
+        assert warn_unused(gin.operative_config_str()) == ["test_called_with_its_own_x.x"]
+    finally:
+        gin.clear_config()
+    assert capsys.readouterr().err == (
+        "warning: test_called_with_its_own_x.x is not used: the code that calls 'test_called_with_its_own_x' passes "
+        "this parameter itself\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["True", "2"])
+def test_fast_dev_run_is_a_smoke_test_that_leaves_no_run_folder(train, tmp_path, capsys, value):
+    run = tmp_path / "run"
+    metrics = train(run, f"training_loop.fast_dev_run = {value}")
+    assert "test_acc" in metrics  # it did train and test
+    out = capsys.readouterr().out
+    scratch = re.search(r"fast_dev_run: a smoke test in (\S+) \(removed after it\); nothing is saved to ", out)
+    assert scratch and not Path(scratch[1]).exists()
+    assert not run.exists() and list(tmp_path.iterdir()) == []

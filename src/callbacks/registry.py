@@ -3,6 +3,6 @@
 Every callback builder takes the run folder as `run_dir` (keyword) plus its own gin-configurable parameters.
 """
 
-from src.registry import Registry
+from src.registry import RUN_OFFERS, Registry
 
-CALLBACKS = Registry("callback")
+CALLBACKS = Registry("callback", offers=RUN_OFFERS)

@@ -20,4 +20,4 @@ a resume in the middle of an epoch (a SLURM preemption) restarts that epoch's lo
 
 from src.registry import Registry
 
-DATA = Registry("data set")
+DATA = Registry("data set", offers={"seed": "the run (training_loop.seed): bind that instead"})

@@ -5,6 +5,6 @@ what src/callbacks/tracker_metrics.py sends: history.csv's rows at its steps, th
 Every logger builder takes the run folder as `run_dir` (keyword) plus its own gin-configurable parameters.
 """
 
-from src.registry import Registry
+from src.registry import RUN_OFFERS, Registry
 
-LOGGERS = Registry("logger")
+LOGGERS = Registry("logger", offers=RUN_OFFERS)

@@ -9,4 +9,10 @@ What the model maps a batch's inputs to is up to the module that trains it (logi
 
 from src.registry import Registry
 
-MODELS = Registry("model")
+DECLARED = "the data (its model_kwargs): remove the binding"
+
+MODELS = Registry(
+    "model",
+    offers={k: DECLARED for k in ("input_shape", "n_outputs")},  # what the shipped data sets declare
+    offered_by=DECLARED,
+)

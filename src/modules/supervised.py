@@ -10,6 +10,7 @@ loss, and the optimiser and schedule live here.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +61,9 @@ class SupervisedLearning(EpochMetricsModule):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise UserError(f"Unknown loss {loss!r}. Valid loss names: {', '.join(LOSSES)}.")
+            close = difflib.get_close_matches(str(loss), list(LOSSES), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise UserError(f"Unknown loss {loss!r}.{hint} Valid loss names: {', '.join(LOSSES)}.")
         if target not in TARGETS:
             raise UserError(f"Unknown target {target!r}. Valid targets: {', '.join(TARGETS)}.")
         optim.check(optimizer, scheduler, lr)
