@@ -1,5 +1,7 @@
 """User-facing errors: one clear line, no traceback (unless --debug)."""
 
+from collections.abc import Iterable
+
 GIN_CALL_CONTEXT = "  In call to configurable"  # a line gin appends to errors raised inside configurables
 
 
@@ -25,3 +27,11 @@ def one_line(error: BaseException | str, sep: str = " ") -> str:
     )
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(GIN_CALL_CONTEXT)]
     return sep.join(lines) or (type(error).__name__ if not isinstance(error, str) else "")
+
+
+def did_you_mean(name: object, valid: Iterable[str]) -> str:
+    """` Did you mean 'x'?` for the valid name closest to a misspelt one, or nothing: every "Unknown ..." error."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -8,13 +8,12 @@ sys.exit(experiment_main(Path(__file__).parent, SEARCHES))
 from __future__ import annotations
 
 import argparse
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src.cli import Parser, run_main
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 from src.experiment import REPLICATES, Point, prepare
 
 if TYPE_CHECKING:
@@ -37,8 +36,7 @@ def experiment_main(
 
     def main(args: argparse.Namespace) -> None:
         if args.name not in searches:
-            close = difflib.get_close_matches(args.name, list(searches), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(args.name, list(searches))
             raise UserError(f"Unknown search {args.name!r}.{hint} Valid names: {', '.join(searches)}.")
         points = searches[args.name]
         if args.command == "prepare":

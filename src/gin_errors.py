@@ -7,12 +7,13 @@ as a TypeError of gin's own `macro`. Anything not recognised here keeps gin's te
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from typing import Any
 
 import gin
+
+from src.errors import did_you_mean
 
 _UNKNOWN_PARAMETER = re.compile(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'")
 _UNKNOWN_CONFIGURABLE = re.compile(r"No configurable matching (?:reference )?'@?([^'()]+)")
@@ -99,8 +100,7 @@ def unknown_parameter(selector: str, name: str) -> str:
     valid = [p for p in parameters(configurables[short]) if p not in given] if short in configurables else []
     if not valid:
         return f"{short} has no parameter {name!r}."
-    close = difflib.get_close_matches(name, valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, valid)
     not_bindable = [p for p in parameters(configurables[short]) if p in given]
     aside = f" (given by the run, not bound in gin: {', '.join(not_bindable)})" if not_bindable else ""
     return f"{short} has no parameter {name!r}.{hint} Valid parameters of {short}: {', '.join(valid)}{aside}."
@@ -109,6 +109,5 @@ def unknown_parameter(selector: str, name: str) -> str:
 def unknown_configurable(name: str) -> str:
     valid = sorted(_configurables())
     short = name.rpartition("/")[2]
-    close = difflib.get_close_matches(short, valid, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(short, valid)
     return f"Nothing configurable is named {short!r}.{hint} Configurable names: {', '.join(valid)}."

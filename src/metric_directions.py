@@ -17,6 +17,8 @@ from typing import Any
 from src.errors import UserError
 from src.run_dir import METRICS as FILE
 
+NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history.csv columns that are no results
+
 STAGES = ("train", "valid", "test")
 DIRECTIONS = ("min", "max")
 

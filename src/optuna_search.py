@@ -23,7 +23,6 @@ sequence of prepare/run/prepare gives the same trials, and later batches never r
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import warnings
 from collections.abc import Sequence
@@ -32,8 +31,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from src import run_dir as layout
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 from src.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
+from src.metric_directions import NOT_METRICS
 from src.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
 
 if TYPE_CHECKING:
@@ -320,14 +320,6 @@ def optuna_search(
     )  # fmt: skip
 
 
-def did_you_mean(name: str, valid: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
-NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # as src/results.py: history columns
-
-
 def recorded_metrics(runs_dir: Path) -> list[str]:
     """The metrics a search's runs record while training, from any run folder's metrics.json (written when a run
     starts: the module's declaration, test metrics left out) and history.csv header; unreadable files are skipped
@@ -370,7 +362,7 @@ def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
     except (OSError, ValueError, csv.Error) as e:  # undecodable bytes, NUL characters, a value that is no number
         raise NoValue(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if columns and metric not in columns:
-        logged = ", ".join(c for c in columns if c not in ("epoch", "step", "lr", "epoch_time", "examples_per_s"))
+        logged = ", ".join(c for c in columns if c not in NOT_METRICS)
         raise UserError(
             f"The runs do not log {metric!r} ({run_dir.name}/{layout.HISTORY} has {logged or 'no metrics'}): "
             "choose one of those as optuna_search(metric=...)."

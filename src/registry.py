@@ -21,7 +21,6 @@ its offered keywords come from (`offers`), which the typo message of gin's unkno
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from typing import Any, TypeVar
 
 import gin
 
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 
 T = TypeVar("T", bound=Callable)
 
@@ -90,8 +89,7 @@ class Registry:
         if reference := next((k for k, v in self._items.items() if v is name), None):  # `model = @mlp`
             return f"Give the {self.kind} by name, in quotes: {reference!r}, not @{reference}."
         valid = ", ".join(sorted(self._items))
-        close = difflib.get_close_matches(str(name), list(self._items), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(name), list(self._items))
         return f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind} names: {valid}."
 
     def names(self) -> list[str]:

@@ -11,7 +11,6 @@ Works on partial results: pending, running, dead, failed and damaged runs are li
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from src import metric_directions
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 from src.experiment import REPLICATES, Point, experiment_runs_dir, run_names, swept_keys
 from src.report_plots import plot
 from src.results import higher_is_better, load_runs
@@ -97,8 +96,7 @@ def check_metric(metric: str, table: pd.DataFrame) -> None:
             f"metric {metric!r} has no recorded direction (metrics.json), so runs cannot be ranked by it; they "
             f"can be by: {', '.join(recorded)}."
         )
-    close = difflib.get_close_matches(metric, recorded, n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(metric, recorded)
     raise UserError(
         f"metric {metric!r} is not recorded by these runs; they record: {', '.join(recorded)}.{hint} "
         "(experiment_main(metric=...) in the experiment's main.py)"

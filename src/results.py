@@ -23,12 +23,12 @@ from src import metric_directions
 from src import run_dir as layout
 from src.errors import UserError
 from src.gin_bindings import parse_bindings
+from src.metric_directions import NOT_METRICS
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
 
 PathLike = str | os.PathLike
-NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history columns that are no results
 
 
 def _require_run(run_dir: PathLike) -> Path:

@@ -6,7 +6,6 @@ sets only what makes the run folder work (callbacks, loggers, checkpoint I/O, ep
 from __future__ import annotations
 
 import contextlib
-import difflib
 import inspect
 import logging
 import os
@@ -15,7 +14,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -56,8 +55,7 @@ def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
         if name in SET_BY_THE_TEMPLATE:
             raise UserError(f"training_loop.{name} is set by the template: use {SET_BY_THE_TEMPLATE[name]} instead.")
         if name not in known:
-            close = difflib.get_close_matches(name, [*own_parameters, *known], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, [*own_parameters, *known])
             raise UserError(
                 f"Unknown parameter training_loop.{name}.{hint} Valid: the training loop's own "
                 f"({', '.join(own_parameters)}) and pytorch_lightning.Trainer's flags."

@@ -10,7 +10,6 @@ training, with FAILED naming the metrics it logs; the next `prepare` then refuse
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import pytorch_lightning as pl
 
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 
 
 class OptunaPruning(pl.Callback):
@@ -65,8 +64,7 @@ class OptunaPruning(pl.Callback):
         logged = [m for m in self.metrics["directions"] if not m.startswith("test_")]
         if self.monitor in logged:
             return
-        close = difflib.get_close_matches(self.monitor, logged, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(self.monitor, logged)
         raise UserError(
             f"optuna_pruning.monitor {self.monitor!r} is not a metric the module logs while training; it logs: "
             f"{', '.join(logged)}.{hint} (optuna_search(metric=...) in the experiment's main.py)"

@@ -10,7 +10,6 @@ loss, and the optimiser and schedule live here.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.errors import UserError
+from src.errors import UserError, did_you_mean
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import OptimizerLRScheduler
@@ -61,8 +60,7 @@ class SupervisedLearning(EpochMetricsModule):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            close = difflib.get_close_matches(str(loss), list(LOSSES), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(loss), list(LOSSES))
             raise UserError(f"Unknown loss {loss!r}.{hint} Valid loss names: {', '.join(LOSSES)}.")
         if target not in TARGETS:
             raise UserError(f"Unknown target {target!r}. Valid targets: {', '.join(TARGETS)}.")
