@@ -78,20 +78,39 @@ def remove_partial_files(run_dir: str | os.PathLike) -> list[Path]:
     return partial
 
 
+# Folders a tracker's own client writes, links included (wandb links its latest run, and its log to its cache
+# outside the run): not checked inside; the folder itself must be a real one.
+TRACKER_FOLDERS = ("wandb",)
+
+
 def check_plain(run_dir: str | os.PathLike) -> None:
-    """A run folder to train in holds only plain files and folders: a link (or a FIFO, socket or device) in a
-    received folder would make the run write outside it (appending to stdout.txt, taking LOCK, saving into
-    tensorboard/) or hang. One line naming the first such entry."""
+    """A run folder to train in holds only plain files and folders (and, below its top level, links that stay inside
+    it). A link out of it (or a FIFO, socket or device) in a received folder would make the run write outside it
+    (appending to stdout.txt, taking LOCK, saving into tensorboard/) or hang. One line naming the first such entry."""
     import stat
 
+    inside = Path(run_dir).resolve()
     for folder, dirs, files in os.walk(Path(run_dir)):  # never follows links
+        top = Path(folder) == Path(run_dir)  # the top level's files are opened by name (LOCK, stdout.txt)
         for name in [*dirs, *files]:
             path = Path(folder) / name
             mode = path.lstat().st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                what = "a link" if stat.S_ISLNK(mode) else "not a plain file"
-                raise UserError(f"{path} is {what}: a run folder holds only plain files and folders; remove it, then "
-                                "re-run.")  # fmt: skip
+            if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+                continue
+            if stat.S_ISLNK(mode):
+                target = path.resolve()
+                if not target.is_relative_to(inside) or target == inside:
+                    what = "a link out of it"
+                elif top:
+                    what = "a link at its top level"
+                else:
+                    continue
+            else:
+                what = "not a plain file"
+            raise UserError(f"{path} is {what}: a run folder holds only plain files and folders; remove it, then "
+                            "re-run.")  # fmt: skip
+        if top:
+            dirs[:] = [d for d in dirs if d not in TRACKER_FOLDERS]
 
 
 def tee_output(run_dir: str | os.PathLike) -> AbstractContextManager[None]:

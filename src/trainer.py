@@ -71,8 +71,11 @@ def check_values(flags: dict[str, Any]) -> None:
     written. The flag at fault is the one Lightning rejects on its own, else all of them together."""
     if not flags:
         return
+    allocation = slurm_allocation()
+    if allocation is not None:  # devices and num_nodes against it: make_trainer, where rank 0 records it in FAILED
+        flags = {**flags, "devices": allocation[0], "num_nodes": allocation[1]}
     with quiet_lightning():
-        problem = trainer_problem(follow_allocation(flags))
+        problem = trainer_problem(flags)
         if problem is None:
             return
         culprits = [name for name in flags if trainer_problem({name: flags[name]}) is not None]

@@ -231,7 +231,8 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-NAMES_OF_REGISTERED = ("model", "data", "module", "profiler")  # their registry checks them, `@mlp` included
+# checked by what uses them, with better messages: the registries (`@mlp` included) and src/speed.py (valid modes)
+CHECKED_ELSEWHERE = ("model", "data", "module", "profiler", "compile", "cudnn_benchmark", "matmul_precision")
 
 
 def check_types(values: dict[str, Any]) -> None:
@@ -239,7 +240,7 @@ def check_types(values: dict[str, Any]) -> None:
     ValueError from deep inside the run."""
     hints = typing.get_type_hints(inspect.unwrap(training_loop))
     for name, value in values.items():
-        if name not in NAMES_OF_REGISTERED and not matches(value, hints[name]):
+        if name not in CHECKED_ELSEWHERE and not matches(value, hints[name]):
             shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
             raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
 

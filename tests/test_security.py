@@ -149,7 +149,10 @@ def test_a_run_folder_whose_configs_links_elsewhere_writes_nothing_there(train, 
     elsewhere.mkdir()
     shutil.rmtree(run / layout.INPUT_CONFIGS)
     (run / layout.INPUT_CONFIGS).symlink_to(elsewhere, target_is_directory=True)
-    with pytest.raises(UserError, match="configs is a link: a run folder holds only plain files and folders"):
+    with pytest.raises(
+        UserError,
+        match="configs is a link out of it: a run folder holds only plain files and folders",
+    ):
         train(run, "training_loop.n_epochs = 2")
     assert list(elsewhere.iterdir()) == []
 
@@ -164,9 +167,28 @@ def test_resuming_a_received_folder_with_a_link_writes_nothing_through_it(train,
     shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink(missing_ok=True)
     (run / name).symlink_to(victim)
     before = sorted(p.name for p in run.iterdir())
-    with pytest.raises(UserError, match=f"{name} is a link: a run folder holds only plain files and folders"):
+    with pytest.raises(UserError, match=f"{name} is a link out of it: a run folder holds only plain files"):
         train(run, "training_loop.n_epochs = 2")
     assert victim.read_text() == "precious\n" and sorted(p.name for p in run.iterdir()) == before
+
+
+def test_links_that_stay_inside_a_subfolder_of_the_run_are_fine(tmp_path):
+    from src.run_session import check_plain
+
+    run = tmp_path / "run"
+    (run / "wandb" / "run-1").mkdir(parents=True)
+    (run / "wandb" / "latest-run").symlink_to("run-1")  # as wandb writes them
+    (run / "wandb" / "run-1" / "debug-core.log").symlink_to(tmp_path / "wandb_cache" / "core.log")
+    (run / "tensorboard" / "version_1").mkdir(parents=True)
+    (run / "tensorboard" / "latest").symlink_to("version_1")
+    check_plain(run)
+    (run / "tensorboard" / "escape").symlink_to("../..")  # the folder above the run
+    with pytest.raises(UserError, match="escape is a link out of it"):
+        check_plain(run)
+    (run / "tensorboard" / "escape").unlink()
+    (run / "stdout.txt").symlink_to("LOCK")  # inside, but a top-level file the run opens by name
+    with pytest.raises(UserError, match="stdout.txt is a link at its top level"):
+        check_plain(run)
 
 
 def test_a_lock_or_heartbeat_that_is_no_plain_file_marks_its_run_damaged_and_the_others_load(trained, tmp_path):
