@@ -80,3 +80,44 @@ def test_eta_comes_from_finished_jobs_and_the_jobs_left_per_slot():
     assert estimate_left([60.0], [], queued=0, slots=2) == 0.0
     assert estimate_left([60.0], [], queued=5, slots=3) == pytest.approx(120.0)  # an idle slot starts at once
     assert [clock(None), clock(59.6), clock(3725.0)] == ["-:--:--", "0:01:00", "1:02:05"]
+
+
+SECOND_CTRL_C = """
+import os, signal, subprocess, sys, threading, time
+from pathlib import Path
+from src.batch import Job
+from src.runners.local import Running, stop_all
+
+stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
+jobs = []
+for i in range(2):
+    child = subprocess.Popen([sys.executable, "-c", stubborn], stdout=subprocess.PIPE, start_new_session=True)
+    child.stdout.readline()
+    jobs.append(Running(Job((f"run{i}", "x.gin")), child, open(os.devnull, "w"), time.time(), []))
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()  # the user presses Ctrl-C again
+start = time.time()
+stop_all(jobs, grace=60)
+print(round(time.time() - start), [r.process.returncode for r in jobs])
+"""
+
+
+def test_a_second_ctrl_c_kills_jobs_that_ignore_the_first():
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"1 {[-9, -9]}\n"  # at the second Ctrl-C, not after the 60 s grace
+    assert done.stderr == "interrupted again: killing the jobs still running\n"
+
+
+def test_the_job_log_header_masks_secrets(tmp_path, monkeypatch):
+    from src.batch import Job
+    from src.runners.local import start
+
+    monkeypatch.setenv("MY_PASSWORD", "pw789qqq")
+    job = Job((str(tmp_path / "run"), "configs/cnn.gin", "-b", "mlflow.tracking_uri='http://u:pw789qqq@host'"))
+    running = start(job, tmp_path / "logs", threads=1, gpus=[], devices=None, warm=False)
+    running.process.kill()
+    running.process.wait()
+    running.log.close()
+    header = (tmp_path / "logs" / "run.log").read_text()
+    assert "mlflow.tracking_uri" in header and "pw789qqq" not in header

@@ -14,6 +14,7 @@ same to the runner (exit code, log, environment, Ctrl-C) and train the same.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
@@ -34,6 +35,7 @@ from src.batch import Job, read_batch
 from src.errors import RunInUse, UserError
 from src.runners.gpus import Gpu, describe, setup, visible_devices
 from src.runners.warm import WarmProcess, cold_reason
+from src.secrets import redact
 
 
 @dataclass
@@ -69,7 +71,7 @@ def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str |
     log = open(log_dir / f"{job.run_dir.name}.log", "a")
     started = time.time()
     when = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} ({started:.3f})"
-    log.write(f"==> {shlex.join(job.command())}\n==> started {when} {'warm' if warm else 'cold'}\n")
+    log.write(redact(f"==> {shlex.join(job.command())}\n==> started {when} {'warm' if warm else 'cold'}\n"))
     log.flush()
     env = {
         **os.environ,
@@ -98,17 +100,23 @@ def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str |
 
 
 def stop_all(running: list[Running], grace: float = 30.0) -> None:
-    """SIGINT to every child (Lightning saves nothing half-written), then SIGKILL after `grace` seconds."""
+    """SIGINT to every child (Lightning saves nothing half-written), then SIGKILL after `grace` seconds, or at once
+    on a second Ctrl-C (a job that ignores the first must not hold the runner)."""
     for r in running:
         interrupt(r.process.pid, signal.SIGINT)
     deadline = time.time() + grace
-    for r in running:
-        try:
-            r.process.wait(timeout=max(deadline - time.time(), 0.1))
-        except subprocess.TimeoutExpired:
-            interrupt(r.process.pid, signal.SIGKILL)
-            r.process.wait()
-        r.log.close()
+    try:
+        for r in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                r.process.wait(timeout=max(deadline - time.time(), 0.1))
+    except KeyboardInterrupt:
+        print("interrupted again: killing the jobs still running", file=sys.stderr)
+    finally:
+        for r in running:
+            if r.process.poll() is None:
+                interrupt(r.process.pid, signal.SIGKILL)
+                r.process.wait()
+            r.log.close()
 
 
 def interrupt(pid: int, sig: int) -> None:
