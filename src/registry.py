@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -83,6 +85,7 @@ class Registry:
         for keyword in passed:
             if keyword in bound:  # gin lets the caller's keyword win: the binding would be silently ignored
                 raise UserError(f"{name}.{keyword} is given by {self.offers.get(keyword, self.offered_by)}.")
+        check_bound_types(name, _ORIGINAL.get(name, builder), bound)
         return builder(**passed)
 
     def unknown_message(self, name: object) -> str:
@@ -97,6 +100,41 @@ class Registry:
 
     def __contains__(self, name: object) -> bool:
         return name in self._items
+
+
+SCALARS = (int, float, bool, str, type(None))
+
+
+def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> None:
+    """A gin binding whose value is not of its parameter's annotated scalar type (`supervised.lr = 'a'` for
+    `lr: float`) is a one-line error here, not a TypeError from deep inside the run. Annotations that are not plain
+    scalars (or their unions) are left to the builder."""
+    try:
+        hints = typing.get_type_hints(builder.__init__ if inspect.isclass(builder) else builder)
+    except Exception:  # an annotation that does not resolve (a TYPE_CHECKING import): nothing to check against
+        return
+    for keyword, value in bound.items():
+        hint = hints.get(keyword)
+        options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+        if hint is None or not all(o in SCALARS for o in options):
+            continue
+        if not matches(value, hint):
+            shown = inspect.formatannotation(hint)
+            raise UserError(f"{name}.{keyword} must be {shown}, got {value!r}.")
+
+
+def matches(value: Any, hint: Any) -> bool:
+    """Whether `value` is of the annotated type (the few kinds builders and training_loop use; bool is no int, an
+    int is a float)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(matches(value, h) for h in typing.get_args(hint))
+    if typing.get_origin(hint) in (Sequence, list, tuple):  # of names: each is checked by its registry
+        return isinstance(value, (list, tuple))
+    if hint is int or hint is float:
+        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
+    if hint is type(None):
+        return value is None
+    return not isinstance(hint, type) or isinstance(value, hint)
 
 
 def parameters(builder: Callable) -> dict[str, inspect.Parameter]:

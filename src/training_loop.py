@@ -13,7 +13,6 @@ import inspect
 import os
 import sys
 import tempfile
-import types
 import typing
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from src import resume as resuming
 from src import run_dir as layout
 from src import trainer as trainer_setup
 from src.errors import UserError
+from src.registry import matches
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -243,19 +243,6 @@ def check_types(values: dict[str, Any]) -> None:
         if name not in CHECKED_ELSEWHERE and not matches(value, hints[name]):
             shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
             raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
-
-
-def matches(value: Any, hint: Any) -> bool:
-    """Whether `value` is of the annotated type (the few kinds training_loop's parameters use; bool is no int)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(matches(value, h) for h in typing.get_args(hint))
-    if typing.get_origin(hint) is Sequence:  # of names: each is checked by its registry
-        return isinstance(value, (list, tuple))
-    if hint is int or hint is float:
-        return isinstance(value, (int, float) if hint is float else int) and not isinstance(value, bool)
-    if hint is type(None):
-        return value is None
-    return not isinstance(hint, type) or isinstance(value, hint)
 
 
 def positive_int(name: str, value: Any) -> int:
