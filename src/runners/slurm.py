@@ -54,6 +54,7 @@ while true; do
     wait $pid; code=$?
     kill -0 $pid 2>/dev/null || break   # still alive: wait was interrupted by a trapped signal
 done
+wait $pid; code=$?   # srun's own status (bash keeps it): the last wait may have been cut short just as srun ended
 # after the preemption warning the processes saved a checkpoint and stopped (130, or srun stopped the last ones
 # when the first exited): requeue the task once, which ends this script
 if {{ [ "$preempted" -eq 1 ] || [ "$code" -eq 130 ]; }} && [ "$cancelled" -eq 0 ] && [ ! -e "$1/FINISHED" ] \\
