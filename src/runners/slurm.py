@@ -48,6 +48,7 @@ echo "$(date -Is) task $task on $SLURM_JOB_NODELIST: $SLURM_NTASKS process(es) o
 srun --kill-on-bad-exit=1 --cpus-per-task="${{SLURM_CPUS_PER_TASK:-1}}" {python} {train} "$@" &
 pid=$!
 trap 'preempted=1; kill -USR1 $pid 2>/dev/null' USR1   # srun passes the warning on to every process
+[ "$preempted" -eq 0 ] || kill -USR1 $pid 2>/dev/null   # it came while srun was being started: pass it on
 cancelled=0
 trap 'cancelled=1; kill -TERM $pid 2>/dev/null' TERM   # scancel or time limit: the run resumes when resubmitted
 while true; do
