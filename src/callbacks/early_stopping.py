@@ -11,6 +11,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
+from src.callbacks.options import integer, number
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError
 
@@ -74,7 +75,7 @@ def early_stopping(
     """Stop when `monitor` (default: the module's main metric) has not improved by more than `min_delta` for
     `patience` epochs, in `mode` (default: its declared direction)."""
     monitor = monitor or metrics["main"]
-    if monitor not in metrics["directions"] and mode is None:
+    if monitor not in metrics["directions"]:  # with or without `mode`: Lightning would fail only after an epoch
         raise UserError(
             f"early_stopping.monitor {monitor!r} is not a metric the module logs; it logs: "
             f"{', '.join(metrics['directions'])}."
@@ -82,6 +83,6 @@ def early_stopping(
     mode = mode or metrics["directions"][monitor]
     if mode not in ("min", "max"):
         raise UserError(f"early_stopping.mode must be 'min' or 'max', got {mode!r}.")
-    if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise UserError(f"early_stopping.patience must be an integer >= 0, got {patience!r}.")
+    patience = integer("early_stopping.patience", patience, at_least=0)
+    min_delta = number("early_stopping.min_delta", min_delta, positive=False)
     return RunEarlyStopping(monitor=monitor, mode=mode, patience=patience, min_delta=min_delta, strict=True)

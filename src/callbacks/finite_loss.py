@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 import torch
 
+from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError
 
@@ -79,4 +80,4 @@ class FiniteLoss(pl.Callback):
 @CALLBACKS.register("finite_loss")
 def finite_loss(run_dir: str, check_every_n_steps: int = 50) -> FiniteLoss:
     """check_every_n_steps: how often the losses are read from the device (also: before validation and saves)."""
-    return FiniteLoss(check_every_n_steps)
+    return FiniteLoss(integer("finite_loss.check_every_n_steps", check_every_n_steps))

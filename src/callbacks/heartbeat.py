@@ -11,6 +11,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from src import run_dir as layout
+from src.callbacks.options import number
 from src.callbacks.registry import CALLBACKS
 
 
@@ -44,4 +45,5 @@ class Heartbeat(pl.Callback):
 
 @CALLBACKS.register("heartbeat")
 def heartbeat(run_dir: str, interval: float = 30.0) -> Heartbeat:
-    return Heartbeat(run_dir, interval=interval)
+    """interval: seconds between touches of HEARTBEAT (readers call a run dead after a few missed ones)."""
+    return Heartbeat(run_dir, interval=number("heartbeat.interval", interval))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
+from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError
 
@@ -36,4 +37,4 @@ def lr_monitor(
 @CALLBACKS.register("model_summary")
 def model_summary(run_dir: str, max_depth: int = 2) -> ModelSummary:
     """The layer table at the start of training, `max_depth` levels of submodules deep (Lightning prints depth 1)."""
-    return ModelSummary(max_depth=max_depth)
+    return ModelSummary(max_depth=integer("model_summary.max_depth", max_depth, at_least=-1))  # -1: all levels

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 
 from src.callbacks.history import batch_size_of
+from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
 from src.speed import compile_seconds
 
@@ -96,4 +97,4 @@ class ProgressLog(pl.Callback):
 
 @CALLBACKS.register("progress_log")
 def progress_log(run_dir: str, every_n_steps: int = 50) -> ProgressLog:
-    return ProgressLog(every_n_steps=every_n_steps)
+    return ProgressLog(every_n_steps=integer("progress_log.every_n_steps", every_n_steps))
