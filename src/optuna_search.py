@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from src import run_dir as layout
+from src.checks import integer
 from src.errors import UserError, did_you_mean
 from src.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
 from src.metric_directions import NOT_METRICS
@@ -89,8 +90,7 @@ class OptunaSearch:
     def check(self, recorded: Sequence[str] = ()) -> None:
         """`recorded`: the metrics the search's runs record so far (recorded_metrics), for the metric's check."""
         for what, value in (("n_trials", self.n_trials), ("batch_size", self.batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserError(f"optuna_search {what} must be a positive integer, got {value!r}.")
+            integer(f"optuna_search {what}", value)
         if self.sampler not in SAMPLERS:
             raise UserError(f"Unknown sampler {self.sampler!r}. Valid samplers: {', '.join(SAMPLERS)}.")
         if self.pruner not in PRUNERS:

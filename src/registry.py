@@ -102,7 +102,8 @@ class Registry:
         return name in self._items
 
 
-SCALARS = (int, float, bool, str, type(None))
+SCALAR_NAMES = {int: "an integer", float: "a number", bool: "True or False", str: "a string", type(None): "None"}
+SCALARS = tuple(SCALAR_NAMES)
 
 
 def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> None:
@@ -119,7 +120,7 @@ def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> No
         if hint is None or not all(o in SCALARS for o in options):
             continue
         if not matches(value, hint):
-            shown = inspect.formatannotation(hint)
+            shown = " or ".join(dict.fromkeys(SCALAR_NAMES[o] for o in options))
             raise UserError(f"{name}.{keyword} must be {shown}, got {value!r}.")
 
 

@@ -25,6 +25,7 @@ from src import metric_directions, run_session, speed
 from src import resume as resuming
 from src import run_dir as layout
 from src import trainer as trainer_setup
+from src.checks import integer
 from src.errors import UserError
 from src.registry import matches
 
@@ -81,7 +82,7 @@ def training_loop(
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
 
-    n_epochs = positive_int("n_epochs", n_epochs)
+    n_epochs = integer("training_loop.n_epochs", n_epochs)
     run_session.check_save_dir(save_dir)
     trainer_setup.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
     trainer_setup.check_values(trainer_flags)
@@ -243,12 +244,6 @@ def check_types(values: dict[str, Any]) -> None:
         if name not in CHECKED_ELSEWHERE and not matches(value, hints[name]):
             shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
             raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
-
-
-def positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise UserError(f"training_loop.{name} must be a positive integer, got {value!r}.")
-    return value
 
 
 @contextlib.contextmanager

@@ -21,14 +21,17 @@ def build(name, tmp_path, *bindings):
     "name, bindings, message",
     [
         ("heartbeat", ["heartbeat.interval = 0"], "heartbeat.interval must be a positive number, got 0."),
-        ("heartbeat", ["heartbeat.interval = 'x'"], "heartbeat.interval must be a positive number, got 'x'."),
+        ("heartbeat", ["heartbeat.interval = 'x'"], "heartbeat.interval must be a number, got 'x'."),  # by annotation
         ("progress_log", ["progress_log.every_n_steps = 0"], "progress_log.every_n_steps must be a positive integer"),
         ("finite_loss", ["finite_loss.check_every_n_steps = 0"], "finite_loss.check_every_n_steps must be a positive"),
         ("ema", ["ema.update_every_n_steps = 0"], "ema.update_every_n_steps must be a positive integer, got 0."),
         ("ema", ["ema.start_step = -1"], "ema.start_step must be an integer >= 0, got -1."),
-        ("ema", ["ema.decay = 'x'"], "ema.decay must be a number between 0 and 1 (exclusive), got 'x'."),
-        ("swa", ["swa.swa_lrs = 'x'"], "swa.swa_lrs must be a positive learning rate (a number) or None, got 'x'."),
-        ("early_stopping", ["early_stopping.min_delta = 'x'"], "early_stopping.min_delta must be a number >= 0"),
+        ("ema", ["ema.decay = 'x'"], "ema.decay must be a number, got 'x'."),
+        ("ema", ["ema.decay = 1.5"], "ema.decay must be a number between 0 and 1 (exclusive), got 1.5."),
+        ("swa", ["swa.swa_lrs = 'x'"], "swa.swa_lrs must be a number or None, got 'x'."),
+        ("swa", ["swa.swa_lrs = -0.1"], "swa.swa_lrs must be a positive learning rate (a number) or None, got -0.1."),
+        ("early_stopping", ["early_stopping.min_delta = 'x'"], "early_stopping.min_delta must be a number, got 'x'."),
+        ("early_stopping", ["early_stopping.min_delta = -1"], "early_stopping.min_delta must be a number >= 0"),
         ("model_summary", ["model_summary.max_depth = -5"], "model_summary.max_depth must be an integer >= -1, got -5"),
         (
             "early_stopping",

@@ -11,8 +11,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
-from src.callbacks.options import integer, number
 from src.callbacks.registry import CALLBACKS
+from src.checks import integer, number
 from src.errors import UserError
 
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 import torch
 
-from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
+from src.checks import integer
 from src.errors import UserError
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 
 from src import run_dir as layout
-from src.callbacks.options import number
 from src.callbacks.registry import CALLBACKS
+from src.checks import number
 
 
 class Heartbeat(pl.Callback):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
-from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
+from src.checks import integer
 from src.errors import UserError
 
 

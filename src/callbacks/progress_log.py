@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 
 from src.callbacks.history import batch_size_of
-from src.callbacks.options import integer
 from src.callbacks.registry import CALLBACKS
+from src.checks import integer
 from src.speed import compile_seconds
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 
-from src.callbacks.options import integer, is_number
 from src.callbacks.registry import CALLBACKS
+from src.checks import integer, is_number
 from src.errors import UserError
 
 

@@ -15,7 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from src.errors import UserError
+from src.checks import integer
 
 
 @dataclass
@@ -116,9 +116,7 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def __init__(self, batch_size: int = 128, seed: int = 0, device_resident: bool = False) -> None:
         super().__init__()
-        if not isinstance(batch_size, int) or batch_size <= 0:
-            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        self.batch_size = batch_size
+        self.batch_size = integer("batch_size", batch_size)
         self.seed = seed
         self.device_resident = device_resident
 

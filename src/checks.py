@@ -1,5 +1,5 @@
-"""Checks of callback options, for the builders: a bad value is a one-line UserError when the callback is built
-(before the run folder exists), not an error or a silent misbehaviour mid-training."""
+"""Checks of numeric options (training_loop's, the callbacks'): a bad value is a one-line UserError naming it when
+the option is read (before the run folder exists), not an error or a silent misbehaviour mid-training."""
 
 from __future__ import annotations
 
