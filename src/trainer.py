@@ -71,10 +71,10 @@ def check_values(flags: dict[str, Any]) -> None:
     written. The flag at fault is the one Lightning rejects on its own, else all of them together."""
     if not flags:
         return
-    allocation = slurm_allocation()
-    if allocation is not None:  # devices and num_nodes against it: make_trainer, where rank 0 records it in FAILED
-        flags = {**flags, "devices": allocation[0], "num_nodes": allocation[1]}
-    with quiet_lightning():
+    with quiet_lightning():  # SLURMEnvironment.detect() warns when srun exists but is not used
+        allocation = slurm_allocation()
+        if allocation is not None:  # devices and num_nodes against it: make_trainer, where rank 0 records a mismatch
+            flags = {**flags, "devices": allocation[0], "num_nodes": allocation[1]}
         problem = trainer_problem(flags)
         if problem is None:
             return
