@@ -27,11 +27,11 @@ from src import run_dir as layout
 from src import trainer as trainer_setup
 from src.checks import integer
 from src.errors import UserError
+from src.fit_and_test import fit_and_test
+from src.loggers import common
 from src.registry import matches
 
 if TYPE_CHECKING:
-    import pytorch_lightning as pl
-
     from src.parts import Parts
 
 # Always on: they make the run folder what it is. `callbacks` adds to them.
@@ -96,7 +96,7 @@ def training_loop(
     if dry_run:
         with tempfile.TemporaryDirectory() as nowhere:  # what the parts write when built goes nowhere
             built = assemble(nowhere, data, model, module, seed, callback_names, loggers, profiler)
-            close_loggers(built.loggers)
+            common.close_loggers(built.loggers)
         warn_unused(built.operative)
         print(built.operative, end="")
         return {}
@@ -151,7 +151,7 @@ def training_loop(
                 raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
             raise
         finally:
-            close_loggers(built.loggers)
+            common.close_loggers(built.loggers)
 
 
 @dataclass
@@ -260,17 +260,6 @@ def smoke_test_folder(save_dir: str | os.PathLike, trainer_flags: dict[str, Any]
     print(f"fast_dev_run: done; nothing was saved (its folder {scratch} is removed)")
 
 
-def close_loggers(loggers: list[Any]) -> None:
-    """End the tracker runs that stay open after Lightning's `finalize` (neptune, wandb), so their files are complete
-    when the training returns. A tracker failing to close must not hide the run's own outcome."""
-    for logger in loggers:
-        if hasattr(logger, "close"):
-            try:
-                logger.close()
-            except Exception as e:
-                print(f"warning: closing the {type(logger).__name__} failed: {e}", file=sys.stderr)
-
-
 def write_start_files(
     save_dir: Path,
     built: Assembled,
@@ -303,46 +292,3 @@ def write_start_files(
             + "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes),
             file=sys.stderr,
         )
-
-
-def fit_and_test(
-    trainer: pl.Trainer,
-    save_dir: Path,
-    parts: Any,
-    callbacks: list[pl.Callback],
-    resume_from: Path | None,
-    rank_zero: bool,
-) -> dict[str, float]:
-    from src.callbacks.history import HistoryWriter
-    from src.callbacks.meta_saver import MetaSaver
-
-    if resume_from is not None:
-        print(f"Resuming from {resume_from}")
-    trainer.fit(parts.module, datamodule=parts.data, ckpt_path=resume_from, weights_only=True)
-    # Read before the test: testing a checkpoint restores the callbacks' state (the history) as of its epoch.
-    history = list(next(c for c in callbacks if isinstance(c, HistoryWriter)).rows)
-    checkpoint, path, note = tested_checkpoint(save_dir)
-    tested = trainer.test(parts.module, datamodule=parts.data, ckpt_path=path, weights_only=True, verbose=False)
-    metrics = {**(history[-1] if history else {}), **tested[0]}
-    if rank_zero:
-        path = layout.write_eval_results(save_dir, {"checkpoint": checkpoint, **note, **tested[0]})
-        next(c for c in callbacks if isinstance(c, MetaSaver)).finish()
-        summary = " | ".join(f"{k} {v:.4f}" for k, v in sorted(tested[0].items()))
-        print(f"test ({checkpoint} checkpoint): {summary}  -> {path}")
-    return metrics
-
-
-def tested_checkpoint(save_dir: Path) -> tuple[str, Path | None, dict[str, str]]:
-    """(name, path, note) of the checkpoint the final test uses: best.ckpt; if it is damaged (truncated, garbage),
-    last.ckpt, with a warning and a note for eval_results.json (every re-run would fail on it otherwise); without
-    either, the weights in memory ("final")."""
-    best, last = save_dir / layout.BEST_CKPT, save_dir / layout.LAST_CKPT
-    if not best.is_file():
-        return "final", None, {}
-    problem = resuming.checkpoint_problem(best)
-    if problem is None:
-        return "best", best, {}
-    fallback = ("last", last) if last.is_file() and resuming.checkpoint_problem(last) is None else ("final", None)
-    note = f"{layout.BEST_CKPT} is damaged ({problem}): tested the {fallback[0]} checkpoint instead"
-    print(f"warning: {note}", file=sys.stderr)
-    return fallback[0], fallback[1], {"note": note}

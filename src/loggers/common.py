@@ -11,6 +11,7 @@ import importlib
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -111,3 +112,14 @@ def close_all() -> None:
     while _open:
         _, logger = _open.popitem()
         logger.close()
+
+
+def close_loggers(loggers: list[Any]) -> None:
+    """End the tracker runs that stay open after Lightning's `finalize` (neptune, wandb), so their files are complete
+    when the training returns. A tracker failing to close must not hide the run's own outcome."""
+    for logger in loggers:
+        if hasattr(logger, "close"):
+            try:
+                logger.close()
+            except Exception as e:
+                print(f"warning: closing the {type(logger).__name__} failed: {e}", file=sys.stderr)
