@@ -42,6 +42,8 @@ def experiment_main(
         if args.command == "prepare":
             from src.search_bindings import check_bindings  # imports the training code: only to prepare
 
+            if not isinstance(points, list):
+                points.distributions()  # the space's syntax first: its own messages say what Optuna can express
             check_bindings(args.name, bindings_of(points))
         if not isinstance(points, list):  # adaptive (src/optuna_search.py): its points come from its study
             return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates)

@@ -106,6 +106,18 @@ SCALAR_NAMES = {int: "an integer", float: "a number", bool: "True or False", str
 SCALARS = tuple(SCALAR_NAMES)
 
 
+def type_problem(name: str, keyword: str, value: Any) -> str | None:
+    """Why binding `name.keyword = value` does not fit the parameter's annotated scalar type, or None."""
+    builder = _ORIGINAL.get(name)
+    if builder is None:
+        return None
+    try:
+        check_bound_types(name, builder, {keyword: value})
+    except UserError as e:
+        return str(e)
+    return None
+
+
 def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> None:
     """A gin binding whose value is not of its parameter's annotated scalar type (`supervised.lr = 'a'` for
     `lr: float`) is a one-line error here, not a TypeError from deep inside the run. Annotations that are not plain
@@ -115,13 +127,25 @@ def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> No
     except Exception:  # an annotation that does not resolve (a TYPE_CHECKING import): nothing to check against
         return
     for keyword, value in bound.items():
+        if isinstance(value, gin.config.ConfigurableReference):  # a macro (%LR) or a reference: resolved by gin
+            continue
         hint = hints.get(keyword)
         options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
         if hint is None or not all(o in SCALARS for o in options):
             continue
         if not matches(value, hint):
-            shown = " or ".join(dict.fromkeys(SCALAR_NAMES[o] for o in options))
-            raise UserError(f"{name}.{keyword} must be {shown}, got {value!r}.")
+            raise UserError(f"{name}.{keyword} must be {in_words(hint)}, got {value!r}.")
+
+
+def in_words(hint: Any) -> str:
+    """An annotation as an error message says it: 'an integer or None', 'a list'."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    words = [
+        SCALAR_NAMES.get(o)
+        or ("a list" if typing.get_origin(o) in (Sequence, list, tuple) else inspect.formatannotation(o))
+        for o in options
+    ]
+    return " or ".join(dict.fromkeys(words))
 
 
 def matches(value: Any, hint: Any) -> bool:

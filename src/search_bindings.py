@@ -27,8 +27,9 @@ def check_bindings(search: str, bindings: Iterable[tuple[str, Any]]) -> None:
     from src.config import register_everything
     from src.gin_bindings import known_configurable
     from src.gin_errors import explain, unknown_configurable
-    from src.trainer import check_flags
-    from src.training_loop import own_defaults
+    from src.registry import offered, type_problem
+    from src.trainer import check_flags, check_values
+    from src.training_loop import check_types, own_defaults
 
     register_everything()
     own = list(own_defaults())
@@ -54,8 +55,15 @@ def check_bindings(search: str, bindings: Iterable[tuple[str, Any]]) -> None:
                 f"Search {search!r} binds {key} to {value!r} ({type(value).__name__}), which a gin config cannot "
                 "hold: use a Python literal (number, 'string', True/False/None, or a list or tuple of them)."
             ) from e
-        if configurable == "training_loop" and parameter not in own:
-            try:
+        try:
+            if configurable == "training_loop" and parameter not in own:
                 check_flags({parameter: value}, own)  # training_loop passes the others to the Trainer
-            except UserError as e:
-                raise UserError(f"Search {search!r} binds {key}: {e}") from e
+                check_values({parameter: value})
+            elif configurable == "training_loop":
+                check_types({parameter: value})
+            elif parameter in offered(configurable):
+                raise UserError(f"{configurable}.{parameter} is given by {offered(configurable)[parameter]}.")
+            elif (problem := type_problem(configurable, parameter, value)) is not None:
+                raise UserError(problem)
+        except UserError as e:
+            raise UserError(f"Search {search!r} binds {key}: {e}") from e

@@ -29,7 +29,7 @@ from src.checks import integer
 from src.errors import UserError
 from src.fit_and_test import fit_and_test
 from src.loggers import common
-from src.registry import matches
+from src.registry import in_words, matches
 
 if TYPE_CHECKING:
     from src.parts import Parts
@@ -85,7 +85,8 @@ def training_loop(
     n_epochs = integer("training_loop.n_epochs", n_epochs)
     run_session.check_save_dir(save_dir)
     trainer_setup.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
-    trainer_setup.check_values(trainer_flags)
+    if not dry_run:  # --print-config shows a GPU config on a machine without one
+        trainer_setup.check_values(trainer_flags)
     trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
     speed.check_matmul_precision(matmul_precision)
     mode = speed.compile_mode(compile)
@@ -202,12 +203,14 @@ def warn_unused(operative: str) -> list[str]:
     registry = gin.config._REGISTRY  # gin keeps no public record of what was called; its registry is pinned with gin
     called = {registry.minimal_selector(selector) for _, selector in gin.config._OPERATIVE_CONFIG}
     for binding in unused:
-        configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-        why = (
-            f"the code that calls {configurable!r} passes this parameter itself"
-            if configurable in called
-            else f"this run never calls {configurable!r}"
-        )
+        scope, _, selector = binding.rpartition("/")
+        configurable = selector.rsplit(".", 1)[0]
+        if configurable not in called:
+            why = f"this run never calls {configurable!r}"
+        elif scope:
+            why = f"this run calls {configurable!r}, but never in scope {scope!r}"
+        else:
+            why = f"the code that calls {configurable!r} passes this parameter itself"
         print(f"warning: {binding} is not used: {why}", file=sys.stderr)
     return unused
 
@@ -242,8 +245,7 @@ def check_types(values: dict[str, Any]) -> None:
     hints = typing.get_type_hints(inspect.unwrap(training_loop))
     for name, value in values.items():
         if name not in CHECKED_ELSEWHERE and not matches(value, hints[name]):
-            shown = inspect.formatannotation(hints[name]).replace("collections.abc.Sequence", "list")
-            raise UserError(f"training_loop.{name} must be {shown}, got {value!r}.")
+            raise UserError(f"training_loop.{name} must be {in_words(hints[name])}, got {value!r}.")
 
 
 @contextlib.contextmanager

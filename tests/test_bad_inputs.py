@@ -73,8 +73,8 @@ CLI_CASES = [
     ("train", ["{t}/r", CNN, "-b", "cnn.n_outputs = 3"], "cnn.n_outputs is given by the data (its model_kwargs)"),
     ("train", ["{t}/r", CNN, "-b", "digits.sed = 5"], "digits: batch_size, toy, device_resident (given by the run"),
     # values of the right parameter that cannot work
-    ("train", ["{t}/r", CNN, "-b", "training_loop.seed = 'a'"], "training_loop.seed must be int, got 'a'."),
-    ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks = 'progress_log'"], "must be list[str], got 'progress_"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.seed = 'a'"], "training_loop.seed must be an integer, got 'a'."),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks = 'progress_log'"], "must be a list, got 'progress_"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.precision = 'bf17'"], "training_loop.precision = 'bf17' is not vali"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.strategy = 'dp2'"], "training_loop.strategy = 'dp2' is not valid"),
     ("train", ["{t}/r", CNN, "-b", "checkpoint.monitor = 'valid_mae'"], "'valid_mae' is not a metric the module logs"),

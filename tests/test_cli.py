@@ -135,7 +135,9 @@ def test_print_config_prints_what_the_run_would_use_and_writes_nothing(tmp_path,
             str(tmp_path / "run"),
             "configs/cnn.gin",
             "-b",
-            "cnn.width=4",
+            "W=4#cnn.width=%W",  # a macro for a typed parameter
+            "-b",
+            "training_loop.accelerator='gpu'",  # a GPU config, shown on a machine without one
             "--print-config",
         ],
         cwd=ROOT,
@@ -144,6 +146,7 @@ def test_print_config_prints_what_the_run_would_use_and_writes_nothing(tmp_path,
         text=True,
     )
     assert out.returncode == 0, out.stderr
-    assert "cnn.width = 4\n" in out.stdout and "supervised.lr = 0.003\n" in out.stdout  # bound
+    assert "cnn.width = %W\n" in out.stdout and "supervised.lr = 0.003\n" in out.stdout  # bound
+    assert "training_loop.accelerator = 'gpu'\n" in out.stdout
     assert "digits.toy = False\n" in out.stdout and "supervised.loss = 'cross_entropy'\n" in out.stdout  # defaults
     assert not (tmp_path / "run").exists() and list(tmp_path.iterdir()) == []

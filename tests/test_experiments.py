@@ -513,6 +513,17 @@ def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(
             {"supervised.lr": [0.1, float("nan")]},
             "Search 'small' binds supervised.lr to nan (float), which a gin config",
         ),
+        ({"digits.seed": [1, 2]}, "Search 'small' binds digits.seed: digits.seed is given by the run"),
+        ({"cnn.n_outputs": [3]}, "Search 'small' binds cnn.n_outputs: cnn.n_outputs is given by the data"),
+        ({"supervised.lr": ["a"]}, "Search 'small' binds supervised.lr: supervised.lr must be a number, got 'a'."),
+        (
+            {"training_loop.n_epochs": ["x"]},
+            "Search 'small' binds training_loop.n_epochs: training_loop.n_epochs must be an integer, got 'x'.",
+        ),
+        (
+            {"training_loop.precision": ["bf17"]},
+            "Search 'small' binds training_loop.precision: training_loop.precision = 'bf17' is not valid: ",
+        ),
     ],
 )
 def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_path, capsys, axes, message):

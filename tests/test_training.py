@@ -277,15 +277,22 @@ def test_an_unused_binding_of_a_called_configurable_is_not_said_never_called(cap
     def called(x=1, y=2):
         return x + y
 
-    gin.parse_config("test_called_with_its_own_x.x = 5\ntest_called_with_its_own_x.y = 3")
+    gin.parse_config(
+        "test_called_with_its_own_x.x = 5\ntest_called_with_its_own_x.y = 3\ntrain/test_called_with_its_own_x.y = 4"
+    )
     try:
         called(x=7)  # the caller's x wins over the binding
-        assert warn_unused(gin.operative_config_str()) == ["test_called_with_its_own_x.x"]
+        assert warn_unused(gin.operative_config_str()) == [
+            "test_called_with_its_own_x.x",
+            "train/test_called_with_its_own_x.y",
+        ]
     finally:
         gin.clear_config()
     assert capsys.readouterr().err == (
         "warning: test_called_with_its_own_x.x is not used: the code that calls 'test_called_with_its_own_x' passes "
         "this parameter itself\n"
+        "warning: train/test_called_with_its_own_x.y is not used: this run calls 'test_called_with_its_own_x', but "
+        "never in scope 'train'\n"
     )
 
 
