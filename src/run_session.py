@@ -94,7 +94,10 @@ def check_plain(run_dir: str | os.PathLike) -> None:
         top = Path(folder) == Path(run_dir)  # the top level's files are opened by name (LOCK, stdout.txt)
         for name in [*dirs, *files]:
             path = Path(folder) / name
-            mode = path.lstat().st_mode
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:  # a temporary file of a process still writing there (the lock decides)
+                continue
             if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
                 continue
             if stat.S_ISLNK(mode):
