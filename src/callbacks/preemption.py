@@ -55,9 +55,12 @@ class Preemption(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # scancel's TERM reaches the processes one after another: a process it ended first breaks the collective
-        # this one is in ("Connection reset by peer"). Wait a moment for this process's own TERM (which ends it, see
-        # die_on_sigterm) before the error counts as the run's failure; a real failure is recorded a moment later.
+        # this one is in ("Connection reset by peer"). That is no failure of the run: a SLURM job being cancelled
+        # says so at once (its state), and elsewhere this process's own TERM (which ends it, see die_on_sigterm)
+        # comes within a moment; only then does the error count as the run's failure.
         if isinstance(exception, Exception) and not isinstance(exception, UserError) and terminates_on_sigterm(trainer):
+            if slurm_job_cancelled():
+                raise Preempted(f"SLURM job {os.environ.get('SLURM_JOB_ID')} was cancelled") from exception
             time.sleep(self.peer_grace_s)
 
     def _warned(self, trainer: pl.Trainer, every_n_steps: int = 1) -> bool:
@@ -89,6 +92,19 @@ class Preemption(pl.Callback):
         if trainer.is_global_zero:
             print(f"preempted: {what}; {requeue()}", file=sys.stderr)
         raise Preempted
+
+
+def slurm_job_cancelled() -> bool:
+    """Whether this process's SLURM job is being cancelled (scancel, a time limit): its state says so at once."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or not job.isdigit():
+        return False
+    try:
+        shown = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    state = next((w.split("=", 1)[1] for w in shown.stdout.split() if w.startswith("JobState=")), "")
+    return state in ("COMPLETING", "CANCELLED", "TIMEOUT", "PREEMPTED", "DEADLINE", "NODE_FAIL")  # ending while it runs
 
 
 def terminates_on_sigterm(trainer: pl.Trainer) -> bool:
