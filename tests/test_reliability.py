@@ -165,7 +165,8 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
 PEER_STOPPED = """
 import sys, types
 from src.callbacks.preemption import Preemption
-trainer = types.SimpleNamespace(world_size=2, strategy=types.SimpleNamespace(launcher=None))  # started by srun
+environment = types.SimpleNamespace(creates_processes_externally=True)  # started by srun
+trainer = types.SimpleNamespace(world_size=2, strategy=types.SimpleNamespace(cluster_environment=environment))
 callback = Preemption(sys.argv[1], peer_grace_s=float(sys.argv[2]))
 callback.on_train_start(trainer, None)
 print("training", flush=True)

@@ -108,16 +108,19 @@ def slurm_job_cancelled() -> bool:
 
 
 def terminates_on_sigterm(trainer: pl.Trainer) -> bool:
-    """Several processes started by srun or torchrun (Lightning's own subprocesses keep its handler)."""
-    return trainer.world_size > 1 and trainer.strategy.launcher is None
+    """One of several processes that something else started (srun, torchrun, or Lightning's own launcher for the
+    processes other than rank 0, which stops them on TERM). The strategy has a launcher object under srun too: what
+    tells is whether the cluster environment created the processes."""
+    environment = getattr(trainer.strategy, "cluster_environment", None)
+    return trainer.world_size > 1 and bool(getattr(environment, "creates_processes_externally", False))
 
 
 def die_on_sigterm(trainer: pl.Trainer) -> None:
     """With several processes started by srun (or torchrun), SIGTERM (scancel, the time limit) ends each at once, as
     it would without Lightning: Lightning's handler (set just before training or testing) broadcasts from inside the
     signal handler, which breaks the collective another process is in and fails the run. Every file of the run
-    folder is written atomically; the resubmitted run resumes from its last checkpoint. (Processes Lightning
-    started itself keep its handler, which stops them.)"""
+    folder is written atomically; the resubmitted run resumes from its last checkpoint. (Rank 0 of processes
+    Lightning started itself keeps its handler, which stops the others.)"""
     if terminates_on_sigterm(trainer) and threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
