@@ -18,6 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
+# The CIFAR-10-sized workload of harness_overhead, compile and memory: 2 epochs of 25 training batches on a fake
+# cifar-10-batches-py (fake_cifar), validation and test limited to 5 batches.
+CIFAR_BINDINGS = (
+    "training_loop.data='cifar10'",
+    "training_loop.n_epochs=2",
+    "training_loop.limit_train_batches=25",
+    "training_loop.limit_val_batches=5",
+    "training_loop.limit_test_batches=5",
+)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 

@@ -24,15 +24,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, alternate_many, disturbed_note, env, fake_cifar, fmt, header, med, repeats, row, timed  # noqa: E402
+from common import (
+    CIFAR_BINDINGS,
+    PY,
+    alternate_many,
+    disturbed_note,
+    env,
+    fake_cifar,
+    fmt,
+    header,
+    med,
+    repeats,
+    row,
+    timed,
+)  # noqa: E402
 
-CIFAR = (
-    "training_loop.data='cifar10'",
-    "training_loop.n_epochs=2",
-    "training_loop.limit_train_batches=25",
-    "training_loop.limit_val_batches=5",
-    "training_loop.limit_test_batches=5",
-)
+CIFAR = CIFAR_BINDINGS
 WORKLOADS = {  # name -> (batch size, input shape, bin/train.py bindings)
     "digits": (64, (1, 8, 8), ("training_loop.n_epochs=5",)),
     "CIFAR-10-sized": (128, (3, 32, 32), CIFAR),

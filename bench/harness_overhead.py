@@ -23,15 +23,22 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, alternate_many, disturbed_note, env, fake_cifar, fmt, header, med, repeats, row, timed  # noqa: E402
+from common import (
+    CIFAR_BINDINGS,
+    PY,
+    alternate_many,
+    disturbed_note,
+    env,
+    fake_cifar,
+    fmt,
+    header,
+    med,
+    repeats,
+    row,
+    timed,
+)  # noqa: E402
 
-CIFAR = (
-    "training_loop.data='cifar10'",
-    "training_loop.n_epochs=2",
-    "training_loop.limit_train_batches=25",
-    "training_loop.limit_val_batches=5",
-    "training_loop.limit_test_batches=5",
-)
+CIFAR = CIFAR_BINDINGS
 WORKLOADS = {"digits, 20 epochs": (64, ("training_loop.n_epochs=20",)), "CIFAR-10-sized, 2x25 batches": (128, CIFAR)}
 
 

@@ -14,13 +14,10 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, ROOT, alternate, env, fake_cifar, fmt, header, repeats, row  # noqa: E402
+from common import CIFAR_BINDINGS, PY, ROOT, alternate, env, fake_cifar, fmt, header, repeats, row  # noqa: E402
 
 FLOOR = [PY, "-c", "import torch, pytorch_lightning"]
-CIFAR = (
-    "training_loop.data='cifar10'#training_loop.n_epochs=2#training_loop.limit_train_batches=25"
-    "#training_loop.limit_val_batches=5#training_loop.limit_test_batches=5"
-)
+CIFAR = "#".join(CIFAR_BINDINGS)
 
 
 def peak_mb(cmd: list[str], run_env: dict | None = None) -> float:
