@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RESULTS_DIR ?= results
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: help setup extras train test test-fast lint format bench clean-venv
+.PHONY: help setup extras train test test-fast lint format bench bench-smoke clean-venv
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ test-fast: $(STAMP)  ## the tests that take under 8 s each, SLURM's left out (~2
 
 bench: $(STAMP)  ## speed guards vs hand-written PyTorch, sweeps (< 10 min); tables in bench/last_run.md
 	bash bench/run_all.sh
+
+bench-smoke: $(STAMP)  ## every benchmark once at tiny sizes (< 3 min): do they still run? (CI runs it)
+	bash bench/smoke.sh
 
 lint: $(STAMP)  ## ruff lint and format check, mypy type check of src/ (CI runs this)
 	$(VENV)/bin/ruff check .

@@ -31,8 +31,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# BENCH_SMOKE=1 (make bench-smoke, CI): every guard once at tiny sizes, no waiting for idle cores: the figures mean
+# nothing, but a benchmark that no longer runs on the tree fails there instead of rotting unseen.
+SMOKE = os.environ.get("BENCH_SMOKE") == "1"
+# In smoke mode: 2 training epochs of a few batches and a fake CIFAR-10 of 5,000 + 1,000 images (hence n_valid).
+SMOKE_BINDINGS = (
+    "training_loop.n_epochs=2",
+    "training_loop.limit_train_batches=3",
+    "training_loop.limit_val_batches=1",
+    "training_loop.limit_test_batches=1",
+    "cifar10.n_valid=500",
+)
+
+
 def repeats(default: int = 5) -> int:
-    return int(os.environ.get("BENCH_REPEATS", default))
+    return 1 if SMOKE else int(os.environ.get("BENCH_REPEATS", default))
+
+
+def smoke_sized(bindings: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The bindings, made tiny in smoke mode (later bindings win)."""
+    return (*bindings, *SMOKE_BINDINGS) if SMOKE else tuple(bindings)
 
 
 def med(values) -> float:
@@ -90,7 +108,8 @@ def own_seconds() -> float:
 DISTURBED = []  # one entry per measurement that other processes disturbed even after its retries
 
 
-WAIT_BUDGET = [float(os.environ.get("BENCH_WAIT_BUDGET", 120))]  # seconds this script may spend waiting, in all
+# seconds this script may spend waiting for idle cores, in all
+WAIT_BUDGET = [0.0 if SMOKE else float(os.environ.get("BENCH_WAIT_BUDGET", 120))]
 
 
 def wait_idle(max_wait: float = 60.0, window: float = 0.5, threshold: float = 0.1) -> None:
@@ -131,7 +150,7 @@ def alternate(a, b, n: int, warmup: bool = True, labels: tuple[str, str] = ("A",
 def alternate_many(fns: dict, n: int, warmup: bool = True, guard: bool = True) -> dict[str, list]:
     """{label: results} of each fn in turn, n rounds (each call guarded, or only preceded by `wait_idle` without
     `guard`), after one discarded round when `warmup`."""
-    if warmup:
+    if warmup and not SMOKE:
         for fn in fns.values():
             fn()
     results: dict[str, list] = {label: [] for label in fns}
@@ -184,9 +203,12 @@ def machine() -> dict[str, str]:
 
 
 def fake_cifar(data_dir: str | Path, n_train: int = 50_000, n_test: int = 10_000, seed: int = 0) -> Path:
-    """A `cifar-10-batches-py` folder of random uint8 images in the real pickle format (5 train batches + test)."""
+    """A `cifar-10-batches-py` folder of random uint8 images in the real pickle format (5 train batches + test);
+    5,000 + 1,000 in smoke mode."""
     import numpy as np
 
+    if SMOKE:
+        n_train, n_test = min(n_train, 5000), min(n_test, 1000)
     folder = Path(data_dir) / "cifar-10-batches-py"
     if (folder / "test_batch").is_file():
         return Path(data_dir)

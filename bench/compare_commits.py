@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import PY, ROOT, alternate, env, fake_cifar, fmt, header, machine, repeats, row
+from common import PY, ROOT, SMOKE, SMOKE_BINDINGS, alternate, env, fake_cifar, fmt, header, machine, repeats, row
 
 WORKLOADS = {
     "digits": ("configs/cnn.gin", "training_loop.n_epochs=8#training_loop.loggers=[]"),
@@ -32,6 +32,8 @@ def throughput(root: Path, config: str, bindings: str, data_dir: str, out: Path)
     import pandas as pd
 
     run = Path(tempfile.mkdtemp(dir=out))
+    if SMOKE:
+        bindings = "#".join((bindings, *SMOKE_BINDINGS))
     cmd = [PY, "bin/train.py", str(run), config, "-b", bindings]
     done = subprocess.run(
         cmd, cwd=root, env=env(PYTHONPATH=str(root), DATA_DIR=data_dir), capture_output=True, text=True

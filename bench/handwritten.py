@@ -3,111 +3,127 @@
 
     python bench/handwritten.py configs/cnn.gin [-b "training_loop.n_epochs=10#..."]
 
-It reads the same gin configs as bin/train.py and builds the same model (`src.models.MODELS`) and the same data
-tensors (the registered data module's splits and per-batch transform) with the same seed, batch size, epochs,
-optimizer (from `supervised.*`), batch limits and torch threads; the batches come in the same order
-(`EpochBatchSampler`'s permutation of (seed, epoch)). Per epoch: train (loss and accuracy accumulated like
-Lightning's epoch means), then evaluate the validation split; at the end, evaluate the test split once.
-No checkpoints, no logs, no callbacks. Prints one JSON line: per-epoch examples/s (training part of the epoch,
-as history.csv measures it), epoch times and validation accuracy.
+It reads the same gin configs as bin/train.py and trains what the template would (bench/same_run.py): the same
+data tensors on the same device, the same batches in the same order (`EpochBatchSampler`'s permutation of (seed,
+epoch)), the same per-batch transform and augmentation, model, optimizer and schedule (`supervised.*`), precision
+(`training_loop.precision`: 32-true, bf16-mixed, 16-mixed), memory format, compilation and batch limits. Per
+epoch: train (loss and accuracy summed on the device, read once), then evaluate the validation split; at the end,
+evaluate the test split once. No checkpoints, no logs, no callbacks. Prints one JSON line: per-epoch examples/s
+(the training part of the epoch, as history.csv measures it), epoch times and validation accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import gin  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from src import config  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from same_run import build, now, setting  # noqa: E402
 
 
-def param(name: str, default):
-    try:
-        return gin.query_parameter(name)
-    except ValueError:
-        return default
+def autocast(device, precision: str):
+    import torch
+
+    dtypes = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
+    if precision in dtypes:
+        return torch.autocast(device.type, dtype=dtypes[precision])
+    if precision not in ("32-true", "32"):
+        raise ValueError(f"the floor implements 32-true, bf16-mixed and 16-mixed, not {precision!r}")
+    return contextlib.nullcontext()
 
 
-def batches(n: int, batch_size: int, limit: int | None, generator: torch.Generator | None):
-    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
-    starts = range(0, n, batch_size)
-    for start in list(starts)[:limit]:
-        yield order[start : start + batch_size]
+def evaluate(model, data, split: str, limit, device, precision: str) -> tuple[float, float]:
+    import torch
+    import torch.nn.functional as F
 
-
-@torch.no_grad()
-def evaluate(model, split, transform, batch_size: int, limit: int | None) -> tuple[float, float]:
     model.eval()
-    loss = correct = count = 0.0
-    for index in batches(len(split.y), batch_size, limit, None):
-        x, y = transform(split.x[index], train=False), split.y[index]
-        logits = model(x)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-        count += len(y)
-    return loss / count, correct / count
+    loss = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    count = 0
+    with torch.inference_mode():
+        for i, (x, y) in enumerate(data._loader(split, shuffle=False)):
+            if limit is not None and i >= limit:
+                break
+            x = data.transform(x.to(device, non_blocking=True), train=False)
+            y = y.to(device, non_blocking=True)
+            with autocast(device, precision):
+                logits = model(x)
+            loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(-1) == y).sum()
+            count += len(y)
+    return float(loss) / count, float(correct) / count
 
 
-def main(configs: list[str], bindings: list[str]) -> dict:
-    from src.data import DATA
-    from src.models import MODELS
+def main(configs: list[str], bindings: list[str], on_step=None) -> dict:
+    """Train as the template would; `on_step(step)` (a profiler's window) is called after each optimizer step."""
+    import torch
+    import torch.nn.functional as F
+
+    from src import config
+    from src.modules import optim
 
     config.parse(configs, bindings)
-    seed, n_epochs = param("training_loop.seed", 0), param("training_loop.n_epochs", 10)
-    limit_train, limit_val, limit_test = (
-        param(f"training_loop.limit_{s}_batches", None) for s in ("train", "val", "test")
+    run = setting()
+    parts, device = build(run)
+    model, data, module = parts.model.to(device), parts.data, parts.module
+    configured = optim.configure(
+        model.parameters(),
+        module.optimizer_name,
+        module.lr,
+        module.weight_decay,
+        module.momentum,
+        module.scheduler_name,
+        run.n_epochs,
     )
-    if param("training_loop.num_threads", None):
-        torch.set_num_threads(param("training_loop.num_threads", None))
-    torch.manual_seed(seed)  # what pl.seed_everything does for torch
-    data = DATA.get(param("training_loop.data", "digits"))(seed=seed)
-    model = MODELS.get(param("training_loop.model", "cnn"))(input_shape=data.input_shape, n_classes=data.n_classes)
-    assert param("supervised.optimizer", "adam") == "adam", "the floor implements Adam only"
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=param("supervised.lr", 1e-3), weight_decay=param("supervised.weight_decay", 0.0)
-    )
-    train, bs = data.splits["train"], data.batch_size
-    out = {
-        "examples_per_s": [],
-        "epoch_time": [],
-        "train_loss": [],
-        "valid_acc": [],
-        "threads": torch.get_num_threads(),
-    }
-    for epoch in range(n_epochs):
-        start = time.perf_counter()
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    schedule = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
+    scaler = torch.amp.GradScaler(device.type, enabled=run.precision == "16-mixed")
+    loader = data.train_dataloader()
+    limit = run.limits["train"]
+    out: dict = {"examples_per_s": [], "epoch_time": [], "train_loss": [], "valid_acc": [], "device": str(device)}
+    for epoch in range(run.n_epochs):
+        start = now(device)
         model.train()
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-        loss_sum, correct, n = torch.zeros(()), torch.zeros(()), 0
-        for index in batches(len(train.y), bs, limit_train, generator):
-            x, y = data.transform(train.x[index], train=True), train.y[index]
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+        loader.sampler.set_epoch(epoch)
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        n = 0
+        for i, (x, y) in enumerate(loader):
+            if limit is not None and i >= limit:
+                break
+            x = data.transform(x.to(device, non_blocking=True), train=True)
+            y = y.to(device, non_blocking=True)
+            with autocast(device, run.precision):
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=module.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(-1) == y).sum()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            with torch.no_grad():
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(-1) == y).sum()
             n += len(y)
-        train_end = time.perf_counter()
-        _, valid_acc = evaluate(model, data.splits["valid"], data.transform, bs, limit_val)
+            if on_step is not None:
+                on_step(epoch * len(loader) + i + 1)
+        train_end = now(device)
+        if schedule is not None:
+            schedule.step()
+        _, valid_acc = evaluate(model, data, "valid", run.limits["val"], device, run.precision)
         out["examples_per_s"].append(n / (train_end - start))
-        out["epoch_time"].append(time.perf_counter() - start)
+        out["epoch_time"].append(now(device) - start)
         out["train_loss"].append(float(loss_sum) / n)
         out["valid_acc"].append(valid_acc)
-    out["test_loss"], out["test_acc"] = evaluate(model, data.splits["test"], data.transform, bs, limit_test)
+    out["test_loss"], out["test_acc"] = evaluate(model, data, "test", run.limits["test"], device, run.precision)
     return out
 
 
 if __name__ == "__main__":
+    from src import config
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", help="gin config files joined with '#'")
     parser.add_argument("-b", "--bindings", default="", help="gin bindings joined with '#'")

@@ -14,10 +14,23 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CIFAR_BINDINGS, PY, ROOT, alternate, env, fake_cifar, fmt, header, repeats, row  # noqa: E402
+from common import (  # noqa: E402
+    CIFAR_BINDINGS,
+    PY,
+    ROOT,
+    alternate,
+    env,
+    fake_cifar,
+    fmt,
+    header,
+    repeats,
+    row,
+    smoke_sized,
+)
 
 FLOOR = [PY, "-c", "import torch, pytorch_lightning"]
-CIFAR = "#".join(CIFAR_BINDINGS)
+CIFAR = "#".join(smoke_sized(CIFAR_BINDINGS))
+DIGITS = "#".join(smoke_sized(("training_loop.n_epochs=10",)))
 
 
 def peak_mb(cmd: list[str], run_env: dict | None = None) -> float:
@@ -30,7 +43,7 @@ def peak_mb(cmd: list[str], run_env: dict | None = None) -> float:
     return usage.ru_maxrss / 1024
 
 
-def train(bindings: str = "training_loop.n_epochs=10", run_env: dict | None = None) -> float:
+def train(bindings: str = DIGITS, run_env: dict | None = None) -> float:
     tmp = tempfile.mkdtemp(prefix="bench_memory_")
     try:
         return peak_mb([PY, "bin/train.py", f"{tmp}/run", "configs/cnn.gin", "-b", bindings], run_env)

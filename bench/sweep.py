@@ -22,7 +22,20 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import PY, ROOT, alternate_many, disturbed_note, env, fake_cifar, fmt, header, med, row, timed  # noqa: E402
+from common import (  # noqa: E402
+    PY,
+    ROOT,
+    SMOKE,
+    alternate_many,
+    disturbed_note,
+    env,
+    fake_cifar,
+    fmt,
+    header,
+    med,
+    row,
+    timed,
+)
 
 TOY = "include 'configs/cnn.gin'\n" + "\n".join(
     [
@@ -118,7 +131,7 @@ TMP = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
 
 
 def main() -> None:
-    n = int(os.environ.get("SWEEP_REPEATS", 2))
+    n = 1 if SMOKE else int(os.environ.get("SWEEP_REPEATS", 2))
     data_dir = fake_cifar(TMP / "data")
     sweeps = {
         "tune_lr small (4 runs x 3 epochs, digits)": (
@@ -136,7 +149,7 @@ def main() -> None:
             ],
         ),
         "6 runs x 1 epoch, toy digits (worst case)": (
-            templated(TOY, "training_loop.seed", list(range(6))),
+            templated(TOY, "training_loop.seed", list(range(2 if SMOKE else 6))),
             {"run_local --jobs 2 --cold": local("--jobs", "2", "--cold"), "run_local --jobs 2": local("--jobs", "2")},
             [("run_local --jobs 2 --cold", "run_local --jobs 2", "")],
         ),
@@ -146,7 +159,8 @@ def main() -> None:
             [("run_local --jobs 2 --cold", "run_local --jobs 2", "")],
         ),
     }
-    chosen = {name: sweep for name, sweep in sweeps.items() if any(word in name for word in sys.argv[1:] or [""])}
+    words = ["toy"] if SMOKE else sys.argv[1:] or [""]  # smoke: the quickest sweep, with 2 runs
+    chosen = {name: sweep for name, sweep in sweeps.items() if any(word in name for word in words)}
     header("sweep", "runner", "wall time", "training examples/s", "comparison", "wall ratio", "speed ratio", "target")
     try:
         for name, (make, variants, comparisons) in chosen.items():

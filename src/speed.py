@@ -59,6 +59,10 @@ def compile_mode(compile: bool | str | None) -> str | None:
             f"training_loop.compile = {compile!r} needs {missing}, which this machine lacks; "
             "install it or set training_loop.compile = False."
         )
+    import torch._inductor
+
+    if torch._inductor.list_mode_options(mode).get("triton.cudagraphs") and not torch.cuda.is_available():
+        print(f"note: training_loop.compile = {mode!r}: CUDA graphs need a GPU; here it compiles without them")
     return mode
 
 

@@ -178,6 +178,28 @@ def test_cifar10_toy_and_augmentation(tmp_path, served):
             assert any(torch.equal(out[i], w) for w in windows[2 * i] + windows[2 * i + 1])
 
 
+def test_in_memory_data_lives_on_a_gpu_by_default_when_it_fits(monkeypatch):
+    from src.data.in_memory import resident
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (4_000, 8_000))  # free, total bytes
+    assert resident(None, gpu, 1_000) and not resident(None, gpu, 1_001)  # a quarter of the free memory at most
+    assert not resident(None, cpu, 10) and resident(None, torch.device("mps"), 10**12)
+    assert resident(True, gpu, 10**12) and not resident(False, gpu, 10)  # as asked, either way
+    with pytest.raises(UserError, match="device_resident must be True, False or None"):
+        DATA.get("digits")(device_resident="yes")
+
+
+def test_device_resident_batches_are_indexed_where_the_data_lives():
+    from src.data.in_memory import EpochBatchSampler
+
+    on_meta = EpochBatchSampler(10, 4, shuffle=True, seed=3, device=torch.device("meta"))
+    batches = list(on_meta)
+    assert [b.device.type for b in batches] == ["meta"] * 3 and len(on_meta) == 3
+    on_cpu = [b.tolist() for b in EpochBatchSampler(10, 4, shuffle=True, seed=3)]
+    assert [len(b) for b in on_cpu] == [b.shape[0] for b in batches]  # the same order, drawn on the CPU
+
+
 def test_device_resident_moves_the_data_to_the_training_device():
     from types import SimpleNamespace
 

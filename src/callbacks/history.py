@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
+import torch
 
 from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
@@ -32,6 +33,14 @@ FIRST_COLUMNS = [
     "epoch_time",
     "examples_per_s",
 ]
+
+
+def finished(device: torch.device) -> float:
+    """The time at which the device has done the work queued so far: a GPU runs behind the host, and an epoch's
+    time is the device's (one wait per epoch)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def batch_size_of(batch: Any) -> int:
@@ -71,10 +80,10 @@ class HistoryWriter(pl.Callback):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.sanity_checking and getattr(self, "train_end", 0) is None:
-            self.train_end = time.perf_counter()
+            self.train_end = finished(pl_module.device)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        now = time.perf_counter()
+        now = finished(pl_module.device)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
         row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **metrics}
         if trainer.optimizers:

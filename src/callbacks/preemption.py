@@ -77,6 +77,8 @@ class Preemption(pl.Callback):
         # After an epoch's last batch, the epoch's end (validation, history, last.ckpt) comes first: Lightning would
         # skip it when resuming from a checkpoint saved there. The next epoch's start stops the run instead. With
         # gradient accumulation only after an optimizer step: the accumulated gradients are not in a checkpoint.
+        if trainer.world_size == 1 and not preemption_signal.warned():
+            return  # every step but one: nothing to do
         stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
         if stepped and batch_idx + 1 < trainer.num_training_batches and self._warned(trainer, self.ddp_every_n_steps):
             trainer.save_checkpoint(self.checkpoint)

@@ -47,18 +47,18 @@ class ProgressLog(pl.Callback):
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.batch_end = time.perf_counter()
 
+    # The two per-step hooks only take the time and count; everything else waits for the line to be printed.
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         self.batch_start = time.perf_counter()
         self.data_time += self.batch_start - self.batch_end
-        self.batch_compile = compile_seconds()
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
         self.batch_end = time.perf_counter()
-        self.step_time += self.batch_end - self.batch_start - (compile_seconds() - self.batch_compile)
+        self.step_time += self.batch_end - self.batch_start
         self.n_steps += 1
         self.n_examples += batch_size_of(batch)
         if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
@@ -73,13 +73,13 @@ class ProgressLog(pl.Callback):
         compiled = compile_seconds()
         compiling = compiled - self.compile_start  # this attempt's, so far
         left = (elapsed - compiling) / max(done, 1) * (total - trainer.global_step)
-        rate = (
-            self.n_examples * trainer.world_size / max(now - self.window_start - compiled + self.window_compile, 1e-9)
-        )
+        window_compile = compiled - self.window_compile  # compiling happens inside steps: left out of both
+        rate = self.n_examples * trainer.world_size / max(now - self.window_start - window_compile, 1e-9)
         n = max(self.n_steps, 1)
+        step_time = max(self.step_time - window_compile, 0.0)
         print(
             f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
-            f"data {1000 * self.data_time / n:.1f} ms, step {1000 * self.step_time / n:.1f} ms | "
+            f"data {1000 * self.data_time / n:.1f} ms, step {1000 * step_time / n:.1f} ms | "
             f"elapsed {hms(elapsed)}{f' | compile {hms(compiling)}' if compiling else ''} | left {hms(left)}",
             flush=True,
         )

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import STEP_OUTPUT
 
 
+DDP_EVERY_N_STEPS = 10  # with several processes, how often they agree whether the time is up
+
+
 class TimeLimit(Timer):
     def __init__(self, run_dir: str, duration: Any) -> None:
         try:
@@ -45,6 +48,8 @@ class TimeLimit(Timer):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
+        if trainer.world_size > 1 and trainer.global_step % DDP_EVERY_N_STEPS:
+            return  # the clock is agreed on by a collective (a device sync): every few steps, the same in all processes
         stepped = (batch_idx + 1) % trainer.accumulate_grad_batches == 0
         if stepped and batch_idx + 1 < trainer.num_training_batches and self._time_up(trainer):
             trainer.save_checkpoint(self.checkpoint)

@@ -74,11 +74,7 @@ class TrackerMetrics(pl.Callback):
             send_row(new_runs, row)
         self._sent_rows = len(rows)
         self._loss = None
-
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
-        self._step_before = trainer.global_step
+        self._step_before = trainer.global_step  # the optimizer steps done before the next batch
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
@@ -89,9 +85,11 @@ class TrackerMetrics(pl.Callback):
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
             if isinstance(loss, torch.Tensor):  # Lightning divided it by accumulate_grad_batches: the sum is the mean
                 self._loss = loss.detach() if self._loss is None else self._loss + loss.detach()
-        if trainer.global_step > self._step_before and self._loss is not None:  # that step is done
-            loss, self._loss = self._loss, None
-            send(trainer.loggers, {STEP_LOSS: loss.item()}, step=trainer.global_step, save=False)
+        if trainer.global_step > self._step_before:  # that step is done
+            self._step_before = trainer.global_step
+            if self._loss is not None:
+                loss, self._loss = self._loss, None
+                send(trainer.loggers, {STEP_LOSS: loss.item()}, step=trainer.global_step, save=False)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._send_rows(trainer)

@@ -22,8 +22,8 @@ class Diabetes(InMemoryDataModule):
     input_shape = (10,)
     n_outputs = 1  # one value to predict
 
-    def __init__(self, batch_size: int = 32, seed: int = 0) -> None:
-        super().__init__(batch_size=batch_size, seed=seed)
+    def __init__(self, batch_size: int = 32, seed: int = 0, device_resident: bool | None = None) -> None:
+        super().__init__(batch_size=batch_size, seed=seed, device_resident=device_resident)
 
     def load(self) -> dict[str, Split]:
         x = np.loadtxt(sklearn_data_file("diabetes_data_raw.csv.gz")).astype(np.float32)

@@ -20,7 +20,9 @@ class Digits(InMemoryDataModule):
     input_shape = (1, 8, 8)
     n_outputs = 10  # classes
 
-    def __init__(self, batch_size: int = 64, seed: int = 0, toy: bool = False, device_resident: bool = False) -> None:
+    def __init__(
+        self, batch_size: int = 64, seed: int = 0, toy: bool = False, device_resident: bool | None = None
+    ) -> None:
         self.toy = toy
         super().__init__(batch_size=batch_size, seed=seed, device_resident=device_resident)
 

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from src.checks import integer
+from src.errors import UserError
 
 
 @dataclass
@@ -46,11 +47,21 @@ class EpochBatchSampler(Sampler):
 
     Under torch.distributed each rank takes an equal, disjoint share of every epoch's permutation. Its state (epoch,
     batches yielded) goes into mid-epoch checkpoints: a resumed epoch continues with the next batch of the same
-    permutation.
+    permutation. With `device` (the data lives there) the epoch's permutation is drawn on the CPU, as everywhere,
+    and copied there once per epoch: the batches' indices are then slices of it, with no copy per step.
     """
 
-    def __init__(self, n: int, batch_size: int, shuffle: bool, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        device: torch.device | None = None,
+    ) -> None:
         self.n, self.batch_size, self.shuffle, self.seed, self.drop_last = n, batch_size, shuffle, seed, drop_last
+        self.device = device
         self.epoch = 0
         self.yielded = 0  # batches of the current epoch handed out so far
         self.resume_at: dict[str, int] | None = None
@@ -64,16 +75,24 @@ class EpochBatchSampler(Sampler):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.resume_at = dict(state)  # applied by the next iteration over the same epoch
 
+    @staticmethod
+    def _rank() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_world_size(), torch.distributed.get_rank()
+        return 1, 0
+
     def _indices(self) -> torch.Tensor:
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
             indices = torch.randperm(self.n, generator=generator)
         else:
             indices = torch.arange(self.n)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            world, rank = torch.distributed.get_world_size(), torch.distributed.get_rank()
+        world, rank = self._rank()
+        if world > 1:
             per_rank = -(-self.n // world)
             indices = torch.cat([indices, indices[: per_rank * world - self.n]])[rank::world]
+        if self.device is not None and self.device.type != "cpu":
+            indices = indices.to(self.device)
         return indices
 
     def __iter__(self) -> Iterator[torch.Tensor]:
@@ -86,7 +105,8 @@ class EpochBatchSampler(Sampler):
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
-        n = len(self._indices())
+        world, _ = self._rank()
+        n = -(-self.n // world)  # this rank's share (the permutation is padded to a multiple of the processes)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
 
@@ -114,10 +134,15 @@ class InMemoryDataModule(pl.LightningDataModule):
     n_outputs: int
     use_distributed_sampler = False  # EpochBatchSampler shards by rank itself (and resumes mid-epoch)
 
-    def __init__(self, batch_size: int = 128, seed: int = 0, device_resident: bool = False) -> None:
+    def __init__(self, batch_size: int = 128, seed: int = 0, device_resident: bool | None = None) -> None:
         super().__init__()
         self.batch_size = integer("batch_size", batch_size)
         self.seed = seed
+        if device_resident not in (None, True, False):
+            raise UserError(
+                f"device_resident must be True, False or None (on the training device when it is a GPU and the data "
+                f"fits), got {device_resident!r}."
+            )
         self.device_resident = device_resident
 
     @property
@@ -141,10 +166,13 @@ class InMemoryDataModule(pl.LightningDataModule):
         return x
 
     def setup(self, stage: str) -> None:
-        """With `device_resident=True` the whole data set moves to the training device once (small data on a
-        GPU): batches are then indexed there, with no host-to-device copy per step."""
-        if self.device_resident and self.trainer is not None:
-            device = self.trainer.strategy.root_device
+        """The whole data set moves to the training device once when it is resident there (`device_resident`;
+        None: on a GPU when it takes at most a quarter of the free device memory): batches are then indexed and
+        transformed there, with no host work and no host-to-device copy per step."""
+        if self.trainer is None:
+            return
+        device = self.trainer.strategy.root_device
+        if resident(self.device_resident, device, sum(s.x.nbytes + s.y.nbytes for s in self.splits.values())):
             self.splits = {name: Split(s.x.to(device), s.y.to(device)) for name, s in self.splits.items()}
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -161,7 +189,7 @@ class InMemoryDataModule(pl.LightningDataModule):
         # A generator of its own: otherwise each new iterator draws a worker seed from the global RNG, so that
         # dropout in a run resumed mid-epoch (a new iterator there) would draw other numbers than without the stop.
         data = self.splits[split]
-        sampler = EpochBatchSampler(len(data), self.batch_size, shuffle=shuffle, seed=self.seed)
+        sampler = EpochBatchSampler(len(data), self.batch_size, shuffle=shuffle, seed=self.seed, device=data.y.device)
         return ResumableLoader(
             BatchIndexed(data), sampler=sampler, batch_size=None, num_workers=0, generator=torch.Generator()
         )
@@ -174,3 +202,16 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> ResumableLoader:
         return self._loader("test", shuffle=False)
+
+
+def resident(asked: bool | None, device: torch.device, nbytes: int) -> bool:
+    """Whether in-memory data of `nbytes` lives on `device` during training: as asked, or (None) on an accelerator
+    when it takes at most a quarter of the device's free memory (the model and activations need the rest)."""
+    if asked is not None:
+        return asked
+    if device.type == "cpu":
+        return False  # already there
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return nbytes <= free // 4
+    return True
