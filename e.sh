@@ -3,7 +3,7 @@
 _root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
 
 # Machine-specific paths and secrets (git-ignored; NAME=value lines, see .env.example). A variable already exported
-# in your shell wins over its .env line, as in the Python loader (src/cli.py).
+# in your shell wins over its .env line, as in the Python loader (src/cli/).
 if [ -f "$_root/.env" ]; then
     while IFS= read -r _line || [ -n "$_line" ]; do
         _line="${_line#export }"

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""torch.compile vs eager (training_loop.compile, src/speed.py), side by side, alternating eager, compiled, ...
+"""torch.compile vs eager (training_loop.compile, src/training/speed.py), side by side, alternating eager, compiled, ...
 
 1. One training step (forward, backward, Adam) of configs/cnn.gin's model on random batches of each workload's shape,
    in a fresh process each: the first step (compilation included) and the median of the next 30 steps, in ms.
@@ -50,8 +50,9 @@ def child_step(workload: str, compiled: bool) -> None:
     """In a fresh process: print {"first_ms", "step_ms"} of configs/cnn.gin's model on the workload's batches."""
     import torch
 
-    from src import config, speed
+    from src import config
     from src.models import MODELS
+    from src.training import speed
 
     batch, shape, _ = WORKLOADS[workload]
     config.parse([str(Path(__file__).resolve().parents[1] / "configs/cnn.gin")])

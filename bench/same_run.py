@@ -1,7 +1,7 @@
 """What a template run does, read from its gin configs, for the two comparisons that must do the same:
 bench/handwritten.py (the floor: a plain PyTorch loop) and bench/lightning_alone.py (a bare `pl.Trainer`).
 
-Both build the run's data module, model and module by name as the template does (src/parts.py) and share its
+Both build the run's data module, model and module by name as the template does (src/training/parts.py) and share its
 device, data placement (`device_resident`, src/data/in_memory.py), precision, memory format, compilation and
 batch limits; they differ from the template only in what drives the steps.
 """
@@ -42,7 +42,7 @@ class Setting:
 
 def setting() -> Setting:
     """The run's settings (gin must hold its configs)."""
-    from src import speed
+    from src.training import speed
 
     return Setting(
         seed=param("training_loop.seed", 0),
@@ -70,9 +70,10 @@ def build(run: Setting) -> tuple[Any, Any]:
     import pytorch_lightning as pl
     import torch
 
-    from src import config, speed
+    from src import config
     from src.data.in_memory import Split, resident
-    from src.parts import build_parts
+    from src.training import speed
+    from src.training.parts import build_parts
 
     config.register_everything()
     pl.seed_everything(run.seed, verbose=False)

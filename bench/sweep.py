@@ -71,7 +71,7 @@ def templated(template: str, axis: str, values: list, **extra: str):
     """A batch maker: a fresh experiment folder with `template` swept over `axis`, in a new RESULTS_DIR."""
 
     def make(tmp: Path) -> tuple[Path, dict]:
-        from src.experiment import grid, prepare
+        from src.searches.experiment import grid, prepare
 
         folder = Path(tempfile.mkdtemp(dir=tmp)) / "exp"
         folder.mkdir()
@@ -91,8 +91,8 @@ def training_speed(batch: Path) -> float:
     """The median training examples/s of the batch's runs' epochs 2.. (history.csv), all runs finished."""
     import csv
 
-    from src import run_dir as layout
-    from src.batch import read_batch
+    from src.run import layout
+    from src.runners.batch import read_batch
 
     jobs, rates = read_batch(batch), []
     assert jobs and all(layout.status(j.run_dir) == "finished" for j in jobs), f"unfinished runs in {batch}"

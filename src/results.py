@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from src import metric_directions
-from src import run_dir as layout
+from src.config.bindings import parse_bindings
 from src.errors import UserError
-from src.gin_bindings import parse_bindings
-from src.metric_directions import NOT_METRICS
+from src.run import layout, metric_directions
+from src.run.metric_directions import NOT_METRICS
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -170,7 +169,7 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
 
 def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModule:
     """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
-    from src.reload import build_module  # training code, imported only here
+    from src.training.reload import build_module  # training code, imported only here
 
     return build_module(Path(run_dir), checkpoint)[0].module
 
@@ -179,7 +178,7 @@ def load_data(run_dir: PathLike) -> pl.LightningDataModule:
     """The run's data module, as configured, prepared and set up (any LightningDataModule: `data.test_dataloader()`
     works). In-memory data (src/data/in_memory.py) also has `data.batches("test")`, which yields batches as the
     model saw them (normalised, not augmented), ready for `load_model(run)(x)`."""
-    from src.reload import run_parts  # training code, imported only here
+    from src.training.reload import run_parts  # training code, imported only here
 
     data = run_parts(Path(run_dir))[0].data
     data.prepare_data()

@@ -1,9 +1,9 @@
-"""The gin-configurable training loop: builds the run's parts by name (src/parts.py), trains them with resume inside
-the run folder's session (src/run_session.py), tests the best checkpoint, and returns the final metrics.
+"""The gin-configurable training loop: builds the run's parts by name (src/training/parts.py), trains them with resume inside
+the run folder's session (src/run/session.py), tests the best checkpoint, and returns the final metrics.
 
     training_loop("results/cnn", n_epochs=5)  # after gin parsed the configs
 
-Every other `training_loop.<flag>` binding is a Lightning Trainer flag (src/trainer.py).
+Every other `training_loop.<flag>` binding is a Lightning Trainer flag (src/training/lightning_trainer.py).
 """
 
 from __future__ import annotations
@@ -21,18 +21,19 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src import metric_directions, run_session, speed
-from src import resume as resuming
-from src import run_dir as layout
-from src import trainer as trainer_setup
 from src.checks import integer
 from src.errors import UserError
-from src.fit_and_test import fit_and_test
 from src.loggers import common
 from src.registry import in_words, matches
+from src.run import layout, metric_directions
+from src.run import resume as resuming
+from src.run import session as run_session
+from src.training import lightning_trainer as trainer_setup
+from src.training import speed
+from src.training.fit_and_test import fit_and_test
 
 if TYPE_CHECKING:
-    from src.parts import Parts
+    from src.training.parts import Parts
 
 # Always on: they make the run folder what it is. `callbacks` adds to them.
 ESSENTIAL_CALLBACKS = (
@@ -77,7 +78,7 @@ def training_loop(
     """Train `model` on `data` with `module` into `save_dir`, resuming from its last checkpoint; return the final
     metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
     print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
-    switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/speed.py's."""
+    switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/training/speed.py's."""
     check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
@@ -112,7 +113,7 @@ def training_loop(
         built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
         speed.apply(built.parts.model, mode, channels_last)
         if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
-            from src.callbacks.meta_saver import MetaSaver
+            from src.training.callbacks.meta_saver import MetaSaver
 
             next(c for c in built.callbacks if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
         changes = []
@@ -158,7 +159,7 @@ def training_loop(
 @dataclass
 class Assembled:
     parts: Parts
-    metrics: dict[str, Any]  # the module's declaration (src/metric_directions.py)
+    metrics: dict[str, Any]  # the module's declaration (src/run/metric_directions.py)
     callbacks: list[Any]
     loggers: list[Any]
     profiler: Any
@@ -180,8 +181,8 @@ def assemble(
 
     from src.callbacks import CALLBACKS
     from src.loggers import LOGGERS
-    from src.parts import build_parts
-    from src.profilers import PROFILERS
+    from src.training.parts import build_parts
+    from src.training.profilers import PROFILERS
 
     pl.seed_everything(seed, verbose=False)
     parts = build_parts(data, model, module, seed)
@@ -196,7 +197,7 @@ def assemble(
 def warn_unused(operative: str) -> list[str]:
     """Bindings of configurables this run never calls (a parameter of another model, module or data set: often a
     leftover of switching it), each named in one warning line; returned for meta.json."""
-    from src.gin_bindings import parse_bindings
+    from src.config.bindings import parse_bindings
 
     given = parse_bindings(gin.config_str())
     unused = sorted(k for k in set(given) - set(parse_bindings(operative)) if "." in k)
@@ -223,7 +224,7 @@ def own_defaults() -> dict[str, Any]:
 
 def resolved(callbacks: list[Any]) -> dict[str, Any]:
     """Bindings whose None default the run resolved (the monitor follows the module): compared by their value."""
-    from src.callbacks.checkpoint import EpochCheckpoint
+    from src.training.callbacks.checkpoint import EpochCheckpoint
 
     best = next(c for c in callbacks if isinstance(c, EpochCheckpoint) and c.monitor is not None)
     return {"checkpoint.monitor": best.monitor, "checkpoint.mode": best.mode}
@@ -235,7 +236,7 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-# checked by what uses them, with better messages: the registries (`@mlp` included) and src/speed.py (valid modes)
+# checked by what uses them, with better messages: the registries (`@mlp` included) and src/training/speed.py (valid modes)
 CHECKED_ELSEWHERE = ("model", "data", "module", "profiler", "compile", "cudnn_benchmark", "matmul_precision")
 
 
@@ -272,10 +273,10 @@ def write_start_files(
 ) -> None:
     """config.gin, metrics.json, input copies, bindings; hyperparameters to the trackers; config changes and unused
     bindings into meta.json."""
-    from src.callbacks.meta_saver import MetaSaver
-    from src.config_table import print_config
-    from src.gin_bindings import parse_bindings, scalar_hparams
-    from src.secrets import redact
+    from src.config.bindings import parse_bindings, scalar_hparams
+    from src.config.table import print_config
+    from src.run.secrets import redact
+    from src.training.callbacks.meta_saver import MetaSaver
 
     layout.save_inputs(save_dir, config_files, bindings)
     layout.write_atomic(save_dir / layout.CONFIG, built.operative)

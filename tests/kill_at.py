@@ -39,7 +39,7 @@ def install(point: str) -> None:
     if kind == "save":
         import torch
 
-        from src.callbacks.checkpoint import AtomicCheckpointIO
+        from src.training.callbacks.checkpoint import AtomicCheckpointIO
 
         hit, when = counter(int(rest[0])), rest[1]
         original = AtomicCheckpointIO.save_checkpoint
@@ -58,7 +58,7 @@ def install(point: str) -> None:
 
         AtomicCheckpointIO.save_checkpoint = save
     elif kind == "write":
-        from src import run_dir
+        from src.run import layout as run_dir
 
         name, hit = rest[0], counter(int(rest[1]))
         original = run_dir.write_atomic
@@ -81,7 +81,7 @@ def install(point: str) -> None:
 
         register_optimizer_step_pre_hook(hook)
     elif kind == "finish":
-        from src.callbacks.meta_saver import MetaSaver
+        from src.training.callbacks.meta_saver import MetaSaver
 
         MetaSaver.finish = lambda self: die()
     else:
@@ -90,6 +90,6 @@ def install(point: str) -> None:
 
 if __name__ == "__main__":
     install(sys.argv[1])
-    from src.cli import train_main
+    from src.cli.training import train_main
 
     sys.exit(train_main(sys.argv[2:]))

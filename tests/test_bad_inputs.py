@@ -5,7 +5,7 @@ import pickle
 
 import pytest
 
-from src import cli
+from src.cli import runners, runs, training
 from src.errors import UserError
 from tests.conftest import ROOT
 
@@ -128,20 +128,20 @@ CLI_CASES = [
     ("diff_runs", ["{t}/run_no_ckpt", "{t}/broken_run"], "not valid gin"),
 ]
 MAINS = {
-    "train": cli.train_main,
-    "evaluate": cli.evaluate_main,
-    "download": cli.download_main,
-    "run_local": cli.run_local_main,
-    "run_slurm": cli.run_slurm_main,
-    "runs": cli.runs_main,
-    "diff_runs": cli.diff_runs_main,
+    "train": training.train_main,
+    "evaluate": training.evaluate_main,
+    "download": training.download_main,
+    "run_local": runners.run_local_main,
+    "run_slurm": runners.run_slurm_main,
+    "runs": runs.runs_main,
+    "diff_runs": runs.diff_runs_main,
 }
 
 
 def test_typo_of_a_training_loop_parameter_lists_only_what_users_set(capsys):
     from src.training_loop import INTERNAL
 
-    assert call(cli.train_main, ["unused", CNN, "-b", "training_loop.devcies = 1"]) == 2
+    assert call(training.train_main, ["unused", CNN, "-b", "training_loop.devcies = 1"]) == 2
     valid = capsys.readouterr().err.split("Valid: ")[1]
     assert "seed" in valid and not [name for name in INTERNAL if name in valid]
 
@@ -162,8 +162,8 @@ def test_cli_bad_input(place, capsys, monkeypatch, script, argv, expected):
 
 
 def test_experiment_main_bad_inputs(tmp_path, capsys):
-    from src.experiment import grid
-    from src.experiment_cli import experiment_main
+    from src.searches.experiment import grid
+    from src.searches.main import experiment_main
 
     (tmp_path / "template_config.gin").write_text("")
     searches = {"small": grid({"supervised.lr": [0.1]})}

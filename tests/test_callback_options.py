@@ -43,7 +43,7 @@ def build(name, tmp_path, *bindings):
 def test_a_bad_option_is_one_line_naming_it_when_the_callback_is_built(tmp_path, name, bindings, message):
     with pytest.raises(UserError) as error:
         build(name, tmp_path, *bindings)
-    assert message in one_line(error.value)  # as src/cli.py prints it (without gin's "In call to" context)
+    assert message in one_line(error.value)  # as src/cli/ prints it (without gin's "In call to" context)
 
 
 def test_good_options_still_build(tmp_path):

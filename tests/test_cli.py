@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from src import run_dir as layout
-from src.cli import download_main, evaluate_main, train_main
+from src.cli.training import download_main, evaluate_main, train_main
+from src.run import layout
 from tests.conftest import FAST, ROOT
 
 
@@ -118,11 +118,11 @@ def test_download_unknown_name(tmp_path, capsys):
 
 def test_download_reads_data_dir_from_env_file(tmp_path, monkeypatch, capsys):
     """DATA_DIR set only in .env (loaded after the arguments are parsed) is where the data is looked for."""
-    from src import cli
+    from src.cli import common
 
     (tmp_path / "cifar-10-batches-py").mkdir()  # already there: nothing to download
     monkeypatch.delenv("DATA_DIR", raising=False)
-    monkeypatch.setattr(cli, "load_env_file", lambda: monkeypatch.setenv("DATA_DIR", str(tmp_path)))
+    monkeypatch.setattr(common, "load_env_file", lambda: monkeypatch.setenv("DATA_DIR", str(tmp_path)))
     assert download_main(["cifar10"]) == 0
     assert f"cifar10 ready in {tmp_path / 'cifar-10-batches-py'}" in capsys.readouterr().out
 

@@ -4,8 +4,8 @@ import subprocess
 
 import pytest
 
-from src import run_dir as layout
-from src.cli import train_main
+from src.cli.training import train_main
+from src.run import layout
 from tests.conftest import FAST, ROOT
 
 

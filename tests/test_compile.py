@@ -1,4 +1,4 @@
-"""Speed switches (src/speed.py): a compiled run's checkpoints hold plain parameter names, load eagerly, resume
+"""Speed switches (src/training/speed.py): a compiled run's checkpoints hold plain parameter names, load eagerly, resume
 exactly, and compilation may be switched on or off when a run continues; bad settings fail before training.
 
 Compiling costs ~30-90 s per run on 2 loaded CPU cores (inductor's on-disk cache makes repeats cheaper): the compiled
@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src import run_dir as layout
 from src.errors import UserError
+from src.run import layout
 from tests.conftest import ROOT, evaluate_by_hand
 
 COMPILED = ("digits.batch_size = 25", "training_loop.compile = True")
@@ -114,7 +114,7 @@ def test_compile_without_a_compiler_is_one_line_before_training(train, tmp_path,
 
 
 def test_cudnn_benchmark_is_lightnings_benchmark_flag():
-    from src.speed import benchmark_flag
+    from src.training.speed import benchmark_flag
 
     assert benchmark_flag(True, {"precision": "bf16-mixed"}) == {"precision": "bf16-mixed", "benchmark": True}
     assert benchmark_flag(None, {"benchmark": False}) == {"benchmark": False}

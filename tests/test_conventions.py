@@ -33,7 +33,7 @@ def test_editable_install_makes_src_importable(tmp_path):
     site = tmp_path / "site"
     with zipfile.ZipFile(tmp_path / "wheel" / out.stdout.strip().splitlines()[-1]) as wheel:
         wheel.extractall(site)
-    check = f"import site; site.addsitedir({str(site)!r}); import src.cli, src.tables; print(src.__file__)"
+    check = f"import site; site.addsitedir({str(site)!r}); import src.cli, src.analysis.tables; print(src.__file__)"
     out = subprocess.run([sys.executable, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(ROOT / "src" / "__init__.py")

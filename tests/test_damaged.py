@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src import run_dir as layout
 from src.errors import UserError
+from src.run import layout
 
 TIMING = ["epoch_time", "examples_per_s"]  # differ by nature between two runs; every other column is identical
 # best.ckpt stays at the first epoch: a resumed run that lost its best score would overwrite it with a later one
@@ -170,7 +170,7 @@ def test_enospc_while_writing_a_text_file(tmp_path, monkeypatch):
 
 
 def test_a_write_failing_with_space_left_is_not_called_a_full_disk(tmp_path, monkeypatch):
-    from src.callbacks.checkpoint import AtomicCheckpointIO
+    from src.training.callbacks.checkpoint import AtomicCheckpointIO
 
     def broken(obj, f):
         raise RuntimeError("unexpected pos 1 vs 2")

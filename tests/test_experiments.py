@@ -11,11 +11,11 @@ import time
 import pandas as pd
 import pytest
 
-from src import run_dir as layout
-from src import run_lock
-from src.batch import read_batch
 from src.errors import RunInUse, UserError
-from src.experiment import grid, prepare, random_search
+from src.run import layout
+from src.run import lock as run_lock
+from src.runners.batch import read_batch
+from src.searches.experiment import grid, prepare, random_search
 from tests.conftest import FAST, ROOT, experiment_folder, lock_holder
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\ntraining_loop.n_epochs = 1\n"
@@ -118,7 +118,7 @@ def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tm
 
 
 def test_local_runner_records_exit_code_of_a_killed_job(experiment, tmp_path):
-    from src.batch import Job
+    from src.runners.batch import Job
     from src.runners.local import record_exit
 
     run = tmp_path / "results" / "exp" / "tiny" / "r"
@@ -162,7 +162,7 @@ def test_status_classification(tmp_path):
     os.utime(run / layout.HEARTBEAT, (old, old))
     assert layout.status(run) == "dead"
     assert layout.status(run, now=old + 10) == "running"
-    from src import run_lock
+    from src.run import lock as run_lock
 
     run_lock.acquire(run)  # a live process holds the lock: fresh heartbeat means running
     assert layout.status(run, now=old + 10) == "running"
@@ -199,7 +199,7 @@ def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path
 
 
 def test_report_on_partial_results(experiment, tmp_path, capsys, train):
-    from src.report import report
+    from src.analysis.report import report
 
     points = grid({"supervised.lr": [0.01, 0.03, 0.1]})
     prepare(experiment, "tiny", points)
@@ -229,7 +229,7 @@ def test_report_on_partial_results(experiment, tmp_path, capsys, train):
 
 
 def test_runs_and_diff_runs(tmp_path, train, env):
-    from src.runs_table import diff_bindings, runs_table
+    from src.analysis.runs_table import diff_bindings, runs_table
 
     train(tmp_path / "a", "supervised.lr = 0.01", "training_loop.n_epochs = 1")
     train(tmp_path / "sub" / "b", "supervised.lr = 0.02", "cnn.width = 4", "training_loop.n_epochs = 1")
@@ -329,7 +329,7 @@ def test_local_runner_ctrl_c_stops_children_and_they_resume(experiment, tmp_path
 
 
 def run_lock_is_free(run) -> bool:
-    from src import run_lock
+    from src.run import lock as run_lock
 
     return run_lock.is_held(run) is False
 
@@ -348,7 +348,7 @@ def fake_run(run_dir, bindings, history, directions=None, status=layout.FINISHED
 def test_report_averages_seeds_and_ranks_by_the_recorded_direction(experiment, tmp_path, capsys):
     """Seeds are replicates: runs are grouped by lr, mean ± std and n shown, the best lr picked on the mean of a
     metric recorded as lower-is-better, never a 'best seed'."""
-    from src.report import report
+    from src.analysis.report import report
 
     points = grid({"supervised.lr": [0.01, 0.1], "training_loop.seed": [0, 1, 2]})
     runs = tmp_path / "results" / "exp" / "seeds"
@@ -379,7 +379,7 @@ def test_a_damaged_curve_is_left_out_of_the_report_with_a_warning(experiment, tm
     """A history pandas cannot parse, one without an epoch column, an early stop at an epoch the history lacks or
     that is no number: each run's curve is left out with a one-line warning naming the file; the report and the
     other curves are written."""
-    from src.report import report
+    from src.analysis.report import report
 
     points = grid({"supervised.lr": [0.1, 0.2, 0.3, 0.4, 0.5]})
     names = ["ok", "ragged", "no_epoch", "stop_99", "stop_x"]
@@ -438,7 +438,7 @@ def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
 
 
 def test_report_plot_helpers():
-    from src.report_plots import log_spaced, natural_key
+    from src.analysis.plots import log_spaced, natural_key
 
     labels = ["lr=0.03 (n=3)", "lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]
@@ -449,7 +449,7 @@ def test_report_plot_helpers():
 def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, capsys):
     """A misspelt metric, or a test metric, is one line naming what the runs record (a close match first), exit 2,
     and nothing of the previous report is rewritten."""
-    from src.experiment_cli import experiment_main
+    from src.searches.main import experiment_main
 
     points = grid({"supervised.lr": [0.1, 0.2]})
     runs = tmp_path / "results" / "exp" / "typo"
@@ -479,7 +479,7 @@ def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, ca
 def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(experiment, tmp_path, capsys):
     """bin/run_local.py's log of a job that stopped with an error before creating its run folder makes the run
     `failed` (with that error), not `pending`; a job whose log does not end in an error stays pending."""
-    from src.report import report
+    from src.analysis.report import report
 
     points = grid({"supervised.lr": [0.1, 0.2, 0.3]})
     runs = tmp_path / "results" / "exp" / "early"
@@ -527,7 +527,7 @@ def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(
     ],
 )
 def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_path, capsys, axes, message):
-    from src.experiment_cli import experiment_main
+    from src.searches.main import experiment_main
 
     code = experiment_main(experiment, {"small": grid(axes)}, argv=["prepare", "--name", "small"])
     err = capsys.readouterr().err
@@ -536,7 +536,7 @@ def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_p
 
 
 def test_unknown_search_suggests_the_close_name(experiment, capsys):
-    from src.experiment_cli import experiment_main
+    from src.searches.main import experiment_main
 
     searches = {"small": grid({"supervised.lr": [0.1, 0.2]}), "large": grid({"supervised.lr": [0.1, 0.3]})}
     assert experiment_main(experiment, searches, argv=["report", "--name", "smal"]) == 2

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from src import run_dir as layout
-from src.batch import read_batch
 from src.errors import UserError
-from src.experiment import grid, prepare
+from src.run import layout
 from src.runners import gpus as G
+from src.runners.batch import read_batch
+from src.searches.experiment import grid, prepare
 from tests.conftest import FAST, ROOT, experiment_folder
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="process trees come from /proc")

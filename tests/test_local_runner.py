@@ -6,11 +6,11 @@ import sys
 
 import pytest
 
-from src import run_dir as layout
-from src.batch import read_batch
 from src.errors import UserError
-from src.experiment import grid, prepare
+from src.run import layout
+from src.runners.batch import read_batch
 from src.runners.local import clock, estimate_left
+from src.searches.experiment import grid, prepare
 from tests.conftest import ROOT
 
 
@@ -85,7 +85,7 @@ def test_eta_comes_from_finished_jobs_and_the_jobs_left_per_slot():
 SECOND_CTRL_C = """
 import os, signal, subprocess, sys, threading, time
 from pathlib import Path
-from src.batch import Job
+from src.runners.batch import Job
 from src.runners.local import Running, stop_all
 
 stubborn = "import signal, time; signal.signal(signal.SIGINT, signal.SIG_IGN); print('up', flush=True); time.sleep(120)"
@@ -110,7 +110,7 @@ def test_a_second_ctrl_c_kills_jobs_that_ignore_the_first():
 
 
 def test_the_job_log_header_masks_secrets(tmp_path, monkeypatch):
-    from src.batch import Job
+    from src.runners.batch import Job
     from src.runners.local import start
 
     monkeypatch.setenv("MY_PASSWORD", "pw789qqq")

@@ -66,7 +66,7 @@ def offline(monkeypatch, tmp_path):
 
 
 def error_line(error: Exception) -> str:
-    """The message as bin/ scripts print it (src/cli.py drops the lines gin appends)."""
+    """The message as bin/ scripts print it (src/cli/ drops the lines gin appends)."""
     from src.errors import one_line
 
     return one_line(error)

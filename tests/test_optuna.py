@@ -1,4 +1,4 @@
-"""Adaptive search (src/optuna_search.py): Optuna studies over batch files, through the real training loop, with the
+"""Adaptive search (src/searches/optuna_search.py): Optuna studies over batch files, through the real training loop, with the
 local runner and on the test SLURM cluster; pruning, resume of a killed trial, bad input."""
 
 import csv
@@ -12,13 +12,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from src import run_dir as layout
-from src.batch import read_batch
 from src.errors import UserError
-from src.experiment import random_search
-from src.experiment_cli import experiment_main
-from src.optuna_search import STUDY_FILE, journal_storage, optuna_search
+from src.run import layout
+from src.runners.batch import read_batch
 from src.runners.local import run_local
+from src.searches.experiment import random_search
+from src.searches.main import experiment_main
+from src.searches.optuna_search import STUDY_FILE, journal_storage, optuna_search
 from tests.conftest import FAST, ROOT, experiment_folder
 from tests.test_slurm import slurm, wait_for  # noqa: F401  (the SLURM cluster fixture)
 

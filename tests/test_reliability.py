@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 
-from src import resume as resuming
-from src import run_dir as layout
-from src import run_lock
 from src.errors import RunInUse, UserError
+from src.run import layout
+from src.run import lock as run_lock
+from src.run import resume as resuming
 from tests.conftest import FAST, ROOT, evaluate_by_hand, lock_holder
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
@@ -128,7 +128,7 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
     """SIGUSR1 (SLURM's warning before preemption): a checkpoint at the end of that batch (or of its epoch), the
     run stops as interrupted (not failed); run again, it continues from there and ends as an uninterrupted run
     does, bit for bit."""
-    from src.callbacks.preemption import Preemption
+    from src.training.callbacks.preemption import Preemption
 
     bindings = ("training_loop.n_epochs = 3", "cnn.dropout = 0.2", *extra)
     train(tmp_path / "reference", *bindings)
@@ -164,7 +164,7 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
 
 PEER_STOPPED = """
 import sys, types
-from src.callbacks.preemption import Preemption
+from src.training.callbacks.preemption import Preemption
 environment = types.SimpleNamespace(creates_processes_externally=True)  # started by srun
 trainer = types.SimpleNamespace(world_size=2, strategy=types.SimpleNamespace(cluster_environment=environment))
 callback = Preemption(sys.argv[1], peer_grace_s=float(sys.argv[2]))
@@ -214,7 +214,7 @@ def test_an_error_from_a_stopped_peer_is_no_failure_when_the_job_is_cancelled(tm
 def test_preemption_warning_during_start_up_stops_before_training(train, tmp_path):
     """bin/train.py listens for SIGUSR1 from its start: a warning before fit stops the run at its first epoch
     (nothing to save yet) instead of killing the process with the signal's default action."""
-    from src import preemption_signal
+    from src.training import preemption_signal
 
     run = tmp_path / "run"
     previous = signal.getsignal(preemption_signal.SIGNAL)
@@ -268,7 +268,7 @@ def test_checkpoint_with_pickled_code_is_refused_safely(train, tmp_path):
 def test_a_checkpoint_without_fitting_weights_is_one_line(tmp_path, capsys):
     """A checkpoint that loads safely but holds no state_dict, or weights of another shape: load_model and
     bin/evaluate.py say so in one line naming the checkpoint. The run folder is built by hand: nothing is trained."""
-    from src.cli import evaluate_main
+    from src.cli.training import evaluate_main
     from src.results import load_model
 
     run = tmp_path / "run"
@@ -292,7 +292,7 @@ def test_a_checkpoint_without_fitting_weights_is_one_line(tmp_path, capsys):
 
 def load_model_state(run):
     """The state_dict of the model the run's config builds, untrained."""
-    from src.reload import run_parts
+    from src.training.reload import run_parts
 
     return run_parts(run)[0].module.state_dict()
 
@@ -302,7 +302,7 @@ def test_a_checkpoint_that_could_never_be_resumed_is_refused_when_saved(tmp_path
     would silently start afresh. The first save says so instead, and writes nothing."""
     import numpy as np
 
-    from src.callbacks.checkpoint import AtomicCheckpointIO
+    from src.training.callbacks.checkpoint import AtomicCheckpointIO
 
     safe = {"state_dict": {"w": torch.ones(2)}, "epoch": 1, "loops": {"x": [1.0, (2, "a")]}, "size": torch.Size([2])}
     AtomicCheckpointIO().save_checkpoint(safe, tmp_path / layout.LAST_CKPT)
@@ -350,7 +350,7 @@ def test_config_guard(train, tmp_path):
 
 
 def test_a_list_given_for_the_same_tuple_is_no_config_change():
-    from src.resume import config_changes
+    from src.run.resume import config_changes
 
     stored = "training_loop.callbacks = ('progress_log',)\nsupervised.lr = 0.1\n"  # gin writes the default tuple
     assert config_changes(stored, "training_loop.callbacks = ['progress_log']\nsupervised.lr = 0.1\n") == []
@@ -402,7 +402,7 @@ def test_console_copy_of_the_output_is_masked_too(tmp_path, monkeypatch):
     """What a run prints also reaches the console, which SLURM and bin/run_local.py write to log files."""
     import io
 
-    from src.tee import tee_output
+    from src.run.tee import tee_output
 
     secret = "hf-token-8d3c2b1a0f"
     monkeypatch.setenv("HF_TOKEN", secret)
@@ -463,7 +463,7 @@ def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
 def test_finite_loss_checks_pending_losses_before_any_checkpoint():
     from types import SimpleNamespace
 
-    from src.callbacks.finite_loss import FiniteLoss, NonFiniteLoss
+    from src.training.callbacks.finite_loss import FiniteLoss, NonFiniteLoss
 
     callback = FiniteLoss(check_every_n_steps=100)
     for step, loss in enumerate([0.5, 0.4, float("nan"), float("inf")], start=1):

@@ -16,9 +16,9 @@ import sys
 import pytest
 from conftest import ROOT
 
-from src import cli
-from src import run_dir as layout
-from src.environment import installed_packages, parse_packages
+from src.cli import runs as cli_runs
+from src.run import layout
+from src.run.environment import installed_packages, parse_packages
 
 FAST = (
     "digits.toy = True#digits.batch_size = 32#cnn.width = 8#training_loop.loggers = []"
@@ -81,7 +81,7 @@ def metric_rows(run):
 
 
 def assert_same_results(a, b):
-    """Checked here without src/run_compare.py, so a comparison that always says 'identical' cannot pass."""
+    """Checked here without src/analysis/compare.py, so a comparison that always says 'identical' cannot pass."""
     import torch
 
     assert metric_rows(a) == metric_rows(b) and len(metric_rows(a)) == 2
@@ -97,7 +97,7 @@ def worktrees(repo):
 
 @pytest.mark.slow
 def test_a_finished_run_is_reproduced_identically(repo, clean_run, tmp_path):
-    from src.reproduce import reproduce
+    from src.analysis.reproduce import reproduce
 
     packages = parse_packages((clean_run / layout.PACKAGES).read_text())
     assert packages == installed_packages() and "torch" in packages and "pytorch-lightning" in packages
@@ -115,7 +115,7 @@ def test_a_finished_run_is_reproduced_identically(repo, clean_run, tmp_path):
 def test_an_uncommitted_change_is_applied(repo, tmp_path):
     """The run's code differs from its commit in configs/cnn.gin, which its input config includes: the reproduction
     gets that change from git_diff.patch alone (the working tree is reverted before reproducing)."""
-    from src.reproduce import reproduce
+    from src.analysis.reproduce import reproduce
 
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
@@ -138,7 +138,7 @@ def test_an_uncommitted_change_is_applied(repo, tmp_path):
 
 
 def reproduce_cli(capsys, *argv):
-    code = cli.reproduce_main([str(a) for a in argv])
+    code = cli_runs.reproduce_main([str(a) for a in argv])
     return code, capsys.readouterr()
 
 
@@ -179,7 +179,7 @@ def test_an_unknown_commit_or_a_diff_that_does_not_apply_is_one_line(repo, clean
 
 @pytest.mark.slow
 def test_a_masked_secret_in_the_diff_is_said_before_training(clean_run, repo, tmp_path):
-    from src.reproduce import plan
+    from src.analysis.reproduce import plan
 
     run = copy_run(clean_run, tmp_path / "run")
     (run / layout.GIT_DIFF).write_text(
@@ -215,8 +215,8 @@ def test_a_changed_package_version_is_listed_then_compared(repo, clean_run, tmp_
 def test_differences_are_listed_with_their_size(clean_run, tmp_path, capsys):
     import torch
 
-    from src.reproduce import Plan, print_result
-    from src.run_compare import differences
+    from src.analysis.compare import differences
+    from src.analysis.reproduce import Plan, print_result
 
     other = copy_run(clean_run, tmp_path / "other")
     history = (other / layout.HISTORY).read_text().splitlines()
@@ -252,7 +252,7 @@ def test_differences_are_listed_with_their_size(clean_run, tmp_path, capsys):
 
 
 def test_diff_runs_shows_the_environment(clean_run, tmp_path, capsys):
-    from src.runs_table import diff_environment
+    from src.analysis.runs_table import diff_environment
 
     other = copy_run(clean_run, tmp_path / "other")
     meta = json.loads((other / layout.META).read_text())
@@ -265,7 +265,7 @@ def test_diff_runs_shows_the_environment(clean_run, tmp_path, capsys):
     assert rows[3:] == [("package extra-package", "<none>", "2.0")]
     assert diff_environment(clean_run, clean_run) == []
 
-    assert cli.diff_runs_main([str(clean_run), str(other)]) == 0
+    assert cli_runs.diff_runs_main([str(clean_run), str(other)]) == 0
     out = capsys.readouterr().out
     assert "same operative config" in out and "4 environment differences" in out and "node7" in out
 
@@ -291,7 +291,7 @@ def test_a_damaged_meta_json_is_named_or_read_as_empty(tmp_path, capsys, content
         runs.append(run)
     (runs[0] / layout.META).write_bytes(content)
     (runs[1] / layout.META).write_text(json.dumps({"hostname": "node7", "versions": {"python": "3.0", "torch": "1"}}))
-    assert cli.diff_runs_main([str(runs[0]), str(runs[1])]) == 0
+    assert cli_runs.diff_runs_main([str(runs[0]), str(runs[1])]) == 0
     out = capsys.readouterr().out
     assert "node7" in out and "3.0" in out and "torch" in out
     assert layout.stopped_early(runs[0]) is None

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
+from src.config.bindings import included_text, parse_bindings
 from src.errors import UserError
-from src.gin_bindings import included_text, parse_bindings
 from tests.conftest import ROOT
 
 TRICKY = """
@@ -80,7 +80,7 @@ def test_results_imports_no_training_code():
 
 
 def test_fast_path_agrees_with_gins_parser_on_an_operative_config():
-    from src.gin_bindings import _parse_literal_bindings, _parse_with_gin
+    from src.config.bindings import _parse_literal_bindings, _parse_with_gin
 
     operative = (ROOT / "tests" / "data" / "operative_config.gin").read_text()
     fast = _parse_literal_bindings(operative)
@@ -92,7 +92,7 @@ def test_fast_path_agrees_with_gins_parser_on_an_operative_config():
 def test_literal_fast_path_equals_ast_literal_eval():
     import ast
 
-    from src.gin_bindings import _literal
+    from src.config.bindings import _literal
 
     texts = ["0", "-3", "10", "1_000", "+1", "-0", "1.5", "-0.25", ".5", "1.", "1e-05", "3E+2", "-1e5", "1e", "0.003"]
     texts += ["'abc'", '"a b"', "''", "'it''s'", r"'a\nb'", "'é'", "True", "False", "None", "[1, 'x']", "(1,)"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from src import run_dir as layout
-from src import run_lock
 from src.errors import UserError
+from src.run import layout
+from src.run import lock as run_lock
 from tests.conftest import ROOT
 
 
@@ -51,7 +51,7 @@ supervised.lr = @os.system()"""
 
 
 def test_the_template_own_config_loads(trained):
-    from src.gin_bindings import check_run_config, known_configurable
+    from src.config.bindings import check_run_config, known_configurable
     from src.results import load_model
 
     check_run_config((trained / layout.CONFIG).read_text(), trained / layout.CONFIG, known_configurable)
@@ -59,7 +59,7 @@ def test_the_template_own_config_loads(trained):
 
 
 def test_loading_a_received_run_never_runs_its_code(trained, tmp_path, monkeypatch, capsys):
-    from src.cli import evaluate_main
+    from src.cli.training import evaluate_main
     from src.results import load_data, load_model
 
     run, marker = received(trained, tmp_path, DYNAMIC)
@@ -106,7 +106,7 @@ def test_a_received_config_holds_only_registered_bindings_of_literals(trained, t
 
 def test_macros_scopes_and_literals_of_registered_configurables_are_read():
     from src import config
-    from src.gin_bindings import check_run_config, known_configurable
+    from src.config.bindings import check_run_config, known_configurable
 
     config.register_everything()
     text = "LR = 0.01\nsupervised.lr = %LR\nscope/cnn.width = 8\ntraining_loop.callbacks = ['progress_log']\n"
@@ -173,7 +173,7 @@ def test_resuming_a_received_folder_with_a_link_writes_nothing_through_it(train,
 
 
 def test_links_that_stay_inside_a_subfolder_of_the_run_are_fine(tmp_path):
-    from src.run_session import check_plain
+    from src.run.session import check_plain
 
     run = tmp_path / "run"
     (run / "wandb" / "run-1").mkdir(parents=True)
@@ -211,7 +211,7 @@ def test_a_lock_or_heartbeat_that_is_no_plain_file_marks_its_run_damaged_and_the
 
 @pytest.mark.parametrize("bad", ["x\ntouch PWNED", "x\rtouch PWNED", "x\u2028y"])
 def test_no_line_break_reaches_a_batch_file(tmp_path, bad):
-    from src.batch import Job, write_batch
+    from src.runners.batch import Job, write_batch
 
     ok = Job((str(tmp_path / "run"), "configs/cnn.gin"))
     with pytest.raises(UserError, match="contains a line break"):
@@ -224,7 +224,7 @@ def test_no_line_break_reaches_a_batch_file(tmp_path, bad):
 
 
 def test_a_results_dir_with_a_line_break_writes_no_batch_file(tmp_path, monkeypatch):
-    from src.experiment import grid, prepare
+    from src.searches.experiment import grid, prepare
 
     folder = tmp_path / "exp"
     folder.mkdir()
@@ -236,7 +236,7 @@ def test_a_results_dir_with_a_line_break_writes_no_batch_file(tmp_path, monkeypa
 
 
 def test_no_line_break_reaches_a_slurm_header(tmp_path):
-    from src.batch import Job, write_batch
+    from src.runners.batch import Job, write_batch
     from src.runners.slurm import SlurmOptions, array_script
 
     batch = write_batch(tmp_path / "batch.sh", [Job((str(tmp_path / "run"), "configs/cnn.gin"))], "t")
@@ -247,7 +247,7 @@ def test_no_line_break_reaches_a_slurm_header(tmp_path):
 
 
 def test_a_secret_in_a_bad_value_is_masked_in_the_error_line(tmp_path, monkeypatch, capsys):
-    from src.cli import train_main
+    from src.cli.training import train_main
 
     secret = "mysecret-3f9a7c2e"
     monkeypatch.setenv("MY_API_TOKEN", secret)

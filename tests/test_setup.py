@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from src import run_dir as layout
+from src.run import layout
 from tests.conftest import ROOT
 
 

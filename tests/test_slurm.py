@@ -11,8 +11,8 @@ import time
 import pandas as pd
 import pytest
 
-from src import run_dir as layout
-from src.batch import read_batch
+from src.run import layout
+from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
 from tests.conftest import FAST, ROOT
 
@@ -82,7 +82,7 @@ def test_tune_lr_small_grid_as_a_job_array(slurm, tmp_path, monkeypatch):
 def submit_one_run(tmp_path, n_epochs: int, until_epoch: int) -> tuple:
     """(batch file, run folder, job id) of one fast digits run submitted as an array task, once it has
     finished `until_epoch` epochs. RESULTS_DIR must point into tmp_path."""
-    from src.experiment import grid, prepare
+    from src.searches.experiment import grid, prepare
 
     experiment = tmp_path / "long"
     experiment.mkdir()

@@ -12,9 +12,9 @@ import time
 import pandas as pd
 import pytest
 
-from src import run_dir as layout
-from src.batch import read_batch
 from src.errors import UserError
+from src.run import layout
+from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
 from tests.conftest import FAST, ROOT
 from tests.test_slurm import slurm, wait_for  # noqa: F401 (the fixture)
@@ -71,7 +71,7 @@ def assert_same_as(run, reference) -> None:
 def submit_ddp_run(tmp_path, monkeypatch, *extra: str, tasks_per_node: int = 2) -> tuple:
     """(batch file, run folder, job id) of the run, prepared as a one-run experiment and submitted as one array task
     of `tasks_per_node` processes."""
-    from src.experiment import grid, prepare
+    from src.searches.experiment import grid, prepare
 
     monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
     experiment = tmp_path / "ddp"
@@ -100,7 +100,7 @@ def slurm_log(run, job_id: str) -> str:
 
 
 def test_two_processes_under_srun_equal_the_local_ddp_run(slurm, local_ddp, tmp_path, monkeypatch):  # noqa: F811
-    from src.runs_table import runs_table
+    from src.analysis.runs_table import runs_table
 
     _, run, job_id = submit_ddp_run(tmp_path, monkeypatch)
     wait_for(job_id)
@@ -185,7 +185,7 @@ def test_config_that_disagrees_with_the_allocation_fails_with_one_line(slurm, tm
 )
 @pytest.mark.filterwarnings("ignore:The `srun` command")
 def test_devices_and_num_nodes_follow_the_allocation(monkeypatch, flags, env, expected):
-    from src.trainer import follow_allocation
+    from src.training.lightning_trainer import follow_allocation
 
     for var in [v for v in os.environ if v.startswith("SLURM_")]:
         monkeypatch.delenv(var)

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from src.cli import diff_runs_main, runs_main
+from src.cli.runs import diff_runs_main, runs_main
 from tests.conftest import ROOT
 
 WIDE = {f"block{i}.parameter_{i}": [f"value_{i}_{j}_quite_long" for j in range(3)] for i in range(12)}
@@ -52,7 +52,7 @@ def test_diff_runs_labels_columns_by_the_shortest_distinct_path_suffix(tmp_path,
 
 
 def test_path_labels():
-    from src.runs_table import path_labels
+    from src.analysis.runs_table import path_labels
 
     assert path_labels(["/r/x/a/run", "/r/y/a/run"]) == ["x/a/run", "y/a/run"]
     assert path_labels(["/r/x/a", "/r/x/a/b"]) == ["a", "b"]

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src import run_dir as layout
 from src.errors import UserError
+from src.run import layout
 from tests.conftest import evaluate_by_hand
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
@@ -112,8 +112,8 @@ def test_finished_run_is_not_retrained(train, tmp_path, capsys):
 
 
 def test_results_api_on_trained_runs(train, tmp_path):
-    from src.evaluate import evaluate
     from src.results import load_C, load_data, load_H, load_HC, load_model, load_runs
+    from src.training.evaluate import evaluate
 
     run = tmp_path / "exp" / "a"
     train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
@@ -233,7 +233,7 @@ def test_checkpoint_state_resumes_under_model_checkpoints_key():
     """Checkpoints keep ModelCheckpoint's state (best score) under its state_key: EpochCheckpoint keeps that key."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    from src.callbacks.checkpoint import EpochCheckpoint
+    from src.training.callbacks.checkpoint import EpochCheckpoint
 
     kwargs = {
         "dirpath": "run",

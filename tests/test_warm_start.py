@@ -13,10 +13,10 @@ import time
 import pytest
 import torch
 
-from src.batch import read_batch
-from src.experiment import grid, prepare
+from src.runners.batch import read_batch
 from src.runners.local import interrupt, run_local
 from src.runners.warm import WarmProcess, cold_reason
+from src.searches.experiment import grid, prepare
 from tests.conftest import FAST, ROOT
 
 pytestmark = pytest.mark.skipif(cold_reason() is not None, reason=f"no warm starts here: {cold_reason()}")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from src.experiment import grid  # noqa: E402
-from src.experiment_cli import experiment_main  # noqa: E402
-from src.optuna_search import optuna_search  # noqa: E402
+from src.searches.experiment import grid  # noqa: E402
+from src.searches.main import experiment_main  # noqa: E402
+from src.searches.optuna_search import optuna_search  # noqa: E402
 
 SEARCHES = {
     # about a minute on 2 CPU cores

@@ -1,5 +1,5 @@
 """early_stopping: Lightning's EarlyStopping as a way for a run to finish. The stop (why, at which epoch) goes to
-meta.json (`stopped_early`), the run is `finished`, and the same command again does nothing (src/resume.py). The
+meta.json (`stopped_early`), the run is `finished`, and the same command again does nothing (src/run/resume.py). The
 callback's state (best score, epochs without improvement, whether it stopped) travels in the checkpoint, so a run
 stopped and resumed before the early stop stops at the same epoch as an uninterrupted one; one resumed from the very
 checkpoint of the stopping epoch stops again at once."""
@@ -40,7 +40,7 @@ class RunEarlyStopping(EarlyStopping):
             trainer.should_stop = True
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from src.callbacks.meta_saver import MetaSaver
+        from src.training.callbacks.meta_saver import MetaSaver
 
         if not self.stopped or not trainer.is_global_zero:
             return

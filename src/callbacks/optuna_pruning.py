@@ -2,7 +2,7 @@
 pruner rejects it: PRUNED (why) is written, the trainer stops after this epoch and the run ends as usual (tested,
 FINISHED), with status `pruned`. The last epoch is reported but never pruned (the run is complete by then).
 
-Added to every run of an optuna_search by `prepare` (src/optuna_search.py), which binds the study's journal file,
+Added to every run of an optuna_search by `prepare` (src/searches/optuna_search.py), which binds the study's journal file,
 its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute).
 A metric the module does not log while training (a typo, a test metric) fails the run at fit start, before any
 training, with FAILED naming the metrics it logs; the next `prepare` then refuses the search's metric.
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from src import run_dir as layout
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError, did_you_mean
+from src.run import layout
 
 
 class OptunaPruning(pl.Callback):
@@ -26,7 +26,7 @@ class OptunaPruning(pl.Callback):
     ) -> None:
         self.run_dir = Path(run_dir)
         self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
-        self.metrics = metrics  # the module's declaration (src/metric_directions.py), if known
+        self.metrics = metrics  # the module's declaration (src/run/metric_directions.py), if known
         self._trial: Any = None
         self._trial_id: int | None = None
 
@@ -35,7 +35,7 @@ class OptunaPruning(pl.Callback):
         if self._trial is None:
             import optuna
 
-            from src.optuna_parts import PRUNER, journal_storage, make_pruner
+            from src.searches.optuna_parts import PRUNER, journal_storage, make_pruner
 
             if not Path(self.storage).is_file():
                 raise UserError(f"optuna_pruning.storage {self.storage!r} does not exist (run `main.py prepare`).")

@@ -2,7 +2,7 @@
 
 step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
 
-Under `training_loop.compile`, time spent compiling (src/speed.py) is left out of examples/s, the step time and the time
+Under `training_loop.compile`, time spent compiling (src/training/speed.py) is left out of examples/s, the step time and the time
 left, and shown on its own: `... | elapsed 00:01:02 | compile 00:00:58 | left 00:04:46`.
 """
 
@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
 
-from src.callbacks.history import batch_size_of
 from src.callbacks.registry import CALLBACKS
 from src.checks import integer
-from src.speed import compile_seconds
+from src.training.callbacks.history import batch_size_of
+from src.training.speed import compile_seconds
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import STEP_OUTPUT

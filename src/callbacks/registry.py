@@ -1,8 +1,10 @@
 """The registry of callbacks: `training_loop.callbacks = ['progress_log', 'lr_schedule']`.
 
-Every callback builder takes the run folder as `run_dir` (keyword) plus its own gin-configurable parameters.
+Every callback builder takes the run folder as `run_dir` (keyword) plus its own gin-configurable parameters; it may
+also take `metrics`, the module's declared metrics. (The registry itself lives with the callbacks every run has,
+src/training/callbacks/registry.py.)
 """
 
-from src.registry import RUN_OFFERS, Registry
+from src.training.callbacks.registry import CALLBACKS
 
-CALLBACKS = Registry("callback", offers=RUN_OFFERS)
+__all__ = ["CALLBACKS"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from src import run_dir as layout
 from src.errors import UserError
+from src.run import layout
 
 INSTALL_HINT = "pip install -e '.[{extra}]' (or pip install -r requirements-extras.txt)"
 
@@ -89,7 +89,7 @@ def snapshot(source: Path, target: Path) -> None:
 
 # `new_run` (an attribute of this template's loggers): True when the logger starts a new tracker run rather than
 # continuing the one an earlier attempt in the run folder wrote to (a tracker added on resume, a tracker run that was
-# deleted, every attempt of an offline Neptune run). src/callbacks/tracker_metrics.py sends such a run the rows of
+# deleted, every attempt of an offline Neptune run). src/training/callbacks/tracker_metrics.py sends such a run the rows of
 # history.csv from before the attempt, so that it holds the whole history.
 
 # Trackers whose run stays open until closed (neptune, wandb): Lightning calls `finalize` after fit and again after

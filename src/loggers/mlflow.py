@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from src import run_dir as layout
 from src.loggers import common
 from src.loggers.registry import LOGGERS
+from src.run import layout
 
 if TYPE_CHECKING:
     from pytorch_lightning.loggers import MLFlowLogger

@@ -1,5 +1,5 @@
 """TensorBoard event files under `<run>/tensorboard/`: `tensorboard --logdir $RESULTS_DIR` shows every run, and its
-HParams tab compares them (every gin binding against the metrics the module declares, src/metric_directions.py)."""
+HParams tab compares them (every gin binding against the metrics the module declares, src/run/metric_directions.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src import run_dir as layout
 from src.loggers.registry import LOGGERS
+from src.run import layout
 
 if TYPE_CHECKING:
     from pytorch_lightning.loggers import TensorBoardLogger

@@ -29,13 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from src import run_dir as layout
-from src import run_lock
-from src.batch import Job, read_batch
 from src.errors import RunInUse, UserError
+from src.run import layout
+from src.run import lock as run_lock
+from src.run.secrets import redact
+from src.runners.batch import Job, read_batch
 from src.runners.gpus import Gpu, describe, setup, visible_devices
 from src.runners.warm import WarmProcess, cold_reason
-from src.secrets import redact
 
 
 @dataclass

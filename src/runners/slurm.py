@@ -3,9 +3,9 @@
 Task i runs job line i of the batch; `%K` caps how many run at once. Each task's SLURM log goes into its run
 folder (through `<batch folder>/slurm/tasks/<i>`, a link to the run folder, since `--output` only knows %A/%a).
 A task is `--nodes` x `--ntasks-per-node` processes that srun starts (one per task; Lightning's SLURMEnvironment
-gives each its rank, src/trainer.py makes devices and num_nodes follow the allocation); rank 0 owns the run folder.
+gives each its rank, src/training/lightning_trainer.py makes devices and num_nodes follow the allocation); rank 0 owns the run folder.
 `--signal=B:USR1@90` reaches the task script, which passes it on to every process through srun: they agree on a
-batch end, save one checkpoint and stop (src/callbacks/preemption.py); then the script requeues the task once
+batch end, save one checkpoint and stop (src/training/callbacks/preemption.py); then the script requeues the task once
 (`--requeue`) and the requeued task resumes.
 """
 
@@ -19,10 +19,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from src import run_dir as layout
-from src.batch import TRAIN, Job, read_batch, single_line
 from src.errors import RunInUse, UserError
-from src.preemption_signal import REQUEUED_BY_TASK_SCRIPT
+from src.run import layout
+from src.runners.batch import TRAIN, Job, read_batch, single_line
+from src.training.preemption_signal import REQUEUED_BY_TASK_SCRIPT
 
 TASK_SCRIPT = """\
 set -u

@@ -3,7 +3,7 @@ Lightning (~5 s a process), instead of a fresh `bin/train.py` process that impor
 
 The mechanism is the standard library's multiprocessing forkserver with preloaded modules (src/runners/preload.py):
 the server imports once, single-threaded and without initialising CUDA, then forks one child per job. The child
-becomes what a fresh `bin/train.py` process would be, then calls the same entry point (src.cli.train_main):
+becomes what a fresh `bin/train.py` process would be, then calls the same entry point (src.cli.training.train_main):
 
 - its own session (Ctrl-C of the runner reaches it through the process group, as before), stdin from /dev/null,
   stdout and stderr appended to the job's log file;
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 PRELOAD = ["src.runners.preload"]
-TRAIN_MAIN = "src.cli:train_main"  # bin/train.py's entry point
+TRAIN_MAIN = "src.cli.training:train_main"  # bin/train.py's entry point
 
 
 def cold_reason() -> str | None:
@@ -88,7 +88,7 @@ def child(args: list[str], env: dict[str, str], cwd: str, log_path: str, entry: 
         os.environ.clear()
         os.environ.update(env)
         os.chdir(cwd)
-        from src.batch import ROOT, TRAIN
+        from src.runners.batch import ROOT, TRAIN
 
         sys.argv = [str(ROOT / TRAIN), *args]
         fresh_state(env)

@@ -1,0 +1,75 @@
+"""Which way is better for each metric a run logs: declared by the module, recorded in the run's metrics.json, read
+by analysis code (src/results.py) without importing training code.
+
+    metrics.json  {"main": "valid_acc", "directions": {"train_loss": "min", "valid_acc": "max", ...}}
+
+Run folders from before metrics were declared have no metrics.json: there `*_loss` is minimised and `*_acc`
+maximised, and other columns have no direction (final values only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from src.errors import UserError
+from src.run.layout import METRICS as FILE
+
+NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history.csv columns that are no results
+
+STAGES = ("train", "valid", "test")
+DIRECTIONS = ("min", "max")
+
+
+def declared(module: Any, name: str) -> dict[str, Any]:
+    """The record of a module's declared metrics (see src/modules/registry.py); a bad declaration is a UserError."""
+    metrics = getattr(module, "metric_directions", None) or {"loss": "min"}
+    main = getattr(module, "main_metric", None) or next(iter(metrics))
+    if not isinstance(metrics, dict) or any(d not in DIRECTIONS for d in metrics.values()):
+        raise UserError(f"Module {name!r} declares metric_directions {metrics!r}: use a dict of name -> 'min'|'max'.")
+    if main not in metrics:
+        raise UserError(f"Module {name!r} declares main_metric {main!r}, not one of its metrics: {', '.join(metrics)}.")
+    return {
+        "main": f"valid_{main}",
+        "directions": {f"{stage}_{m}": d for stage in STAGES for m, d in metrics.items()},
+    }
+
+
+def write(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
+    from src.run.layout import write_atomic
+
+    write_atomic(Path(run_dir) / FILE, json.dumps(record, indent=2) + "\n")
+
+
+def read(run_dir: str | os.PathLike) -> dict[str, str]:
+    """The recorded directions {metric: 'min'|'max'}; {} when absent or unreadable (a damaged file must not stop
+    analysis: the suffix rule applies then)."""
+    try:
+        record = json.loads((Path(run_dir) / FILE).read_text())
+        directions = record["directions"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(directions, dict):
+        return {}
+    return {str(k): v for k, v in directions.items() if v in DIRECTIONS}
+
+
+def main_metric(run_dir: str | os.PathLike) -> str | None:
+    try:
+        main = json.loads((Path(run_dir) / FILE).read_text())["main"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return main if isinstance(main, str) else None
+
+
+def direction(metric: str, recorded: dict[str, str]) -> str | None:
+    """'min', 'max', or None (no known direction)."""
+    if metric in recorded:
+        return recorded[metric]
+    if metric.endswith("_loss"):
+        return "min"
+    if metric.endswith("_acc"):
+        return "max"
+    return None

@@ -1,0 +1,385 @@
+"""Adaptive search with Optuna over batch files: each `main.py prepare` tells the study what the runs finished since
+the last prepare, asks it for the next trials and writes their configs and batch.sh like grid points, so that bash,
+bin/run_local.py and bin/run_slurm.py run them unchanged. Repeating prepare -> run spends the budget.
+
+    from src.searches.optuna_search import optuna_search
+    SEARCHES = {"bayes": optuna_search({"supervised.lr": ("log", 1e-4, 0.3)}, n_trials=12, batch_size=4)}
+
+The study lives in the search's results folder, in Optuna's journal file storage (`optuna.journal`): an append-only
+log with a lock file, safe on the network file systems of clusters, where SQLite's fcntl locks are not. The storage is
+the source of truth: a trial is RUNNING until its run is told, and its run folder's name follows from its number and
+parameters. A killed run stays RUNNING and is written into the next batch again (same trial, resumed); a finished
+run is told COMPLETE with its best value of the metric, a pruned one PRUNED, a failed one FAIL (then a new trial
+takes its place in the budget), as is a finished one without a readable history or a finite value of the metric.
+Telling twice is harmless (skip_if_finished).
+
+Pruning: every run gets the `optuna_pruning` callback (src/callbacks/optuna_pruning.py), which reports the metric to
+the study each epoch and stops the run when the study's pruner rejects it (status `pruned`).
+
+Reproducible: the sampler is seeded with the search's seed plus the number of trials already asked, so the same
+sequence of prepare/run/prepare gives the same trials, and later batches never repeat the draws of earlier ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from src.checks import integer
+from src.errors import UserError, did_you_mean
+from src.run import layout
+from src.run.metric_directions import NOT_METRICS
+from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
+from src.searches.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+STUDY_FILE = "optuna.journal"  # in the search's results folder, next to its run folders
+CALLBACK = "optuna_pruning"  # src/callbacks/optuna_pruning.py
+
+
+def storage_path(runs_dir: Path) -> Path:
+    return Path(runs_dir) / STUDY_FILE
+
+
+@dataclass
+class Told:
+    """What a prepare told the study, by state: run folder names."""
+
+    complete: list[str] = field(default_factory=list)
+    pruned: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    reasons: dict[str, str] = field(default_factory=dict)  # why a finished run was told FAIL (no value to tell)
+
+
+@dataclass
+class OptunaPrepared:
+    batch: Path
+    study: Path
+    told: Told
+    asked: list[str]  # new trials' runs
+    todo: list[str]  # runs in the batch: new trials and those not done yet (killed, never run, running)
+    budget_left: int  # trials the budget still allows after this batch
+
+
+@dataclass
+class OptunaSearch:
+    """The settings of an adaptive search (see `optuna_search`) and its commands, prepare and report."""
+
+    space: dict[str, Any]
+    n_trials: int
+    batch_size: int
+    sampler: str = "tpe"
+    pruner: str = "median"
+    metric: str = "valid_acc"
+    direction: str | None = None
+    seed: int = 0
+    fixed: dict[str, Any] = field(default_factory=dict)
+    sampler_options: dict[str, Any] = field(default_factory=dict)
+    pruner_options: dict[str, Any] = field(default_factory=dict)
+
+    # -- checks (inside the command, so that a bad search is one line, not a traceback at import) --
+
+    def check(self, recorded: Sequence[str] = ()) -> None:
+        """`recorded`: the metrics the search's runs record so far (recorded_metrics), for the metric's check."""
+        for what, value in (("n_trials", self.n_trials), ("batch_size", self.batch_size)):
+            integer(f"optuna_search {what}", value)
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"Unknown sampler {self.sampler!r}. Valid samplers: {', '.join(SAMPLERS)}.")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"Unknown pruner {self.pruner!r}. Valid pruners: {', '.join(PRUNERS)}.")
+        if not self.space:
+            raise UserError("optuna_search needs a non-empty space.")
+        self.distributions()
+        self.check_metric(recorded)
+        self.study_direction(recorded)
+
+    def check_metric(self, recorded: Sequence[str]) -> None:
+        """A test metric never: the study would tune on the test set, and no run logs it while training. Once runs
+        have recorded their metrics, the metric must be one of them."""
+        if self.metric.startswith("test_"):
+            raise UserError(
+                f"optuna_search metric {self.metric!r} is measured on the test set after training: the study can "
+                f"neither prune on it nor tune on the test set; use {'valid_' + self.metric.removeprefix('test_')!r}."
+            )
+        if recorded and self.metric not in recorded:
+            raise UserError(
+                f"optuna_search metric {self.metric!r} is not recorded by the runs of this search; they record: "
+                f"{', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+            )
+
+    def distributions(self) -> dict[str, Any]:
+        return {key: distribution(key, spec) for key, spec in self.space.items()}
+
+    def study_direction(self, recorded: Sequence[str] = ()) -> Literal["maximize", "minimize"]:
+        """'maximize' or 'minimize': given, else from the metric's name (*_acc up, *_loss down)."""
+        from src.run.metric_directions import direction
+
+        found = self.direction or direction(self.metric, {})
+        aliases: dict[str, Literal["maximize", "minimize"]] = {
+            "max": "maximize",
+            "min": "minimize",
+            "maximize": "maximize",
+            "minimize": "minimize",
+        }
+        if found not in aliases and self.direction:
+            raise UserError(f"optuna_search(direction=...) must be 'max' or 'min', not {self.direction!r}.")
+        if found not in aliases:
+            runs = (
+                f"the runs of this search record {', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+                if recorded
+                else "known without runs: names ending in _acc (max) or _loss (min)."
+            )
+            raise UserError(
+                f"Cannot tell which way {self.metric!r} is better: if the name is misspelt, fix "
+                f"optuna_search(metric=...) ({runs}); else give optuna_search(direction='max' or 'min')."
+            )
+        return aliases[found]
+
+    def settings(self) -> dict[str, Any]:
+        """Stored in the study: what must not change between prepares."""
+        from optuna.distributions import distribution_to_json
+
+        return {
+            "metric": self.metric,
+            "space": {k: json.loads(distribution_to_json(d)) for k, d in self.distributions().items()},
+        }
+
+    # -- the study --
+
+    def open_study(self, runs_dir: Path, study_name: str, create: bool) -> optuna.Study:
+        """The study in runs_dir's journal; created (with its settings) if `create`. A journal of another search,
+        or one made with another metric, direction or space, is refused in one line."""
+        import optuna
+
+        path = storage_path(runs_dir)
+        if not path.is_file() and not create:
+            raise UserError(f"No study at {path} yet: run `main.py prepare --name {study_name.split('/')[-1]}` first.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        storage = journal_storage(path)
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+        if names and study_name not in names:
+            raise UserError(f"{path} holds the study {names[0]!r} of another experiment, not {study_name!r}.")
+        direction = self.study_direction()
+        study = optuna.create_study(
+            storage=storage, study_name=study_name, direction=direction, load_if_exists=True, pruner=self.make_pruner()
+        )
+        stored = study.user_attrs.get("settings")
+        if stored is None:
+            study.set_user_attr("settings", self.settings())
+        elif (mine := self.settings()) != stored or study.direction.name.lower() != direction:
+            changed = [k for k in mine if mine[k] != stored.get(k)] or ["direction"]
+            raise UserError(
+                f"The study in {path} was made with another {', '.join(changed)}; use a new search name, or delete "
+                "that file (and the run folders) to start over."
+            )
+        if study.user_attrs.get(PRUNER) != (pruner := {"name": self.pruner, "options": self.pruner_options}):
+            study.set_user_attr(PRUNER, pruner)  # the runs' callbacks build it from here
+        return study
+
+    def make_sampler(self, offset: int) -> optuna.samplers.BaseSampler:
+        import optuna
+
+        options = {"seed": self.seed + offset, **self.sampler_options}
+        try:
+            return getattr(optuna.samplers, SAMPLERS[self.sampler])(**options)
+        except TypeError as e:
+            raise UserError(f"Bad sampler_options for {self.sampler!r}: {e}.") from e
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return make_pruner(self.pruner, self.pruner_options)
+
+    def run_of(self, trial: optuna.trial.FrozenTrial) -> str:
+        """The run folder's name of a trial: its number, then its values ('003_lr=0.0012')."""
+        values = {k: name_value(trial.params[k]) for k in self.space if k in trial.params}
+        return f"{trial.number:03d}_{run_name(values, list(values))}"
+
+    def point_of(self, trial: optuna.trial.FrozenTrial, storage: Path, study_name: str, callbacks: list[str]) -> Point:
+        return {
+            **{k: trial.params[k] for k in self.space},
+            **self.fixed,
+            "training_loop.callbacks": [*[c for c in callbacks if c != CALLBACK], CALLBACK],
+            f"{CALLBACK}.storage": str(storage),
+            f"{CALLBACK}.study": study_name,
+            f"{CALLBACK}.trial": trial.number,
+            f"{CALLBACK}.monitor": self.metric,
+        }
+
+    def tell(self, study: optuna.Study, runs_dir: Path) -> Told:
+        """Tell the study every run that ended since it was last told: finished, pruned or failed."""
+        from optuna.trial import TrialState
+
+        told = Told()
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            run = self.run_of(trial)
+            status = layout.status(runs_dir / run)
+            if status == "finished":
+                try:
+                    value = best_value(runs_dir / run, self.metric, study.direction.name.lower() == "maximize")
+                except NoValue as e:
+                    study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                    told.failed.append(run)
+                    told.reasons[run] = str(e)
+                    continue
+                study.tell(trial.number, value, skip_if_finished=True)
+                told.complete.append(run)
+            elif status == "pruned":
+                study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+                told.pruned.append(run)
+            elif status == "failed":
+                study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+                told.failed.append(run)
+        return told
+
+    # -- the commands --
+
+    def prepare(self, experiment_dir: Path, name: str, results_dir: Path | None = None) -> OptunaPrepared:
+        """Tell the study the runs that ended, ask it for up to batch_size trials (counting those asked but not done
+        yet, never past n_trials; failed ones do not count), write their configs and batch.sh."""
+        from optuna.trial import TrialState
+
+        experiment_dir = Path(experiment_dir).resolve()
+        runs_dir = experiment_runs_dir(experiment_dir, name, results_dir)
+        self.check(recorded_metrics(runs_dir))
+        study_name = f"{experiment_dir.name}/{name}"
+        study = self.open_study(runs_dir, study_name, create=True)
+        told = self.tell(study, runs_dir)
+        trials = study.get_trials(deepcopy=False)
+        open_ = [t for t in trials if t.state == TrialState.RUNNING]
+        counted = [t for t in trials if t.state != TrialState.FAIL]
+        n_new = max(0, min(self.batch_size - len(open_), self.n_trials - len(counted)))
+        study.sampler = self.make_sampler(len(trials))
+        distributions = self.distributions()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ExperimentalWarning of some samplers' options
+            asked = [study.ask(distributions) for _ in range(n_new)]
+        open_ = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+        callbacks = template_callbacks(experiment_dir / "template_config.gin")
+        storage = storage_path(runs_dir)
+        points = [self.point_of(t, storage, study_name, callbacks) for t in open_]
+        done = prepare(
+            experiment_dir, name, points, swept=list(self.space), results_dir=results_dir,
+            names=[self.run_of(t) for t in open_],
+        )  # fmt: skip
+        asked_runs = [self.run_of(t) for t in open_ if t.number in {a.number for a in asked}]
+        left = self.n_trials - len(counted) - n_new
+        return OptunaPrepared(done.batch, storage, told, asked_runs, done.todo, left)
+
+    def report(
+        self, experiment_dir: Path, name: str, metric: str | None = None, replicates: Sequence[str] = REPLICATES
+    ) -> pd.DataFrame:
+        """The grid report over every trial's run, then the study's optimization history, parameter importances
+        (PNG and PDF) and best trial's bindings (printed, and as best.gin)."""
+        from src.analysis.plots import optuna_report
+        from src.analysis.report import report
+
+        self.check()
+        experiment_dir = Path(experiment_dir).resolve()
+        runs_dir = experiment_runs_dir(experiment_dir, name)
+        study_name = f"{experiment_dir.name}/{name}"
+        study = self.open_study(runs_dir, study_name, create=False)
+        self.tell(study, runs_dir)
+        trials = study.get_trials(deepcopy=False)
+        callbacks = template_callbacks(experiment_dir / "template_config.gin")
+        points = [self.point_of(t, storage_path(runs_dir), study_name, callbacks) for t in trials]
+        names = [self.run_of(t) for t in trials]
+        if not trials:
+            raise UserError(f"The study {study_name!r} has no trials yet: run `main.py prepare --name {name}` first.")
+        table = report(experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names)
+        optuna_report(study, experiment_dir / name, {**self.fixed})
+        return table
+
+
+def optuna_search(
+    space: dict[str, Any],
+    n_trials: int,
+    batch_size: int,
+    sampler: str = "tpe",
+    pruner: str = "median",
+    metric: str = "valid_acc",
+    direction: str | None = None,
+    seed: int = 0,
+    fixed: dict[str, Any] | None = None,
+    sampler_options: dict[str, Any] | None = None,
+    pruner_options: dict[str, Any] | None = None,
+) -> OptunaSearch:
+    """An adaptive search (src/searches/optuna_search.py): each `prepare` asks an Optuna study for the next `batch_size`
+    trials of `space` (random_search's syntax) until `n_trials`, and tells it the results (`metric`, best epoch, in
+    `direction`: 'max'/'min', by default from the name). `sampler`: tpe, random, qmc, gp; `pruner`: median,
+    percentile, successive_halving, hyperband, threshold, none; `*_options` go to their Optuna constructors."""
+    return OptunaSearch(
+        dict(space), n_trials, batch_size, sampler, pruner, metric, direction, seed,
+        dict(fixed or {}), dict(sampler_options or {}), dict(pruner_options or {}),
+    )  # fmt: skip
+
+
+def recorded_metrics(runs_dir: Path) -> list[str]:
+    """The metrics a search's runs record while training, from any run folder's metrics.json (written when a run
+    starts: the module's declaration, test metrics left out) and history.csv header; unreadable files are skipped
+    (telling the study names them)."""
+    found: dict[str, None] = {}
+    runs = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
+    for run in runs:
+        try:
+            declared = json.loads((run / layout.METRICS).read_text()).get("directions", {})
+            found.update((m, None) for m in declared if isinstance(m, str) and not m.startswith("test_"))
+        except (OSError, ValueError, AttributeError):
+            pass
+        try:
+            with open(run / layout.HISTORY, newline="") as f:
+                header = next(csv.reader(f), [])
+            found.update((c, None) for c in header if c not in NOT_METRICS)
+        except (OSError, ValueError, csv.Error):
+            pass
+    return list(found)
+
+
+class NoValue(Exception):
+    """A finished run that gives its trial no value (history.csv missing, unreadable, or the metric never finite):
+    the trial is told FAIL, and a new one takes its place."""
+
+
+def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
+    """The best value of `metric` over the run's epochs (history.csv); a metric the run does not log is one line,
+    a history without a finite value of it NoValue (why, naming the file)."""
+    path = run_dir / layout.HISTORY
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+        texts = [row[metric] for row in rows if row.get(metric) not in (None, "")]
+        values = [v for v in map(float, texts) if v == v]
+    except FileNotFoundError as e:
+        raise NoValue(f"{path} is missing") from e
+    except (OSError, ValueError, csv.Error) as e:  # undecodable bytes, NUL characters, a value that is no number
+        raise NoValue(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
+    if columns and metric not in columns:
+        logged = ", ".join(c for c in columns if c not in NOT_METRICS)
+        raise UserError(
+            f"The runs do not log {metric!r} ({run_dir.name}/{layout.HISTORY} has {logged or 'no metrics'}): "
+            "choose one of those as optuna_search(metric=...)."
+        )
+    if not values:
+        raise NoValue(f"{path} has no finite {metric} (NaN or empty in every epoch)")
+    return max(values) if maximize else min(values)
+
+
+def template_callbacks(template: Path) -> list[str]:
+    """training_loop.callbacks as the template sets it (includes followed), else training_loop's default: the
+    points add the pruning callback to these."""
+    from src.config.bindings import included_text, parse_bindings
+
+    found = parse_bindings(included_text(template)).get("training_loop.callbacks")
+    if found is None:
+        from src.training_loop import own_defaults  # no heavy import: Lightning loads only when training
+
+        found = own_defaults()["callbacks"]
+    return list(found)

@@ -1,0 +1,3 @@
+"""The callbacks every run has: they make the run folder what it is (checkpoints, history.csv, meta.json,
+preemption, ...). Registered by name like src/callbacks/'s, so their options are gin bindings (`checkpoint.monitor`),
+but not for choosing: src/training_loop.py always adds them."""
