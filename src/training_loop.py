@@ -1,5 +1,5 @@
-"""The gin-configurable training loop: builds the run's parts by name (src/training/parts.py), trains them with resume inside
-the run folder's session (src/run/session.py), tests the best checkpoint, and returns the final metrics.
+"""The gin-configurable training loop: builds the run's parts by name (src/training/parts.py), trains them with resume
+inside the run folder's session (src/run/session.py), tests the best checkpoint, and returns the final metrics.
 
     training_loop("results/cnn", n_epochs=5)  # after gin parsed the configs
 
@@ -236,7 +236,8 @@ def is_rank_zero() -> bool:
     return all(int(os.environ.get(var, 0)) == 0 for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-# checked by what uses them, with better messages: the registries (`@mlp` included) and src/training/speed.py (valid modes)
+# checked by what uses them, with better messages: the registries (`@mlp` included) and src/training/speed.py (valid
+# modes)
 CHECKED_ELSEWHERE = ("model", "data", "module", "profiler", "compile", "cudnn_benchmark", "matmul_precision")
 
 

@@ -1,5 +1,5 @@
-"""The report's figures (src/analysis/report.py): learning curves and the best metric against each swept value, as PNG and PDF
-(inline in the terminal with itermplot), means with a +-1 std band where runs are replicated; and an Optuna
+"""The report's figures (src/analysis/report.py): learning curves and the best metric against each swept value, as PNG
+and PDF (inline in the terminal with itermplot), means with a +-1 std band where runs are replicated; and an Optuna
 search's history and parameter importances. Matplotlib is imported only when a figure is drawn."""
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ def save(fig: Figure, stem: Path, inline: bool) -> list[Path]:
 
 
 def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list[Path]:
-    """An optuna_search's additions (src/searches/optuna_search.py): Optuna's optimization history and parameter importances
-    (optuna.visualization.matplotlib) as PNG and PDF, and the best trial's bindings, printed and as best.gin."""
+    """An optuna_search's additions (src/searches/optuna_search.py): Optuna's optimization history and parameter
+    importances (optuna.visualization.matplotlib) as PNG and PDF, and the best trial's bindings, printed and as
+    best.gin."""
     import warnings
 
     import matplotlib

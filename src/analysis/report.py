@@ -116,8 +116,8 @@ def by_config(table: pd.DataFrame, configs: Sequence[str], metric: str, higher: 
 
 
 def print_table(rows: pd.DataFrame, columns: Sequence[str], title: str) -> None:
-    """The given columns of `rows` (those present), fitted like every table (src/analysis/tables.py): on a narrow terminal
-    the first column, the status and the ranking metric stay."""
+    """The given columns of `rows` (those present), fitted like every table (src/analysis/tables.py): on a narrow
+    terminal the first column, the status and the ranking metric stay."""
     present = [c for c in columns if c in rows]
     keep = [c for i, c in enumerate(present) if i == 0 or c == "status" or c.startswith("best_")]
     print_frame(rows.reindex(columns=present), title, keep=keep)

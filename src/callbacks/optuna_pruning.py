@@ -2,10 +2,10 @@
 pruner rejects it: PRUNED (why) is written, the trainer stops after this epoch and the run ends as usual (tested,
 FINISHED), with status `pruned`. The last epoch is reported but never pruned (the run is complete by then).
 
-Added to every run of an optuna_search by `prepare` (src/searches/optuna_search.py), which binds the study's journal file,
-its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute).
-A metric the module does not log while training (a typo, a test metric) fails the run at fit start, before any
-training, with FAILED naming the metrics it logs; the next `prepare` then refuses the search's metric.
+Added to every run of an optuna_search by `prepare` (src/searches/optuna_search.py), which binds the study's journal
+file, its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute). A
+metric the module does not log while training (a typo, a test metric) fails the run at fit start, before any training,
+with FAILED naming the metrics it logs; the next `prepare` then refuses the search's metric.
 """
 
 from __future__ import annotations

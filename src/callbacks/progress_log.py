@@ -2,8 +2,8 @@
 
 step 100/1000 | 7785.4 examples/s | loss 1.3832 | data 2.1 ms, step 7.0 ms | elapsed 00:00:02 | left 00:04:46
 
-Under `training_loop.compile`, time spent compiling (src/training/speed.py) is left out of examples/s, the step time and the time
-left, and shown on its own: `... | elapsed 00:01:02 | compile 00:00:58 | left 00:04:46`.
+Under `training_loop.compile`, time spent compiling (src/training/speed.py) is left out of examples/s, the step time and
+the time left, and shown on its own: `... | elapsed 00:01:02 | compile 00:00:58 | left 00:04:46`.
 """
 
 from __future__ import annotations

@@ -89,8 +89,8 @@ def snapshot(source: Path, target: Path) -> None:
 
 # `new_run` (an attribute of this template's loggers): True when the logger starts a new tracker run rather than
 # continuing the one an earlier attempt in the run folder wrote to (a tracker added on resume, a tracker run that was
-# deleted, every attempt of an offline Neptune run). src/training/callbacks/tracker_metrics.py sends such a run the rows of
-# history.csv from before the attempt, so that it holds the whole history.
+# deleted, every attempt of an offline Neptune run). src/training/callbacks/tracker_metrics.py sends such a run the rows
+# of history.csv from before the attempt, so that it holds the whole history.
 
 # Trackers whose run stays open until closed (neptune, wandb): Lightning calls `finalize` after fit and again after
 # test, so `finalize` only flushes and `close()` ends the run. The training loop may call `close()` at its end;

@@ -3,10 +3,10 @@
 Task i runs job line i of the batch; `%K` caps how many run at once. Each task's SLURM log goes into its run
 folder (through `<batch folder>/slurm/tasks/<i>`, a link to the run folder, since `--output` only knows %A/%a).
 A task is `--nodes` x `--ntasks-per-node` processes that srun starts (one per task; Lightning's SLURMEnvironment
-gives each its rank, src/training/lightning_trainer.py makes devices and num_nodes follow the allocation); rank 0 owns the run folder.
-`--signal=B:USR1@90` reaches the task script, which passes it on to every process through srun: they agree on a
-batch end, save one checkpoint and stop (src/training/callbacks/preemption.py); then the script requeues the task once
-(`--requeue`) and the requeued task resumes.
+gives each its rank, src/training/lightning_trainer.py makes devices and num_nodes follow the allocation); rank 0 owns
+the run folder. `--signal=B:USR1@90` reaches the task script, which passes it on to every process through srun: they
+agree on a batch end, save one checkpoint and stop (src/training/callbacks/preemption.py); then the script requeues the
+task once (`--requeue`) and the requeued task resumes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rebuild a trained run from its folder alone: the stored config.gin says which data, model and module to build
-(src/training/parts.py builds them as the training did), the checkpoint (loaded with weights_only=True) supplies the weights.
-No knowledge of the model code is needed."""
+(src/training/parts.py builds them as the training did), the checkpoint (loaded with weights_only=True) supplies the
+weights. No knowledge of the model code is needed."""
 
 from __future__ import annotations
 

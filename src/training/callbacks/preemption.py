@@ -8,8 +8,8 @@ requeues the task once all processes have stopped; elsewhere (your own sbatch sc
 Lightning's own SLURM handler saves inside the signal handler, wherever the process happens to be (mid-forward,
 mid-optimizer-step) and keeps training until it is killed; saving at a batch boundary makes the checkpoint
 consistent and the resumed run identical to an uninterrupted one. training_loop turns Lightning's handler off.
-The signal itself is recorded by src/training/preemption_signal.py, from the start of bin/train.py: a warning during start-up
-stops the run at its first epoch's start, one during the final test is ignored (the run is about to finish).
+The signal itself is recorded by src/training/preemption_signal.py, from the start of bin/train.py: a warning during
+start-up stops the run at its first epoch's start, one during the final test is ignored (the run is about to finish).
 """
 
 from __future__ import annotations
