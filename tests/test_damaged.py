@@ -136,7 +136,7 @@ def test_a_damaged_config_gin_is_a_one_line_error_naming_it(train, straight, tmp
 
 
 def test_a_full_disk_says_so_and_the_run_resumes_exactly(train, straight, tmp_path, monkeypatch):
-    from src.callbacks import checkpoint
+    from src.training.callbacks import checkpoint
 
     run = tmp_path / "run"
     real_save, saves = torch.save, []
