@@ -69,7 +69,7 @@ def lock_holder(run) -> subprocess.Popen:
         [
             sys.executable,
             "-c",
-            f"import time; from src import run_lock; run_lock.acquire({str(run)!r}); "
+            f"import time; from src.run import lock; lock.acquire({str(run)!r}); "
             "print('locked', flush=True); time.sleep(300)",
         ],
         cwd=ROOT,

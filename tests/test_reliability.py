@@ -338,11 +338,14 @@ def test_config_guard(train, tmp_path):
     assert attempt["config_changes"] == [{"binding": "supervised.lr", "old": "0.003", "new": "0.01"}]
     assert "supervised.lr = 0.01" in (run / layout.CONFIG).read_text()
     # a parameter that a newer version of the code added, at its default, is not a change
-    config = run / layout.CONFIG
-    config.write_text(config.read_text().replace("digits.device_resident = False\n", ""))
-    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
-    with pytest.raises(UserError, match=r"another config \(digits.device_resident: '<unset>' -> True\)"):
-        train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.device_resident = True")
+    config, stored = run / layout.CONFIG, (run / layout.CONFIG).read_text()
+    config.write_text(stored.replace("digits.toy = True\n", ""))  # toy's default is False
+    with pytest.raises(UserError, match=r"another config \(digits.toy: '<unset>' -> True\)"):
+        train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
+    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.toy = False")  # at its default: no change
+    # where in-memory data lives changes nothing that is trained (the batches and their order are the same)
+    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.toy = False", "digits.device_resident = True")
+    config.write_text(stored)
     # profiling and how often losses are checked change nothing that is trained: no allow_config_change needed
     profiled = ["training_loop.profiler = 'simple'", "simple.extended = False", "finite_loss.check_every_n_steps = 7"]
     train(run, "training_loop.n_epochs = 3", "supervised.lr = 0.01", *profiled)

@@ -152,7 +152,7 @@ def test_runs_table_does_not_count_a_list_and_the_same_tuple_as_varying(tmp_path
 def test_output_piped_into_head_stops_quietly(env):
     """`bin/runs.py | head`: the reader leaves early; no error line, the exit code of a Unix tool killed by SIGPIPE."""
     script = (
-        "import sys\nfrom src.cli import Parser, run_main\n"
+        "import sys\nfrom src.cli.common import Parser, run_main\n"
         "sys.exit(run_main(lambda args: [print('row', i) for i in range(10**6)], Parser(prog='bin/runs.py'), []))\n"
     )
     done = subprocess.run(

@@ -25,14 +25,6 @@ def register_everything() -> None:
     import src.loggers  # noqa: F401
     import src.models  # noqa: F401
     import src.modules  # noqa: F401
-    import src.training.callbacks.checkpoint  # noqa: F401  (the callbacks every run has: registered by name too)
-    import src.training.callbacks.finite_loss  # noqa: F401
-    import src.training.callbacks.heartbeat  # noqa: F401
-    import src.training.callbacks.history  # noqa: F401
-    import src.training.callbacks.meta_saver  # noqa: F401
-    import src.training.callbacks.preemption  # noqa: F401
-    import src.training.callbacks.rng_state  # noqa: F401
-    import src.training.callbacks.tracker_metrics  # noqa: F401
     import src.training.profilers  # noqa: F401
     import src.training_loop  # noqa: F401
 

@@ -48,6 +48,10 @@ MAY_CHANGE = {
 }
 
 
+# Parameters of any configurable that may change: where in-memory data lives (the same batches in the same order).
+MAY_CHANGE_ANYWHERE = {"device_resident"}
+
+
 def candidates(save_dir: Path) -> list[Path]:
     recent = [save_dir / layout.PREEMPTED_CKPT, save_dir / layout.LAST_CKPT]
     recent = sorted((p for p in recent if p.is_file()), key=lambda p: p.stat().st_mtime, reverse=True)
@@ -102,8 +106,9 @@ def may_change(binding: str) -> bool:
     from src.loggers import LOGGERS
     from src.training.profilers import PROFILERS
 
-    configurable = binding.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    return binding in MAY_CHANGE or configurable in LOGGERS or configurable in PROFILERS
+    configurable, _, parameter = binding.rsplit("/", 1)[-1].rpartition(".")
+    may = binding in MAY_CHANGE or parameter in MAY_CHANGE_ANYWHERE
+    return may or configurable in LOGGERS or configurable in PROFILERS
 
 
 def config_changes(
