@@ -92,10 +92,11 @@ def training_speed(batch: Path) -> float:
     import csv
 
     from src.run import layout
+    from src.run.status import status_of
     from src.runners.batch import read_batch
 
     jobs, rates = read_batch(batch), []
-    assert jobs and all(layout.status(j.run_dir) == "finished" for j in jobs), f"unfinished runs in {batch}"
+    assert jobs and all(status_of(j.run_dir) == "finished" for j in jobs), f"unfinished runs in {batch}"
     for job in jobs:
         with open(job.run_dir / layout.HISTORY) as f:
             epochs = [float(r["examples_per_s"]) for r in csv.DictReader(f)]

@@ -1,6 +1,14 @@
-"""User-facing errors: one clear line, no traceback (unless --debug)."""
+"""User-facing errors: one clear line naming the bad value and what would be valid, no traceback (unless --debug).
 
+raise UserError(unknown("optimizer", name, OPTIMIZERS))   # Unknown optimizer 'adm'. Did you mean 'adam'? Valid ...
+integer("progress_log.every_n_steps", value)              # the value, or a UserError naming the option
+"""
+
+from __future__ import annotations
+
+import math
 from collections.abc import Iterable
+from typing import Any
 
 GIN_CALL_CONTEXT = "  In call to configurable"  # a line gin appends to errors raised inside configurables
 
@@ -30,8 +38,39 @@ def one_line(error: BaseException | str, sep: str = " ") -> str:
 
 
 def did_you_mean(name: object, valid: Iterable[str]) -> str:
-    """` Did you mean 'x'?` for the valid name closest to a misspelt one, or nothing: every "Unknown ..." error."""
+    """` Did you mean 'x'?` for the valid name closest to a misspelt one, or nothing."""
     import difflib
 
     close = difflib.get_close_matches(str(name), list(valid), n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def unknown(kind: str, name: object, valid: Iterable[str], where: str = "") -> str:
+    """Every "Unknown ..." message: `Unknown loss 'mes' (supervised.loss). Did you mean 'mse'? Valid loss names: ...`;
+    `where` names the option that holds it."""
+    valid = list(valid)
+    at = f" ({where})" if where else ""
+    return f"Unknown {kind} {name!r}{at}.{did_you_mean(name, valid)} Valid {kind} names: {', '.join(valid)}."
+
+
+# --- numeric options: a bad value is one line naming it when the option is read (before the run folder exists) ------
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (bool is no number here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def integer(name: str, value: Any, at_least: int = 1) -> int:
+    """`value` if it is an int >= `at_least` (a count of steps: >= 1), else a UserError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < at_least:
+        valid = "a positive integer" if at_least == 1 else f"an integer >= {at_least}"
+        raise UserError(f"{name} must be {valid}, got {value!r}.")
+    return value
+
+
+def number(name: str, value: Any, positive: bool = True) -> float:
+    """`value` if it is a finite number > 0 (with `positive`) or >= 0, else a UserError naming `name`."""
+    if not is_number(value) or value < 0 or (positive and value == 0):
+        raise UserError(f"{name} must be a {'positive number' if positive else 'number >= 0'}, got {value!r}.")
+    return value

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import gin
 
-from src.errors import UserError, did_you_mean
+from src.errors import UserError, unknown
 
 T = TypeVar("T", bound=Callable)
 
@@ -91,9 +91,7 @@ class Registry:
     def unknown_message(self, name: object) -> str:
         if reference := next((k for k, v in self._items.items() if v is name), None):  # `model = @mlp`
             return f"Give the {self.kind} by name, in quotes: {reference!r}, not @{reference}."
-        valid = ", ".join(sorted(self._items))
-        hint = did_you_mean(str(name), list(self._items))
-        return f"Unknown {self.kind} {name!r}.{hint} Valid {self.kind} names: {valid}."
+        return unknown(self.kind, name, sorted(self._items))
 
     def names(self) -> list[str]:
         return sorted(self._items)

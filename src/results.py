@@ -23,6 +23,7 @@ from src.config.bindings import parse_bindings
 from src.errors import UserError
 from src.run import layout, metric_directions
 from src.run.metric_directions import NOT_METRICS
+from src.run.status import status_of
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -157,7 +158,7 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
     rows = []
     for run in find_runs(paths_or_glob):
         try:
-            status = layout.status(run, now)
+            status = status_of(run, now)
             derived = {"run": str(run), "status": status, **summarize(run), **stop_columns(run)}
             rows.append({**load_C(run), **derived})  # a macro named like a column (`epochs = 3`) never hides it
         except UserError as e:

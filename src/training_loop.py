@@ -1,7 +1,7 @@
-"""The gin-configurable training loop: builds the run's parts by name (src/training/parts.py), trains them with resume
-inside the run folder's session (src/run/session.py), tests the best checkpoint, and returns the final metrics.
+"""The training recipe, read top to bottom: check the options, build the run's parts by name, take the run folder
+(its lock), plan the resume under the lock, and run the attempt: fit, test the best checkpoint, mark it finished.
 
-    training_loop("results/cnn", n_epochs=5)  # after gin parsed the configs
+    training_loop("results/cnn", n_epochs=5)  # after gin parsed the configs (src/config/)
 
 Every other `training_loop.<flag>` binding is a Lightning Trainer flag (src/training/lightning_trainer.py).
 """
@@ -21,33 +21,18 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src.checks import integer
-from src.errors import UserError
+from src.config.guard import guard_config
+from src.errors import UserError, integer
 from src.loggers import common
 from src.registry import in_words, matches
-from src.run import layout, metric_directions
-from src.run import resume as resuming
-from src.run import session as run_session
-from src.training import lightning_trainer as trainer_setup
-from src.training import speed
+from src.run import checkpoints, layout, metric_directions, session, status
+from src.training import lightning_trainer, speed
 from src.training.fit_and_test import fit_and_test
 
 if TYPE_CHECKING:
+    from src.config.operative import OperativeConfig
+    from src.training.callbacks.every_run import RunCallbacks
     from src.training.parts import Parts
-
-# Always on: they make the run folder what it is. `callbacks` adds to them.
-ESSENTIAL_CALLBACKS = (
-    "finite_loss",  # first: a diverged epoch raises before any other callback records or saves it
-    "rng_state",
-    "history",
-    "tracker_metrics",  # after history: trackers receive its rows
-    "meta_saver",
-    "heartbeat",
-    "checkpoint",
-    "last_checkpoint",
-    "preemption",  # last: its save at a batch's end sees what the other callbacks did with that batch
-)
-
 
 INTERNAL = ("save_dir", "config_files", "bindings", "dry_run")  # passed by the caller, not for users to bind
 
@@ -80,90 +65,93 @@ def training_loop(
     print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
     switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/training/speed.py's."""
     check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
-    from src.callbacks import CALLBACKS
-    from src.loggers import LOGGERS
-
     n_epochs = integer("training_loop.n_epochs", n_epochs)
-    run_session.check_save_dir(save_dir)
-    trainer_setup.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
-    if not dry_run:  # --print-config shows a GPU config on a machine without one
-        trainer_setup.check_values(trainer_flags)
-    trainer_flags = speed.benchmark_flag(cudnn_benchmark, trainer_flags)
-    speed.check_matmul_precision(matmul_precision)
+    trainer_flags = check_options(
+        save_dir, trainer_flags, callbacks, loggers, cudnn_benchmark, matmul_precision, dry_run
+    )
     mode = speed.compile_mode(compile)
-    callback_names = list(dict.fromkeys((*ESSENTIAL_CALLBACKS, *callbacks)))
-    for registry, chosen in ((CALLBACKS, callback_names), (LOGGERS, loggers)):
-        for name in chosen:
-            registry.get(name)  # a typo fails now, before any data is loaded
     if dry_run:
-        with tempfile.TemporaryDirectory() as nowhere:  # what the parts write when built goes nowhere
-            built = assemble(nowhere, data, model, module, seed, callback_names, loggers, profiler)
-            common.close_loggers(built.loggers)
-        warn_unused(built.operative)
-        print(built.operative, end="")
+        show_operative_config(data, model, module, seed, callbacks, loggers, profiler)
         return {}
     with smoke_test_folder(save_dir, trainer_flags) as save_dir:
-        choice = resuming.choose_checkpoint(save_dir, resume) if save_dir.is_dir() else resuming.Choice(None, [], [])
-
-        import torch
-
         if num_threads:
+            import torch
+
             torch.set_num_threads(num_threads)
-        built = assemble(str(save_dir), data, model, module, seed, callback_names, loggers, profiler)
+        built = assemble(str(save_dir), data, model, module, seed, callbacks, loggers, profiler)
         built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
         speed.apply(built.parts.model, mode, channels_last)
         if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
-            from src.training.callbacks.meta_saver import MetaSaver
-
-            next(c for c in built.callbacks if isinstance(c, MetaSaver)).attempt_notes["compile"] = mode
-        changes = []
-        if choice.checkpoint:
-            changes = resuming.guard_config(
-                save_dir, built.operative, allow_config_change, own_defaults(), resolved(built.callbacks)
-            )
-        if resume and (stored := resuming.finished_metrics(save_dir, n_epochs)) is not None:
-            print(resuming.nothing_to_do(save_dir, n_epochs))
-            return stored
-
+            built.run.meta.attempt_notes["compile"] = mode
         rank_zero = is_rank_zero()
         try:
-            with (
-                run_session.session(save_dir, rank_zero, choice.unusable) as attempt,
-                trainer_setup.quiet_lightning(),
-                speed.matmul_precision(matmul_precision),
-            ):
-                for line in choice.warnings:
-                    print(line, file=sys.stderr)
-                unused = warn_unused(built.operative)
-                if rank_zero:
-                    write_start_files(save_dir, built, config_files, bindings, changes, unused)
-                trainer = trainer_setup.make_trainer(
-                    str(save_dir),
-                    n_epochs,
-                    built.callbacks,
-                    built.loggers,
-                    built.profiler,
-                    built.parts.data,
-                    **trainer_flags,
-                )
-                attempt.started = True
-                return fit_and_test(trainer, save_dir, built.parts, built.callbacks, choice.checkpoint, rank_zero)
+            with session.attempt(save_dir, rank_zero) as attempt:
+                plan = plan_resume(save_dir, built, resume, allow_config_change, n_epochs)
+                if plan.finished is not None:
+                    print(plan.nothing_to_do)
+                    return plan.finished
+                attempt.committed = True
+                with lightning_trainer.quiet_lightning(), speed.matmul_precision(matmul_precision):
+                    unused = warn_unused(built.operative)
+                    if rank_zero:
+                        write_start_files(save_dir, built, config_files, bindings, plan.changes, unused)
+                    trainer = lightning_trainer.make_trainer(
+                        str(save_dir),
+                        n_epochs,
+                        built.callbacks,
+                        built.loggers,
+                        built.profiler,
+                        built.parts.data,
+                        **trainer_flags,
+                    )
+                    attempt.started = True
+                    return fit_and_test(trainer, save_dir, built.parts, built.run, plan.checkpoint, rank_zero)
         except SystemExit:
-            if any(getattr(c, "interrupted", False) for c in built.callbacks):
-                raise KeyboardInterrupt from None  # Ctrl-C: the run resumes when started again
+            if built.run.meta.interrupted:
+                raise KeyboardInterrupt from None  # Ctrl-C (Lightning's SystemExit): the run resumes when started again
             raise
         finally:
             common.close_loggers(built.loggers)
+
+
+def check_options(
+    save_dir: str | os.PathLike,
+    trainer_flags: dict[str, Any],
+    callbacks: Sequence[str],
+    loggers: Sequence[str],
+    cudnn_benchmark: bool | None,
+    matmul_precision: str | None,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """Every option that can be checked before anything is built, one line each: the save folder, the Trainer flags
+    (returned with `benchmark` set from `cudnn_benchmark`), the speed switches, callback and logger names."""
+    from src.callbacks import CALLBACKS
+    from src.loggers import LOGGERS
+
+    session.check_save_dir(save_dir)
+    lightning_trainer.check_flags(trainer_flags, own_parameters=[p for p in own_defaults() if p not in INTERNAL])
+    if not dry_run:  # --print-config shows a GPU config on a machine without one
+        lightning_trainer.check_values(trainer_flags)
+    speed.check_matmul_precision(matmul_precision)
+    for registry, chosen in ((CALLBACKS, callbacks), (LOGGERS, loggers)):
+        for name in chosen:
+            registry.get(name)  # a typo fails now, before any data is loaded
+    return speed.benchmark_flag(cudnn_benchmark, trainer_flags)
 
 
 @dataclass
 class Assembled:
     parts: Parts
     metrics: dict[str, Any]  # the module's declaration (src/run/metric_directions.py)
-    callbacks: list[Any]
+    run: RunCallbacks  # the callbacks every run has
+    chosen: list[Any]  # the callbacks training_loop.callbacks adds
     loggers: list[Any]
     profiler: Any
-    operative: str  # gin's operative config: every parameter of every configurable called
+    operative: OperativeConfig  # every parameter of every configurable called
+
+    @property
+    def callbacks(self) -> list[Any]:
+        return [*self.run.in_order(), *self.chosen]
 
 
 def assemble(
@@ -180,27 +168,74 @@ def assemble(
     import pytorch_lightning as pl
 
     from src.callbacks import CALLBACKS
+    from src.config.operative import OperativeConfig
     from src.loggers import LOGGERS
+    from src.training.callbacks import every_run
     from src.training.parts import build_parts
     from src.training.profilers import PROFILERS
 
     pl.seed_everything(seed, verbose=False)
     parts = build_parts(data, model, module, seed)
     metrics = metric_directions.declared(parts.module, module)
-    built_callbacks = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in callbacks]
+    run_callbacks = every_run.build(run, metrics)
+    chosen = [name for name in dict.fromkeys(callbacks) if name not in every_run.NAMES]  # those are on anyway
+    built_callbacks = [CALLBACKS.build(name, run_dir=run, metrics=metrics) for name in chosen]
     built_loggers = [LOGGERS.build(name, run_dir=run, metrics=metrics) for name in loggers]
     built_profiler = None if profiler is None else PROFILERS.build(profiler, run_dir=run)
-    operative = gin.operative_config_str()  # complete now: every configurable has been called
-    return Assembled(parts, metrics, built_callbacks, built_loggers, built_profiler, operative)
+    operative = OperativeConfig.now()  # complete now: every configurable has been called
+    return Assembled(parts, metrics, run_callbacks, built_callbacks, built_loggers, built_profiler, operative)
 
 
-def warn_unused(operative: str) -> list[str]:
+def show_operative_config(
+    data: str,
+    model: str,
+    module: str,
+    seed: int,
+    callbacks: Sequence[str],
+    loggers: Sequence[str],
+    profiler: str | None,
+) -> None:
+    """`--print-config`: the operative config the run would use, built and thrown away (nothing written)."""
+    with tempfile.TemporaryDirectory() as nowhere:  # what the parts write when built goes nowhere
+        built = assemble(nowhere, data, model, module, seed, callbacks, loggers, profiler)
+        common.close_loggers(built.loggers)
+    warn_unused(built.operative)
+    print(built.operative.text, end="")
+
+
+@dataclass
+class ResumePlan:
+    checkpoint: Path | None  # to resume from; None: from scratch
+    changes: list[tuple[str, Any, Any]]  # config changes allowed by allow_config_change
+    finished: dict | None  # a finished run's stored metrics: nothing to do
+    nothing_to_do: str = ""
+
+
+def plan_resume(save_dir: Path, built: Assembled, allow_resume: bool, allow_change: bool, n_epochs: int) -> ResumePlan:
+    """What this attempt does with the run folder, decided while holding its lock (another start of the same run
+    waits for it or is refused, never decides on a folder that changes under it): the checkpoint to resume from
+    (unusable ones set aside), the config changes it allows, or nothing to do for a finished run."""
+    choice = checkpoints.choose(save_dir, allow_resume)
+    for line in choice.warnings:
+        print(line, file=sys.stderr)
+    changes: list[tuple[str, Any, Any]] = []
+    if choice.checkpoint is not None:
+        resolved = {"checkpoint.monitor": built.run.checkpoint.monitor, "checkpoint.mode": built.run.checkpoint.mode}
+        changes = guard_config(save_dir, built.operative, allow_change, own_defaults(), resolved)
+    if allow_resume and (stored := status.finished_results(save_dir, n_epochs)) is not None:
+        return ResumePlan(None, changes, stored, status.nothing_to_do(save_dir, n_epochs))
+    if is_rank_zero():
+        checkpoints.set_aside(choice.unusable)
+    return ResumePlan(choice.checkpoint, changes, None)
+
+
+def warn_unused(operative: OperativeConfig) -> list[str]:
     """Bindings of configurables this run never calls (a parameter of another model, module or data set: often a
     leftover of switching it), each named in one warning line; returned for meta.json."""
     from src.config.bindings import parse_bindings
 
     given = parse_bindings(gin.config_str())
-    unused = sorted(k for k in set(given) - set(parse_bindings(operative)) if "." in k)
+    unused = sorted(k for k in set(given) - set(operative.bindings) if "." in k)
     registry = gin.config._REGISTRY  # gin keeps no public record of what was called; its registry is pinned with gin
     called = {registry.minimal_selector(selector) for _, selector in gin.config._OPERATIVE_CONFIG}
     for binding in unused:
@@ -216,18 +251,39 @@ def warn_unused(operative: str) -> list[str]:
     return unused
 
 
+def write_start_files(
+    save_dir: Path,
+    built: Assembled,
+    config_files: Sequence[str],
+    bindings: Sequence[str],
+    changes: list[tuple[str, Any, Any]],
+    unused: list[str],
+) -> None:
+    """config.gin, metrics.json, input copies, bindings; hyperparameters to the trackers; config changes and unused
+    bindings into meta.json."""
+    from src.config.bindings import scalar_hparams
+    from src.config.table import print_config
+    from src.run.secrets import redact
+
+    layout.save_inputs(save_dir, config_files, bindings)
+    layout.write_atomic(save_dir / layout.CONFIG, built.operative.text)
+    metric_directions.write(save_dir, built.metrics)
+    print_config(built.operative.bindings, title=f"{save_dir}/{layout.CONFIG}")
+    hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(built.operative.bindings).items()}
+    for logger in built.loggers:
+        logger.log_hyperparams(hparams)
+    notes = built.run.meta.attempt_notes
+    notes["unused_bindings"] = unused
+    if changes:
+        notes["config_changes"] = [{"binding": k, "old": repr(a), "new": repr(b)} for k, a, b in changes]
+        listed = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
+        print(f"warning: continuing with a changed config (allow_config_change=True): {listed}", file=sys.stderr)
+
+
 def own_defaults() -> dict[str, Any]:
     """training_loop's own parameters (not Trainer flags) with their defaults."""
     params = inspect.signature(inspect.unwrap(training_loop)).parameters
     return {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
-
-
-def resolved(callbacks: list[Any]) -> dict[str, Any]:
-    """Bindings whose None default the run resolved (the monitor follows the module): compared by their value."""
-    from src.training.callbacks.checkpoint import EpochCheckpoint
-
-    best = next(c for c in callbacks if isinstance(c, EpochCheckpoint) and c.monitor is not None)
-    return {"checkpoint.monitor": best.monitor, "checkpoint.mode": best.mode}
 
 
 def is_rank_zero() -> bool:
@@ -262,37 +318,3 @@ def smoke_test_folder(save_dir: str | os.PathLike, trainer_flags: dict[str, Any]
         print(f"fast_dev_run: a smoke test in {scratch} (removed after it); nothing is saved to {save_dir}")
         yield Path(scratch) / Path(save_dir).name
     print(f"fast_dev_run: done; nothing was saved (its folder {scratch} is removed)")
-
-
-def write_start_files(
-    save_dir: Path,
-    built: Assembled,
-    config_files: Sequence[str],
-    bindings: Sequence[str],
-    changes: list[tuple[str, Any, Any]],
-    unused: list[str],
-) -> None:
-    """config.gin, metrics.json, input copies, bindings; hyperparameters to the trackers; config changes and unused
-    bindings into meta.json."""
-    from src.config.bindings import parse_bindings, scalar_hparams
-    from src.config.table import print_config
-    from src.run.secrets import redact
-    from src.training.callbacks.meta_saver import MetaSaver
-
-    layout.save_inputs(save_dir, config_files, bindings)
-    layout.write_atomic(save_dir / layout.CONFIG, built.operative)
-    metric_directions.write(save_dir, built.metrics)
-    parsed = parse_bindings(built.operative)
-    print_config(parsed, title=f"{save_dir}/{layout.CONFIG}")
-    hparams = {k: redact(v) if isinstance(v, str) else v for k, v in scalar_hparams(parsed).items()}
-    for logger in built.loggers:
-        logger.log_hyperparams(hparams)
-    meta = next(c for c in built.callbacks if isinstance(c, MetaSaver))
-    meta.attempt_notes["unused_bindings"] = unused
-    if changes:
-        meta.attempt_notes["config_changes"] = [{"binding": k, "old": repr(a), "new": repr(b)} for k, a, b in changes]
-        print(
-            "warning: continuing with a changed config (allow_config_change=True): "
-            + "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes),
-            file=sys.stderr,
-        )

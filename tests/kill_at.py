@@ -39,10 +39,10 @@ def install(point: str) -> None:
     if kind == "save":
         import torch
 
-        from src.training.callbacks.checkpoint import AtomicCheckpointIO
+        from src.training.callbacks.checkpoint import RunCheckpointIO
 
         hit, when = counter(int(rest[0])), rest[1]
-        original = AtomicCheckpointIO.save_checkpoint
+        original = RunCheckpointIO.save_checkpoint
 
         def save(self, checkpoint, path, storage_options=None):
             if hit():
@@ -56,7 +56,7 @@ def install(point: str) -> None:
                 die()
             original(self, checkpoint, path, storage_options)
 
-        AtomicCheckpointIO.save_checkpoint = save
+        RunCheckpointIO.save_checkpoint = save
     elif kind == "write":
         from src.run import layout as run_dir
 

@@ -107,10 +107,10 @@ CLI_CASES = [
     (
         "evaluate",
         ["{t}/run_no_ckpt", "--checkpoint", "worst"],
-        "Unknown checkpoint 'worst'. Valid checkpoints: best, last.",
+        "Unknown checkpoint 'worst'. Valid checkpoint names: best, last.",
     ),
     # bin/download_data.py
-    ("download", ["imagenet"], "Unknown data set 'imagenet' to download. Valid names: cifar10."),
+    ("download", ["imagenet"], "Unknown data set 'imagenet' (to download). Valid data set names: cifar10."),
     # runners
     ("run_local", ["{t}/empty.sh"], "is not a batch file: it has no job lines and no `job` function."),
     ("run_local", ["{t}/missing.sh"], "does not exist"),
@@ -168,7 +168,7 @@ def test_experiment_main_bad_inputs(tmp_path, capsys):
     (tmp_path / "template_config.gin").write_text("")
     searches = {"small": grid({"supervised.lr": [0.1]})}
     assert call(lambda a: experiment_main(tmp_path, searches, argv=a), ["prepare", "--name", "huge"]) == 2
-    assert capsys.readouterr().err.strip() == "error: Unknown search 'huge'. Valid names: small."
+    assert capsys.readouterr().err.strip() == "error: Unknown search 'huge'. Valid search names: small."
     assert call(lambda a: experiment_main(tmp_path, searches, argv=a), ["launch"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: argument command: invalid choice: 'launch'") and "\n" not in err

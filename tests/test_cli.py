@@ -108,12 +108,12 @@ def test_evaluate_without_checkpoint(tmp_path, capsys):
     assert evaluate_main([str(tmp_path)]) == 2
     assert "has no best.ckpt" in one_error_line(capsys)
     assert evaluate_main([str(tmp_path), "--checkpoint", "worst"]) == 2
-    assert "Valid checkpoints: best, last" in one_error_line(capsys)
+    assert "Valid checkpoint names: best, last" in one_error_line(capsys)
 
 
 def test_download_unknown_name(tmp_path, capsys):
     assert download_main(["imagenet", "--data-dir", str(tmp_path)]) == 2
-    assert "Valid names: cifar10" in one_error_line(capsys)
+    assert "Valid data set names: cifar10" in one_error_line(capsys)
 
 
 def test_download_reads_data_dir_from_env_file(tmp_path, monkeypatch, capsys):

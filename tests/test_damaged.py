@@ -13,6 +13,7 @@ import torch
 
 from src.errors import UserError
 from src.run import layout
+from src.run.status import status_of
 
 TIMING = ["epoch_time", "examples_per_s"]  # differ by nature between two runs; every other column is identical
 # best.ckpt stays at the first epoch: a resumed run that lost its best score would overwrite it with a later one
@@ -71,9 +72,9 @@ def test_a_damaged_best_checkpoint_is_tested_from_the_last_one_once(train, strai
     results = json.loads((run / layout.EVAL_RESULTS).read_text())
     assert results["checkpoint"] == "last" and "best.ckpt is damaged" in results["note"]
     assert "warning: best.ckpt is damaged" in capsys.readouterr().err
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
     train(run, *FIRST_IS_BEST)  # a re-run finds the run finished: no failure
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 @pytest.mark.parametrize("content", ['{"test_acc": 0.', "\x00\xff", "[1, 2]"])
@@ -87,7 +88,7 @@ def test_a_damaged_eval_results_of_a_finished_run_is_tested_again(train, straigh
         (straight / layout.EVAL_RESULTS).read_text()
     )
     assert metrics["test_acc"] == json.loads((straight / layout.EVAL_RESULTS).read_text())["test_acc"]
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
     same_outcome(straight, run)
 
 
@@ -101,7 +102,7 @@ def test_a_damaged_meta_json_is_set_aside_and_started_anew(train, straight, tmp_
     assert "meta.json is damaged" in capsys.readouterr().err
     assert (run / (layout.META + ".damaged")).read_text() == content
     meta = json.loads((run / layout.META).read_text())
-    assert len(meta["attempts"]) == 1 and layout.status(run) == "finished"
+    assert len(meta["attempts"]) == 1 and status_of(run) == "finished"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +171,7 @@ def test_enospc_while_writing_a_text_file(tmp_path, monkeypatch):
 
 
 def test_a_write_failing_with_space_left_is_not_called_a_full_disk(tmp_path, monkeypatch):
-    from src.training.callbacks.checkpoint import AtomicCheckpointIO
+    from src.training.callbacks.checkpoint import RunCheckpointIO
 
     def broken(obj, f):
         raise RuntimeError("unexpected pos 1 vs 2")
@@ -178,5 +179,5 @@ def test_a_write_failing_with_space_left_is_not_called_a_full_disk(tmp_path, mon
     monkeypatch.setattr(torch, "save", broken)
     monkeypatch.setattr(layout, "LOW_SPACE", 0)
     with pytest.raises(RuntimeError, match="unexpected pos") as e:
-        AtomicCheckpointIO().save_checkpoint({}, tmp_path / layout.LAST_CKPT)
+        RunCheckpointIO().save_checkpoint({}, tmp_path / layout.LAST_CKPT)
     assert not isinstance(e.value, UserError) and list(tmp_path.iterdir()) == []

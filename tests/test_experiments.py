@@ -14,6 +14,7 @@ import pytest
 from src.errors import RunInUse, UserError
 from src.run import layout
 from src.run import lock as run_lock
+from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.searches.experiment import grid, prepare, random_search
 from tests.conftest import FAST, ROOT, experiment_folder, lock_holder
@@ -87,7 +88,7 @@ def test_bash_batch_runs_every_line_and_reports_failures(experiment, tmp_path):
     assert out.returncode == 1
     assert "lr must be positive, got -1.0" in out.stderr and "batch: 1 job(s) failed" in out.stderr
     runs = tmp_path / "results" / "exp" / "tiny"
-    assert layout.status(runs / "lr=0.01") == "finished"
+    assert status_of(runs / "lr=0.01") == "finished"
     assert not (runs / "lr=-1.0").exists()  # never started: no folder
     # re-running the batch skips nothing by itself, but finished runs return at once
     again = prepare(experiment, "tiny", grid({"supervised.lr": [-1.0, 0.01]}))
@@ -118,20 +119,19 @@ def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tm
 
 
 def test_local_runner_records_exit_code_of_a_killed_job(experiment, tmp_path):
-    from src.runners.batch import Job
-    from src.runners.local import record_exit
+    from src.run.status import record_exit
 
     run = tmp_path / "results" / "exp" / "tiny" / "r"
     run.mkdir(parents=True)
-    record_exit(Job((str(run), "x.gin")), -9)
-    assert layout.status(run) == "failed" and "-9" in (run / layout.FAILED).read_text()
-    record_exit(Job((str(tmp_path / "none"), "x.gin")), 1)  # never created: nothing to record
+    assert record_exit(run, -9)
+    assert status_of(run) == "failed" and "-9" in (run / layout.FAILED).read_text()
+    assert not record_exit(tmp_path / "none", 1)  # never created: nothing to record
     assert not (tmp_path / "none").exists()
     taken = tmp_path / "taken"
     taken.mkdir()
     holder = lock_holder(taken)  # another runner started the run meanwhile: its failure is not this job's
     try:
-        record_exit(Job((str(taken), "x.gin")), 1)
+        assert not record_exit(taken, 1)
     finally:
         holder.kill()
         holder.wait()
@@ -155,28 +155,28 @@ def test_runner_errors(tmp_path):
 def test_status_classification(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
-    assert layout.status(run) == "pending"
+    assert status_of(run) == "pending"
     (run / layout.HEARTBEAT).write_text("30.0\n")
-    assert layout.status(run) == "running"
+    assert status_of(run) == "running"
     old = time.time() - 3600
     os.utime(run / layout.HEARTBEAT, (old, old))
-    assert layout.status(run) == "dead"
-    assert layout.status(run, now=old + 10) == "running"
+    assert status_of(run) == "dead"
+    assert status_of(run, now=old + 10) == "running"
     from src.run import lock as run_lock
 
     run_lock.acquire(run)  # a live process holds the lock: fresh heartbeat means running
-    assert layout.status(run, now=old + 10) == "running"
+    assert status_of(run, now=old + 10) == "running"
     run_lock.release(run)  # the lock is free: the process is gone, whatever the heartbeat says
-    assert layout.status(run, now=old + 10) == "dead"
+    assert status_of(run, now=old + 10) == "dead"
     (run / layout.FAILED).write_text("exit code 1\n")
-    assert layout.status(run) == "failed"
+    assert status_of(run) == "failed"
     (run / layout.FINISHED).touch()
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path, env):
     """Two runners on the same batch (or a resubmitted SLURM array): the second leaves the busy run alone."""
-    from src.runners.local import record_exit
+    from src.run.status import record_exit
 
     done = prepare(experiment, "tiny", grid({"supervised.lr": [0.01]}))
     job = read_batch(done.batch)[0]
@@ -187,7 +187,7 @@ def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path
         assert batch.returncode == 0 and f"batch: skipped, another process trains in {job.run_dir}" in batch.stderr
         alone = subprocess.run(job.command(), cwd=ROOT, env=env, capture_output=True, text=True)
         assert alone.returncode == RunInUse.exit_code and "is in use by pid" in alone.stderr
-        record_exit(job, alone.returncode)  # what bin/run_local.py does with a job's exit code
+        record_exit(job.run_dir, alone.returncode)  # what bin/run_local.py does with a job's exit code
         local = subprocess.run(
             [sys.executable, "bin/run_local.py", str(done.batch)], cwd=ROOT, env=env, capture_output=True, text=True
         )
@@ -315,7 +315,7 @@ def test_local_runner_ctrl_c_stops_children_and_they_resume(experiment, tmp_path
     out, _ = runner.communicate(timeout=90)
     assert runner.returncode == 130 and "run the same command to resume" in out
     for run in runs:
-        assert layout.status(run) == "dead" and not (run / layout.FAILED).exists()  # stopped, not failed
+        assert status_of(run) == "dead" and not (run / layout.FAILED).exists()  # stopped, not failed
         assert run_lock_is_free(run)  # the child really exited
     stopped = {run: layout.last_epoch(run) for run in runs}
     assert all(2 <= epoch < 400 for epoch in stopped.values())
@@ -325,7 +325,7 @@ def test_local_runner_ctrl_c_stops_children_and_they_resume(experiment, tmp_path
     train(run, f"training_loop.n_epochs = {stopped[run] + 1}", configs=(str(config),))
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert len(attempts) == 2 and attempts[1]["start_epoch"] in (stopped[run] - 1, stopped[run])
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 def run_lock_is_free(run) -> bool:
@@ -540,5 +540,8 @@ def test_unknown_search_suggests_the_close_name(experiment, capsys):
 
     searches = {"small": grid({"supervised.lr": [0.1, 0.2]}), "large": grid({"supervised.lr": [0.1, 0.3]})}
     assert experiment_main(experiment, searches, argv=["report", "--name", "smal"]) == 2
-    assert capsys.readouterr().err == "error: Unknown search 'smal'. Did you mean 'small'? Valid names: small, large.\n"
+    assert (
+        capsys.readouterr().err
+        == "error: Unknown search 'smal'. Did you mean 'small'? Valid search names: small, large.\n"
+    )
     assert experiment_main(experiment, searches, argv=["prepare", "--name", "small"]) == 0  # a good search passes

@@ -13,6 +13,7 @@ import pytest
 
 from src.errors import UserError
 from src.run import layout
+from src.run.status import status_of
 from src.runners import gpus as G
 from src.runners.batch import read_batch
 from src.searches.experiment import grid, prepare
@@ -91,7 +92,7 @@ def test_jobs_run_on_the_free_gpus_only_one_per_gpu(experiment, fake_gpus):
     for a in placed.values():
         for b in placed.values():
             assert a is b or a[0] != b[0] or not overlap(a, b)  # never two jobs on one GPU at once
-    assert all(layout.status(job.run_dir) == "finished" for job in read_batch(done.batch))
+    assert all(status_of(job.run_dir) == "finished" for job in read_batch(done.batch))
 
 
 def test_two_jobs_share_a_gpu_with_jobs_per_gpu_2(experiment, fake_gpus):
@@ -167,7 +168,7 @@ def test_two_runners_on_one_batch_with_different_gpus_train_each_run_once(experi
         assert all(placed[name][0] == gpu for name in trained)
     assert sum(len(re.findall(r": ok in", out)) for out in outs) == 4
     for job in read_batch(done.batch):
-        assert layout.status(job.run_dir) == "finished" and not (job.run_dir / layout.FAILED).exists()
+        assert status_of(job.run_dir) == "finished" and not (job.run_dir / layout.FAILED).exists()
 
 
 # the parts, without processes

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from src.run import layout
+from src.run.status import status_of
 from tests.conftest import FAST, ROOT, evaluate_by_hand
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
@@ -55,7 +56,7 @@ def interrupted():
 def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
     reference = tmp_path / "reference"
     train(reference, *EARLY)
-    assert layout.last_epoch(reference) == 3 and layout.status(reference) == "finished"
+    assert layout.last_epoch(reference) == 3 and status_of(reference) == "finished"
     stop = stopped(reference)
     assert stop["reason"] == "early_stopping" and stop["epoch"] == 3 and stop["monitor"] == "valid_acc"
     assert stop["mode"] == "max" and stop["n_epochs"] == 6
@@ -79,10 +80,10 @@ def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
             [sys.executable, "tests/kill_at.py", point, *args], cwd=ROOT, env=env, capture_output=True, text=True
         )
         assert out.returncode == -signal.SIGKILL, f"{point}: {out.returncode} {out.stderr[-1500:]}"
-        assert layout.status(run) == "dead"
+        assert status_of(run) == "dead"
     train(run, *EARLY)
     same_results(reference, run)
-    assert layout.status(run) == "finished" and stopped(run)["epoch"] == 3
+    assert status_of(run) == "finished" and stopped(run)["epoch"] == 3
 
     # the analysis knows: load_runs and bin/runs.py show the stop, the learning curves end (marked) at epoch 3
     from src.analysis.plots import plot
@@ -116,10 +117,10 @@ def test_max_time_stops_resumably_and_the_next_start_finishes_identically(train,
     run = tmp_path / "run"
     interrupted(train, run, *bindings, "training_loop.max_time = {'seconds': 0}")  # up after the first step
     assert "time limit: training_loop.max_time (0 s) is up: saved" in (run / layout.STDERR).read_text()
-    assert layout.status(run) == "dead" and not (run / layout.EVAL_RESULTS).exists()
+    assert status_of(run) == "dead" and not (run / layout.EVAL_RESULTS).exists()
     assert torch.load(run / layout.PREEMPTED_CKPT, weights_only=True)["global_step"] == 1
     train(run, *bindings, "training_loop.max_time = '00:01:00:00'")  # the limit may change between attempts
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
     same_results(tmp_path / "reference", run)
 
 

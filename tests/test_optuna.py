@@ -14,6 +14,7 @@ from optuna.trial import TrialState
 
 from src.errors import UserError
 from src.run import layout
+from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.local import run_local
 from src.searches.experiment import random_search
@@ -81,12 +82,12 @@ def check_rounds(experiment, batches):
         assert f"supervised.lr = {trial.params['supervised.lr']!r}" in (run / layout.CONFIG).read_text()
         assert {int(r["epoch"]): float(r["valid_acc"]) for r in rows} == trial.intermediate_values
         if trial.state == TrialState.COMPLETE:
-            assert layout.status(run) == "finished" and len(rows) == 3
+            assert status_of(run) == "finished" and len(rows) == 3
             assert trial.value == max(float(r["valid_acc"]) for r in rows)
     pruned = [runs[t.number] for t in trials if t.state == TrialState.PRUNED]
     assert pruned, "no run was pruned"
     for run in pruned:
-        assert layout.status(run) == "pruned" and len(history(run)) < 3 and (run / layout.FINISHED).exists()
+        assert status_of(run) == "pruned" and len(history(run)) < 3 and (run / layout.FINISHED).exists()
     return pruned
 
 
@@ -175,7 +176,7 @@ def test_killed_run_keeps_its_trial_and_is_told_once(experiment, env):
         text=True,
     )
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert layout.status(job.run_dir) == "dead" and len(history(job.run_dir)) == 2
+    assert status_of(job.run_dir) == "dead" and len(history(job.run_dir)) == 2
     again = search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
     assert again.asked == [] and read_batch(again.batch) == [job]  # the same trial, resumed
     assert run_local(again.batch, quiet=True) == 0
@@ -201,8 +202,8 @@ def test_space_syntax_matches_random_search():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid samplers: tpe, random"),
-        ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruners: median"),
+        ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid sampler names: tpe, random"),
+        ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruner names: median"),
         ({"space": {"cnn.width": [[8, 8], [16]]}}, "Space entry 'cnn.width' has the choice [8, 8]"),
         ({"space": {"supervised.lrr": ("log", 1e-4, 0.1)}}, "binds supervised.lrr: supervised has no parameter"),
         ({"fixed": {"training_loop.n_epoch": 2}}, "binds training_loop.n_epoch: Unknown parameter training_loop.n_"),

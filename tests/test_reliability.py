@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from src.errors import RunInUse, UserError
-from src.run import layout
+from src.run import checkpoints, layout
 from src.run import lock as run_lock
-from src.run import resume as resuming
+from src.run.status import status_of
 from tests.conftest import FAST, ROOT, evaluate_by_hand, lock_holder
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
@@ -67,7 +67,7 @@ def test_sigkill_at_many_points_then_rerun_equals_uninterrupted(tmp_path, train,
     assert json.loads((reference / layout.EVAL_RESULTS).read_text()) == json.loads(
         (run / layout.EVAL_RESULTS).read_text()
     )
-    assert layout.status(run) == "finished" and not list(run.glob(".*.tmp"))
+    assert status_of(run) == "finished" and not list(run.glob(".*.tmp"))
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert len(attempts) >= 8  # every attempt that got as far as training is recorded
 
@@ -83,8 +83,8 @@ def test_corrupt_last_checkpoint_falls_back_to_previous(train, tmp_path):
     pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
     # the damaged file was set aside, not rotated into previous.ckpt: two good checkpoints again
     assert (run / f"{layout.LAST_CKPT}{layout.UNUSABLE_SUFFIX}").is_file()
-    assert resuming.checkpoint_problem(run / layout.PREVIOUS_CKPT) is None
-    assert resuming.checkpoint_problem(run / layout.LAST_CKPT) is None
+    assert checkpoints.problem(run / layout.PREVIOUS_CKPT) is None
+    assert checkpoints.problem(run / layout.LAST_CKPT) is None
 
 
 def test_resume_takes_the_newer_of_last_and_preemption_checkpoints(tmp_path):
@@ -95,9 +95,9 @@ def test_resume_takes_the_newer_of_last_and_preemption_checkpoints(tmp_path):
 
     previous, last = make(layout.PREVIOUS_CKPT, 300), make(layout.LAST_CKPT, 100)
     preempted = make(layout.PREEMPTED_CKPT, 200)
-    assert resuming.candidates(tmp_path) == [last, preempted, previous]
+    assert checkpoints.candidates(tmp_path) == [last, preempted, previous]
     preempted = make(layout.PREEMPTED_CKPT, 50)
-    assert resuming.candidates(tmp_path) == [preempted, last, previous]
+    assert checkpoints.candidates(tmp_path) == [preempted, last, previous]
 
 
 def test_a_stale_preemption_checkpoint_is_not_resumed_and_goes(train, tmp_path):
@@ -149,13 +149,13 @@ def test_preemption_warning_stops_at_a_batch_end_and_the_resumed_run_is_identica
         signal.signal(signal.SIGINT, ctrl_c)
     monkeypatch.undo()
     assert f"preempted: {stopped.format(run=run)}" in (run / layout.STDERR).read_text()
-    assert layout.status(run) != "failed" and not (run / layout.FINISHED).exists()
+    assert status_of(run) != "failed" and not (run / layout.FINISHED).exists()
     resume_from = run / (layout.PREEMPTED_CKPT if (run / layout.PREEMPTED_CKPT).exists() else layout.LAST_CKPT)
     assert torch.load(resume_from, weights_only=True)["global_step"] == saved_step
 
     train(run, *bindings)
     assert f"Resuming from {resume_from}" in (run / layout.STDOUT).read_text()
-    assert not (run / layout.PREEMPTED_CKPT).exists() and layout.status(run) == "finished"
+    assert not (run / layout.PREEMPTED_CKPT).exists() and status_of(run) == "finished"
     pd.testing.assert_frame_equal(history(tmp_path / "reference"), history(run), check_exact=True)
     assert json.loads((tmp_path / "reference" / layout.EVAL_RESULTS).read_text()) == json.loads(
         (run / layout.EVAL_RESULTS).read_text()
@@ -230,7 +230,7 @@ def test_preemption_warning_during_start_up_stops_before_training(train, tmp_pat
     assert "preempted: stopped before epoch 1" in (run / layout.STDERR).read_text()
     assert not preemption_signal.warned() and not (run / layout.FAILED).exists()
     train(run, "training_loop.n_epochs = 2")
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 def test_no_valid_checkpoint_starts_afresh(train, tmp_path):
@@ -302,15 +302,15 @@ def test_a_checkpoint_that_could_never_be_resumed_is_refused_when_saved(tmp_path
     would silently start afresh. The first save says so instead, and writes nothing."""
     import numpy as np
 
-    from src.training.callbacks.checkpoint import AtomicCheckpointIO
+    from src.training.callbacks.checkpoint import RunCheckpointIO
 
     safe = {"state_dict": {"w": torch.ones(2)}, "epoch": 1, "loops": {"x": [1.0, (2, "a")]}, "size": torch.Size([2])}
-    AtomicCheckpointIO().save_checkpoint(safe, tmp_path / layout.LAST_CKPT)
-    assert resuming.checkpoint_problem(tmp_path / layout.LAST_CKPT) is None
+    RunCheckpointIO().save_checkpoint(safe, tmp_path / layout.LAST_CKPT)
+    assert checkpoints.problem(tmp_path / layout.LAST_CKPT) is None
     unsafe = {**safe, "callbacks": {"MyCallback": {"best": np.float64(0.5)}}}
     with pytest.raises(UserError, match=r"best.ckpt would hold checkpoint\['callbacks'\]\['MyCallback'\]\['best'\]: "
                        r"a numpy.float64, which torch.load\(weights_only=True\) refuses"):  # fmt: skip
-        AtomicCheckpointIO().save_checkpoint(unsafe, tmp_path / layout.BEST_CKPT)
+        RunCheckpointIO().save_checkpoint(unsafe, tmp_path / layout.BEST_CKPT)
     assert sorted(p.name for p in tmp_path.iterdir()) == [layout.LAST_CKPT]
 
 
@@ -324,7 +324,7 @@ def test_one_writer_per_run_folder(train, tmp_path):
     holder.send_signal(signal.SIGKILL)  # a dead holder leaves a stale LOCK file that must not block
     holder.wait()
     train(run, "training_loop.n_epochs = 1")
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 def test_config_guard(train, tmp_path):
@@ -344,7 +344,9 @@ def test_config_guard(train, tmp_path):
         train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")
     train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.toy = False")  # at its default: no change
     # where in-memory data lives changes nothing that is trained (the batches and their order are the same)
-    train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.toy = False", "digits.device_resident = True")
+    train(
+        run, "training_loop.n_epochs = 2", "supervised.lr = 0.01", "digits.toy = False", "digits.device_resident = True"
+    )
     config.write_text(stored)
     # profiling and how often losses are checked change nothing that is trained: no allow_config_change needed
     profiled = ["training_loop.profiler = 'simple'", "simple.extended = False", "finite_loss.check_every_n_steps = 7"]
@@ -353,11 +355,18 @@ def test_config_guard(train, tmp_path):
 
 
 def test_a_list_given_for_the_same_tuple_is_no_config_change():
-    from src.run.resume import config_changes
+    from src.config.bindings import parse_bindings
+    from src.config.guard import config_changes
 
     stored = "training_loop.callbacks = ('progress_log',)\nsupervised.lr = 0.1\n"  # gin writes the default tuple
-    assert config_changes(stored, "training_loop.callbacks = ['progress_log']\nsupervised.lr = 0.1\n") == []
-    changed = config_changes(stored, "training_loop.callbacks = ['progress_log', 'ema']\nsupervised.lr = 0.1\n")
+    stored = parse_bindings(stored)
+    assert (
+        config_changes(stored, parse_bindings("training_loop.callbacks = ['progress_log']\nsupervised.lr = 0.1\n"))
+        == []
+    )
+    changed = config_changes(
+        stored, parse_bindings("training_loop.callbacks = ['progress_log', 'ema']\nsupervised.lr = 0.1\n")
+    )
     assert changed == [("training_loop.callbacks", ("progress_log",), ["progress_log", "ema"])]
 
 
@@ -371,7 +380,7 @@ def test_nan_loss_stops_the_run(train, tmp_path):
             "training_loop.callbacks = ['lr_schedule']",
             "lr_schedule.schedule = [(0, 1.0), (1, 1e30)]",
         )
-    assert layout.status(run) == "failed" and "Training loss is" in (run / layout.FAILED).read_text()
+    assert status_of(run) == "failed" and "Training loss is" in (run / layout.FAILED).read_text()
     last = torch.load(run / layout.LAST_CKPT, weights_only=True)
     assert last["epoch"] == 0 and all(torch.isfinite(v).all() for v in last["state_dict"].values())
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1]
@@ -454,7 +463,7 @@ def test_ddp_on_cpu_two_processes(tmp_path, env, n_epochs):
     assert list(h["step"]) == [4, 8]  # 200 toy examples, batch 32, split over 2 processes: 4 steps each
     meta = json.loads((run / layout.META).read_text())
     assert len(meta["attempts"]) == 2 and meta["attempts"][1]["start_epoch"] == 1
-    assert layout.status(run) == "finished" and (run / layout.EVAL_RESULTS).is_file()
+    assert status_of(run) == "finished" and (run / layout.EVAL_RESULTS).is_file()
     # each process validated half of the 50 examples; the logged metrics are over all 50
     from src import config
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from src.run import layout
+from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
 from tests.conftest import FAST, ROOT
@@ -71,7 +72,7 @@ def test_tune_lr_small_grid_as_a_job_array(slurm, tmp_path, monkeypatch):
     assert "#SBATCH --signal=B:USR1@90" in script
     wait_for(job_id)
     for job in read_batch(batch):
-        assert layout.status(job.run_dir) == "finished", (job.run_dir / layout.STDERR).read_text()[-2000:]
+        assert status_of(job.run_dir) == "finished", (job.run_dir / layout.STDERR).read_text()[-2000:]
         assert list(pd.read_csv(job.run_dir / layout.HISTORY)["epoch"]) == [1, 2, 3]
         logs = list(job.run_dir.glob(f"slurm-{job_id}_*.out"))
         assert len(logs) == 1 and "epoch 3/3" in logs[0].read_text()
@@ -105,12 +106,12 @@ def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
     subprocess.run(["scancel", job_id], check=True)
     wait_for(job_id)
     stopped_at = layout.last_epoch(run)
-    assert 3 <= stopped_at < 150 and layout.status(run) != "finished"
+    assert 3 <= stopped_at < 150 and status_of(run) != "finished"
     assert not (run / layout.FAILED).exists()  # cancelled is not failed
 
     job_id = submit(batch, SlurmOptions(max_jobs=1))
     wait_for(job_id)
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 151))
     attempts = json.loads((run / layout.META).read_text())["attempts"]
     assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 3  # resumed, not restarted
@@ -124,8 +125,8 @@ def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path
     _, run, job_id = submit_one_run(tmp_path, n_epochs=60, until_epoch=2)
     deadline = time.time() + 300
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
-    while layout.status(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
-        assert time.time() < deadline, f"the requeued task did not finish: {layout.status(run)}"
+    while status_of(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
+        assert time.time() < deadline, f"the requeued task did not finish: {status_of(run)}"
         time.sleep(0.2)
     wait_for(job_id)
 
@@ -135,6 +136,6 @@ def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path
     assert log.count(f"preempted: requeueing SLURM job {job_id}_0") == 1  # once, by the task script
     resumed_from = run / (layout.PREEMPTED_CKPT if "preempted: saved" in stderr else layout.LAST_CKPT)
     assert f"Resuming from {resumed_from}" in (run / layout.STDOUT).read_text()
-    assert layout.status(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
+    assert status_of(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 61))
     assert len(json.loads((run / layout.META).read_text())["attempts"]) == 2

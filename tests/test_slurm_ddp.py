@@ -14,6 +14,7 @@ import pytest
 
 from src.errors import UserError
 from src.run import layout
+from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
 from tests.conftest import FAST, ROOT
@@ -104,7 +105,7 @@ def test_two_processes_under_srun_equal_the_local_ddp_run(slurm, local_ddp, tmp_
 
     _, run, job_id = submit_ddp_run(tmp_path, monkeypatch)
     wait_for(job_id)
-    assert layout.status(run) == "finished", slurm_log(run, job_id)[-3000:]
+    assert status_of(run) == "finished", slurm_log(run, job_id)[-3000:]
     assert_same_as(run, local_ddp)
     meta = json.loads((run / layout.META).read_text())
     assert (meta["world_size"], meta["nodes"]) == (2, 1)
@@ -126,7 +127,7 @@ def test_preempted_mid_epoch_requeued_once_ends_as_the_uninterrupted_run(slurm, 
     wait_for_step(run, 90)  # epoch 2 is 15 steps in
     subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
     deadline = time.time() + 400
-    while layout.status(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
+    while status_of(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
         assert time.time() < deadline, f"the requeued task did not finish: {slurm_log(run, job_id)[-3000:]}"
         time.sleep(0.5)
     wait_for(job_id)
@@ -150,11 +151,11 @@ def test_cancelled_two_process_task_resumes_when_resubmitted(slurm, local_ddp, t
     subprocess.run(["scancel", job_id], check=True)
     wait_for(job_id)
     failed = run / layout.FAILED
-    assert layout.status(run) not in ("finished", "failed"), failed.read_text() if failed.exists() else ""  # cancelled
+    assert status_of(run) not in ("finished", "failed"), failed.read_text() if failed.exists() else ""  # cancelled
 
     job_id = submit(batch, SlurmOptions(max_jobs=1, tasks_per_node=2))
     wait_for(job_id)
-    assert layout.status(run) == "finished", slurm_log(run, job_id)[-3000:]
+    assert status_of(run) == "finished", slurm_log(run, job_id)[-3000:]
     assert [a["start_epoch"] for a in attempts(run)] == [0, 1]  # resumed, not restarted
     assert_same_as(run, local_ddp)
 
@@ -166,7 +167,7 @@ def test_config_that_disagrees_with_the_allocation_fails_with_one_line(slurm, tm
         "training_loop.devices=3 asks for 3 processes per node, but the SLURM allocation runs 2 "
         "(--ntasks-per-node=2): set training_loop.devices='auto' or submit with --tasks-per-node 3."
     )
-    assert layout.status(run) == "failed"
+    assert status_of(run) == "failed"
     assert (run / layout.FAILED).read_text() == f"UserError: {reason}\n"
     assert f"error: {reason}\n" in slurm_log(run, job_id)
     assert "Traceback" not in slurm_log(run, job_id)

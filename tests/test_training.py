@@ -10,6 +10,7 @@ import torch
 
 from src.errors import UserError
 from src.run import layout
+from src.run.status import status_of
 from tests.conftest import evaluate_by_hand
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
@@ -46,7 +47,7 @@ def test_training_learns_and_fills_the_run_folder(train, tmp_path):
     assert "epoch 4/4" in stdout
     assert "dropout=0.0, n_blocks=2, width=8" in stdout  # the config table printed at start
     assert json.loads((run / layout.EVAL_RESULTS).read_text())["test_acc"] == pytest.approx(metrics["test_acc"])
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
 
 
 def test_resume_equals_uninterrupted_run(train, tmp_path):
@@ -229,22 +230,6 @@ def test_partial_epoch_sums_travel_with_a_mid_epoch_checkpoint(tmp_path):
     assert 0 <= sums[1] <= 8 and sums[1] == sums[1].round()  # correct predictions, counted
 
 
-def test_checkpoint_state_resumes_under_model_checkpoints_key():
-    """Checkpoints keep ModelCheckpoint's state (best score) under its state_key: EpochCheckpoint keeps that key."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from src.training.callbacks.checkpoint import EpochCheckpoint
-
-    kwargs = {
-        "dirpath": "run",
-        "filename": "best",
-        "monitor": "valid_acc",
-        "mode": "max",
-        "save_on_train_epoch_end": True,
-    }
-    assert EpochCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
-
-
 def test_bindings_the_run_never_uses_are_warned_and_recorded(train, tmp_path, capsys):
     run = tmp_path / "run"
     train(run, "training_loop.n_epochs = 1", "mlp.hidden = [8]", "diabetes.batch_size = 3")
@@ -271,6 +256,7 @@ def test_dry_run_prints_the_operative_config_and_writes_nothing(tmp_path, capsys
 def test_an_unused_binding_of_a_called_configurable_is_not_said_never_called(capsys):
     import gin
 
+    from src.config.operative import OperativeConfig
     from src.training_loop import warn_unused
 
     @gin.configurable("test_called_with_its_own_x")
@@ -282,7 +268,7 @@ def test_an_unused_binding_of_a_called_configurable_is_not_said_never_called(cap
     )
     try:
         called(x=7)  # the caller's x wins over the binding
-        assert warn_unused(gin.operative_config_str()) == [
+        assert warn_unused(OperativeConfig.now()) == [
             "test_called_with_its_own_x.x",
             "train/test_called_with_its_own_x.y",
         ]

@@ -25,6 +25,7 @@ from src.config.bindings import INCLUDE, parse_bindings
 from src.errors import UserError, one_line
 from src.run import environment, layout
 from src.run.secrets import MASK
+from src.run.status import status_of
 
 if TYPE_CHECKING:
     from src.analysis.compare import Difference
@@ -122,8 +123,8 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
     run = Path(run)
     if not layout.is_run_dir(run):
         raise UserError(f"{str(run)!r} is not a run folder (no {layout.CONFIG} inside).")
-    if layout.status(run) != "finished":
-        raise UserError(f"{str(run)!r} is {layout.status(run)}, not finished: there is no final result to compare.")
+    if status_of(run) != "finished":
+        raise UserError(f"{str(run)!r} is {status_of(run)}, not finished: there is no final result to compare.")
     into = Path(into) if into else run.with_name(run.name + ".repro")
     if into.resolve() == run.resolve():
         raise UserError(f"--into {str(into)!r} is the run itself: choose another folder.")

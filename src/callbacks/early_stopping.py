@@ -1,5 +1,5 @@
 """early_stopping: Lightning's EarlyStopping as a way for a run to finish. The stop (why, at which epoch) goes to
-meta.json (`stopped_early`), the run is `finished`, and the same command again does nothing (src/run/resume.py). The
+meta.json (`stopped_early`), the run is `finished`, and the same command again does nothing (src/run/status.py). The
 callback's state (best score, epochs without improvement, whether it stopped) travels in the checkpoint, so a run
 stopped and resumed before the early stop stops at the same epoch as an uninterrupted one; one resumed from the very
 checkpoint of the stopping epoch stops again at once."""
@@ -12,8 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
 from src.callbacks.registry import CALLBACKS
-from src.checks import integer, number
-from src.errors import UserError
+from src.errors import UserError, integer, number
 
 
 class RunEarlyStopping(EarlyStopping):

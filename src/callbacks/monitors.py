@@ -6,8 +6,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 
 from src.callbacks.registry import CALLBACKS
-from src.checks import integer
-from src.errors import UserError
+from src.errors import UserError, integer
 
 
 class RunLearningRateMonitor(LearningRateMonitor):

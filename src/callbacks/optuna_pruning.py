@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError, did_you_mean
-from src.run import layout
+from src.run import status
 
 
 class OptunaPruning(pl.Callback):
@@ -92,9 +92,9 @@ class OptunaPruning(pl.Callback):
             trial.report(value, epoch)
         if epoch >= (trainer.max_epochs or 0) or not trial.should_prune():
             return False
-        layout.touch(
-            self.run_dir / layout.PRUNED,
-            f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}\n",
+        status.prune(
+            self.run_dir,
+            f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}",
         )
         print(f"pruned by the study's pruner at epoch {epoch}: {self.monitor} = {value:.4g}")
         return True

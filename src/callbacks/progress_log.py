@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 
 from src.callbacks.registry import CALLBACKS
-from src.checks import integer
+from src.errors import integer
 from src.training.callbacks.history import batch_size_of
 from src.training.speed import compile_seconds
 

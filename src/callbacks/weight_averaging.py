@@ -15,8 +15,7 @@ from pytorch_lightning.callbacks import EMAWeightAveraging, WeightAveraging
 from pytorch_lightning.trainer.states import TrainerFn
 
 from src.callbacks.registry import CALLBACKS
-from src.checks import integer, is_number
-from src.errors import UserError
+from src.errors import UserError, integer, is_number
 
 
 class RunFolderAveraging:

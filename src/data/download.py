@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.errors import UserError
+from src.errors import UserError, unknown
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def download(
 ) -> Path:
     """Make `<data_dir>/<folder>` exist, downloading and verifying the archive if needed. Returns the folder."""
     if name not in ARCHIVES:
-        raise UserError(f"Unknown data set {name!r} to download. Valid names: {', '.join(sorted(ARCHIVES))}.")
+        raise UserError(unknown("data set", name, sorted(ARCHIVES), where="to download"))
     archive = ARCHIVES[name]
     url, md5 = url or archive.url, md5 or archive.md5
     data_dir = Path(data_dir)

@@ -15,8 +15,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from src.checks import integer
-from src.errors import UserError
+from src.errors import UserError, integer
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from pytorch_lightning.utilities.types import OptimizerLRScheduler
 
-from src.errors import UserError
+from src.errors import UserError, unknown
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine")
@@ -16,9 +16,9 @@ SCHEDULERS = ("none", "cosine")
 
 def check(optimizer: str, scheduler: str, lr: float) -> None:
     if optimizer not in OPTIMIZERS:
-        raise UserError(f"Unknown optimizer {optimizer!r}. Valid optimizer names: {', '.join(OPTIMIZERS)}.")
+        raise UserError(unknown("optimizer", optimizer, OPTIMIZERS))
     if scheduler not in SCHEDULERS:
-        raise UserError(f"Unknown scheduler {scheduler!r}. Valid scheduler names: {', '.join(SCHEDULERS)}.")
+        raise UserError(unknown("scheduler", scheduler, SCHEDULERS))
     if not lr > 0:
         raise UserError(f"lr must be positive, got {lr!r}.")
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.errors import UserError, did_you_mean
+from src.errors import UserError, unknown
 
 if TYPE_CHECKING:
     from pytorch_lightning.utilities.types import OptimizerLRScheduler
@@ -60,10 +60,9 @@ class SupervisedLearning(EpochMetricsModule):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            hint = did_you_mean(str(loss), list(LOSSES))
-            raise UserError(f"Unknown loss {loss!r}.{hint} Valid loss names: {', '.join(LOSSES)}.")
+            raise UserError(unknown("loss", loss, LOSSES))
         if target not in TARGETS:
-            raise UserError(f"Unknown target {target!r}. Valid targets: {', '.join(TARGETS)}.")
+            raise UserError(unknown("target", target, TARGETS))
         optim.check(optimizer, scheduler, lr)
         self.model = model
         self.loss_name, self.target = loss, target

@@ -22,7 +22,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from src.errors import UserError
+from src.errors import UserError, unknown
 from src.run import layout
 
 BEST, LAST, PREVIOUS, PREEMPTED = layout.BEST_CKPT, layout.LAST_CKPT, layout.PREVIOUS_CKPT, layout.PREEMPTED_CKPT
@@ -39,8 +39,10 @@ def load(path: str | os.PathLike, keep: bool = False) -> Any:
     path = Path(path)
     mtime = path.stat().st_mtime
     cached = _READ.pop(path, None)
-    content = cached[1] if cached is not None and cached[0] == mtime else torch.load(
-        path, map_location="cpu", weights_only=True
+    content = (
+        cached[1]
+        if cached is not None and cached[0] == mtime
+        else torch.load(path, map_location="cpu", weights_only=True)
     )
     if keep:
         _READ.clear()  # one at a time: a checkpoint's tensors are the size of the model
@@ -127,7 +129,7 @@ def for_inference(run_dir: str | os.PathLike, checkpoint: str = "best") -> Path:
     """The path of a run's `best` or `last` checkpoint, for evaluation and `load_model`; one line if there is none."""
     run_dir = Path(run_dir)
     if checkpoint not in FOR_INFERENCE:
-        raise UserError(f"Unknown checkpoint {checkpoint!r}. Valid checkpoints: {', '.join(FOR_INFERENCE)}.")
+        raise UserError(unknown("checkpoint", checkpoint, FOR_INFERENCE))
     if not layout.is_run_dir(run_dir):
         raise UserError(f"{str(run_dir)!r} is not a run folder (no {layout.CONFIG}).")
     path = run_dir / FOR_INFERENCE[checkpoint]

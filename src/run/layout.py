@@ -1,4 +1,5 @@
-"""The run-folder layout: every file name a run writes, and the run's status. The one place that owns both.
+"""The run-folder layout: every file name a run writes, and how a file is written there (atomically). The run's
+status is src/run/status.py's, its checkpoints src/run/checkpoints.py's.
 
 A run folder (SAVE_DIR) holds (see results/README.md for the full description):
 
@@ -37,7 +38,6 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,14 +76,6 @@ LOW_SPACE = 16 * 2**20  # bytes free under which a failed write is put down to a
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
-
-CHECKPOINTS = {"best": BEST_CKPT, "last": LAST_CKPT}
-
-STATUSES = ("finished", "pruned", "running", "dead", "failed", "pending", "damaged")  # damaged: set by src/results.py
-DONE = ("finished", "pruned")  # statuses of a run that is never trained again
-# A heartbeat older than this many intervals means the process is gone.
-STALE_HEARTBEATS = 4
-MIN_STALE_SECONDS = 120.0
 
 
 def results_root() -> Path:
@@ -150,37 +142,6 @@ def no_space(path: Path) -> DiskFull:
 
 def touch(path: str | os.PathLike, text: str = "") -> None:
     write_atomic(path, text)
-
-
-def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> bool:
-    beat = Path(run_dir) / HEARTBEAT
-    try:
-        age = (time.time() if now is None else now) - beat.stat().st_mtime
-        if not beat.is_file():  # damaged (a folder, a FIFO): reading could fail or hang
-            return True
-        interval = float(beat.read_text().strip() or 0)
-    except (OSError, ValueError):
-        return True
-    return age > max(STALE_HEARTBEATS * interval, MIN_STALE_SECONDS)
-
-
-def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
-    """pruned (PRUNED: stopped early by its study) | finished | failed | running (fresh HEARTBEAT, lock held) | dead
-    (stale HEARTBEAT or lock free, no FINISHED) | pending (never started)."""
-    run_dir = Path(run_dir)
-    if (run_dir / PRUNED).exists():  # checked first: a pruned run ends like a finished one, FINISHED included
-        return "pruned"
-    if (run_dir / FINISHED).exists():
-        return "finished"
-    if (run_dir / FAILED).exists():
-        return "failed"
-    if (run_dir / HEARTBEAT).exists():
-        from src.run.lock import is_held
-
-        # A free lock means the process is gone even if its last heartbeat is recent (e.g. scancel).
-        alive = not heartbeat_is_stale(run_dir, now) and is_held(run_dir) is not False
-        return "running" if alive else "dead"
-    return "pending"
 
 
 def save_inputs(run_dir: str | os.PathLike, config_files: Sequence[str], bindings: Sequence[str]) -> None:

@@ -1,4 +1,4 @@
-"""One training attempt's hold on its run folder (`session`), and the checks before it: a save folder that is no
+"""One training attempt's hold on its run folder (`attempt`), and the checks before it: a save folder that is no
 danger to the repository or to other runs, a run folder that holds only plain files. The names of the files are
 src/run/layout.py's."""
 
@@ -7,24 +7,22 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
 from src.errors import UserError
+from src.run import lock, status
 from src.run.layout import (
     CODE_FOLDERS,
     CODE_ROOT,
-    FAILED,
     RUN_SEARCH_DEPTH,
     STDERR,
     STDOUT,
-    UNUSABLE_SUFFIX,
     DiskFull,
     is_run_dir,
     results_root,
-    touch,
 )
 
 
@@ -136,48 +134,40 @@ def make(save_dir: Path) -> bool:
     return True
 
 
-def set_aside(unusable: Sequence[Path]) -> None:
-    """Rename checkpoints that failed to load to `<name>.unusable` (kept for inspection, replacing an older one), so
-    that they are neither tried again nor rotated into previous.ckpt."""
-    for path in unusable:
-        if path.is_file():
-            path.replace(path.with_name(path.name + UNUSABLE_SUFFIX))
-
-
 @dataclass
 class Attempt:
-    started: bool = False  # set once training is under way: an error after it leaves FAILED, before it no folder
+    """What an attempt has got to: an error before `committed` (its checks and resume plan, made under the lock)
+    leaves an existing folder untouched; one after it leaves FAILED; a folder the attempt created and never `started`
+    training in is removed."""
+
+    committed: bool = False  # the plan is made: the run folder is this attempt's
+    started: bool = False  # training is under way
 
 
 @contextlib.contextmanager
-def session(save_dir: Path, owner: bool, unusable: Sequence[Path] = ()) -> Iterator[Attempt]:
+def attempt(save_dir: Path, owner: bool) -> Iterator[Attempt]:
     """One training attempt's hold on its run folder, in the process that owns it (`owner`: rank zero; other
-    processes get a bare Attempt). Creates the folder, takes its lock before anything is written or removed (a folder
-    in use stays untouched), clears half-written files and sets unusable checkpoints aside, copies stdout/stderr into
-    it; on an error writes FAILED with the reason, or removes the folder if this call created it and training never
-    started; releases the lock. A folder holding links or special files is refused before anything is written."""
-    attempt = Attempt()
+    processes get a bare Attempt). Creates the folder, takes its lock before anything is read to plan the attempt or
+    written (a folder in use stays untouched), clears half-written files, copies stdout/stderr into it; on an error
+    writes FAILED with the reason or removes what it created (see Attempt); releases the lock. A folder holding links
+    or special files is refused before anything is written."""
+    state = Attempt()
     if not owner:
-        yield attempt
+        yield state
         return
-    from src.run import lock as run_lock
-
     created = make(save_dir)
     check_plain(save_dir)
-    run_lock.acquire(save_dir)
+    lock.acquire(save_dir)
     try:
         remove_partial_files(save_dir)
-        set_aside(unusable)
         with tee_output(save_dir):
-            yield attempt
+            yield state
     except Exception as e:
-        if created and not attempt.started:
+        if created and not state.started:
             shutil.rmtree(save_dir, ignore_errors=True)  # never started: leave nothing behind
-        elif save_dir.is_dir():
-            with contextlib.suppress(
-                OSError, DiskFull
-            ):  # on a full disk, FAILED may not fit either: the error still shows
-                touch(save_dir / FAILED, f"{type(e).__name__}: {e}\n")
+        elif state.committed and save_dir.is_dir():
+            with contextlib.suppress(OSError, DiskFull):  # on a full disk, FAILED may not fit either: the error shows
+                status.fail(save_dir, f"{type(e).__name__}: {e}")
         raise
     finally:
-        run_lock.release(save_dir)
+        lock.release(save_dir)

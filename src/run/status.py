@@ -1,4 +1,4 @@
-"""The owner of a run's status: the one reader (`status`) and the one writer of each marker file (FINISHED, FAILED,
+"""The owner of a run's status: the one reader (`status_of`) and the one writer of each marker file (FINISHED, FAILED,
 PRUNED), and the one rule for whether a training process's exit code is a failure of its run (`record_exit`), which
 the local runner calls in Python and batch.sh and the SLURM task script through
 
@@ -16,6 +16,7 @@ Imports nothing heavy: analysis code and the runners read statuses too.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -46,7 +47,7 @@ def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> 
     return age > max(STALE_HEARTBEATS * interval, MIN_STALE_SECONDS)
 
 
-def status(run_dir: str | os.PathLike, now: float | None = None) -> str:
+def status_of(run_dir: str | os.PathLike, now: float | None = None) -> str:
     """pending | running | dead | failed | finished | pruned (see above)."""
     run_dir = Path(run_dir)
     if (run_dir / PRUNED).exists():  # checked first: a pruned run ends like a finished one, FINISHED included
@@ -102,6 +103,41 @@ def record_exit(run_dir: str | os.PathLike, code: int) -> bool:
     finally:
         with contextlib.suppress(OSError):
             lock.release(run_dir)
+
+
+def finished_results(save_dir: Path, n_epochs: int) -> dict | None:
+    """The stored results of a run that finished at least n_epochs, or stopped early or was pruned by its Optuna
+    study (ways to finish: more epochs do not restart it), else None."""
+    results = save_dir / layout.EVAL_RESULTS
+    if (save_dir / layout.PRUNED).exists():
+        return json.loads(results.read_text()) if results.is_file() else {}
+    if not (save_dir / layout.FINISHED).exists() or not results.is_file():
+        return None
+    if layout.last_epoch(save_dir) >= n_epochs or layout.stopped_early(save_dir) is not None:
+        try:
+            stored = json.loads(results.read_text())
+            if not isinstance(stored, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as e:  # damaged: the run tests its best checkpoint again and rewrites it
+            print(f"warning: {results} is damaged ({e}); testing the best checkpoint again", file=sys.stderr)
+            return None
+        return stored
+    return None
+
+
+def nothing_to_do(save_dir: Path, n_epochs: int) -> str:
+    """What the same command says for a finished run."""
+    if (save_dir / layout.PRUNED).exists():
+        return f"{save_dir} was pruned ({(save_dir / layout.PRUNED).read_text().strip()}); nothing to do."
+    stop = layout.stopped_early(save_dir)
+    if stop is None:
+        return f"{save_dir} already finished {n_epochs} epochs; nothing to do."
+    return (
+        f"{save_dir} finished: stopped early after epoch {stop.get('epoch')} ({stop.get('reason')}: "
+        f"{stop.get('message')}); nothing to do, also with more epochs. To continue it deliberately, delete "
+        f"{save_dir / layout.FINISHED} and run again with a larger early_stopping.patience (or without early_stopping) "
+        "and -b 'training_loop.allow_config_change=True', or train into another SAVE_DIR."
+    )
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,8 @@
     job '/abs/results/tune_lr/small/lr=0.001' '/abs/experiments/tune_lr/small/configs/lr=0.001.gin'
 
 `job` (defined at the top of the file) runs `bin/train.py` with the line's arguments: the run folder first,
-then the configs. A failing line is counted and recorded in the run's FAILED file; the others still run; the
+then the configs. A failing line is counted and its exit code recorded in the run's FAILED file by the rule every
+runner follows (src/run/status.py: not when the run finished or another process trains it); the others still run; the
 script exits non-zero if any failed. A run another process trains in is skipped, untouched. Ctrl-C stops the whole
 batch (re-running it resumes).
 """
@@ -44,7 +45,7 @@ job() {{
     if [ "$code" -ne 0 ]; then
         failed=$((failed + 1))
         echo "batch: job failed (exit $code): $1" >&2
-        if [ -d "$1" ] && [ ! -e "$1/FAILED" ]; then echo "exit code $code" > "$1/FAILED"; fi
+        "$PYTHON" -m src.run.status exited "$1" "$code"   # FAILED, by the rule every runner follows
     fi
     return 0
 }}

@@ -33,6 +33,7 @@ from src.errors import RunInUse, UserError
 from src.run import layout
 from src.run import lock as run_lock
 from src.run.secrets import redact
+from src.run.status import DONE, record_exit, status_of
 from src.runners.batch import Job, read_batch
 from src.runners.gpus import Gpu, describe, setup, visible_devices
 from src.runners.warm import WarmProcess, cold_reason
@@ -45,23 +46,6 @@ class Running:
     log: IO[str]
     started: float
     gpus: list[Gpu]
-
-
-def record_exit(job: Job, code: int) -> None:
-    """A failed job leaves its exit code in FAILED (unless the run finished, was interrupted, or is trained by
-    another process)."""
-    not_a_failure = (0, 130, -signal.SIGINT, RunInUse.exit_code)
-    if code in not_a_failure or not job.run_dir.is_dir():
-        return
-    try:
-        run_lock.acquire(job.run_dir)  # another runner may have started the run meanwhile: then it is not failed
-    except (RunInUse, OSError):
-        return
-    try:
-        if not (job.run_dir / layout.FINISHED).exists() and not (job.run_dir / layout.FAILED).exists():
-            layout.touch(job.run_dir / layout.FAILED, f"exit code {code}\n")
-    finally:
-        run_lock.release(job.run_dir)
 
 
 def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None, warm: bool = False) -> Running:
@@ -201,7 +185,7 @@ def run_local(
     batch = Path(batch)
     all_jobs = read_batch(batch)
     pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
-    todo = [job for job in all_jobs if layout.status(job.run_dir) not in layout.DONE]
+    todo = [job for job in all_jobs if status_of(job.run_dir) not in DONE]
     if not todo:
         print(
             f"nothing to do: all {len(all_jobs)} runs of {batch} are finished"
@@ -283,7 +267,7 @@ def run_local(
                         pool.release(r.gpus)
                         next_look = 0.0
                     code, seconds = r.process.poll() or 0, time.time() - r.started
-                    record_exit(r.job, code)
+                    record_exit(r.job.run_dir, code)
                     if code == RunInUse.exit_code:
                         skipped.append(r.job)
                         verdict = "skipped: another process trains in it"

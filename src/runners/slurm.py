@@ -21,6 +21,7 @@ from pathlib import Path
 
 from src.errors import RunInUse, UserError
 from src.run import layout
+from src.run.status import DONE, status_of
 from src.runners.batch import TRAIN, Job, read_batch, single_line
 from src.training.preemption_signal import REQUEUED_BY_TASK_SCRIPT
 
@@ -65,9 +66,8 @@ fi
 # scancel's TERM reaches the processes and this script at about the same time: give it a moment to arrive here
 # before an exit code counts as a failure (a cancelled run resumes when resubmitted)
 if [ "$code" -ne 0 ] && [ "$cancelled" -eq 0 ]; then sleep 3; fi
-if [ "$code" -ne 0 ] && [ "$code" -ne 130 ] && [ "$code" -ne {in_use} ] && [ "$cancelled" -eq 0 ] \\
-        && [ ! -e "$1/FINISHED" ] && [ ! -e "$1/FAILED" ] && [ ! -L "$1/FAILED" ] && ! in_use "$1"; then
-    echo "exit code $code" > "$1/FAILED"
+if [ "$code" -ne 0 ] && [ "$cancelled" -eq 0 ]; then
+    {python} -m src.run.status exited "$1" "$code"   # FAILED, by the rule every runner follows
 fi
 exit $code
 """
@@ -154,7 +154,7 @@ def submit(batch: str | Path, options: SlurmOptions, dry_run: bool = False) -> s
     options.check()
     batch = Path(batch).resolve()
     jobs = read_batch(batch)
-    indices = [i for i, job in enumerate(jobs) if layout.status(job.run_dir) not in (*layout.DONE, "running")]
+    indices = [i for i, job in enumerate(jobs) if status_of(job.run_dir) not in (*DONE, "running")]
     skipped = len(jobs) - len(indices)
     if not indices:  # an up-to-date sweep: `prepare` wrote no job line, or the runs finished or run meanwhile
         print(

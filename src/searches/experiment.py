@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from src.run import layout
+from src.run.status import DONE, status_of
 from src.runners.batch import Job, write_batch
 
 Point = dict[str, Any]
@@ -125,7 +126,7 @@ def prepare(
         text = config_text(template, point)
         config, run_dir = configs / f"{run}.gin", runs / run
         stored = run_dir / layout.INPUT_CONFIGS / config.name
-        if layout.status(run_dir) in layout.DONE:
+        if status_of(run_dir) in DONE:
             if stored.is_file() and stored.read_text() != text:
                 prepared.changed.append(run)
             else:

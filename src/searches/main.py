@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from src.cli.common import Parser, run_main
-from src.errors import UserError, did_you_mean
+from src.errors import UserError, unknown
 from src.searches.experiment import REPLICATES, Point, prepare
 
 if TYPE_CHECKING:
@@ -36,8 +36,7 @@ def experiment_main(
 
     def main(args: argparse.Namespace) -> None:
         if args.name not in searches:
-            hint = did_you_mean(args.name, list(searches))
-            raise UserError(f"Unknown search {args.name!r}.{hint} Valid names: {', '.join(searches)}.")
+            raise UserError(unknown("search", args.name, searches))
         points = searches[args.name]
         if args.command == "prepare":
             from src.searches.bindings import check_bindings  # imports the training code: only to prepare

@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from src.errors import UserError
+from src.errors import UserError, unknown
 
 if TYPE_CHECKING:
     import optuna
@@ -71,7 +71,7 @@ def make_pruner(name: str, options: dict[str, Any]) -> optuna.pruners.BasePruner
     import optuna
 
     if name not in PRUNERS:
-        raise UserError(f"Unknown pruner {name!r}. Valid pruners: {', '.join(PRUNERS)}.")
+        raise UserError(unknown("pruner", name, PRUNERS))
     try:
         return getattr(optuna.pruners, PRUNERS[name])(**options)
     except TypeError as e:

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from src.checks import integer
-from src.errors import UserError, did_you_mean
+from src.errors import UserError, did_you_mean, integer, unknown
 from src.run import layout
 from src.run.metric_directions import NOT_METRICS
+from src.run.status import status_of
 from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
 from src.searches.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
 
@@ -92,9 +92,9 @@ class OptunaSearch:
         for what, value in (("n_trials", self.n_trials), ("batch_size", self.batch_size)):
             integer(f"optuna_search {what}", value)
         if self.sampler not in SAMPLERS:
-            raise UserError(f"Unknown sampler {self.sampler!r}. Valid samplers: {', '.join(SAMPLERS)}.")
+            raise UserError(unknown("sampler", self.sampler, SAMPLERS))
         if self.pruner not in PRUNERS:
-            raise UserError(f"Unknown pruner {self.pruner!r}. Valid pruners: {', '.join(PRUNERS)}.")
+            raise UserError(unknown("pruner", self.pruner, PRUNERS))
         if not self.space:
             raise UserError("optuna_search needs a non-empty space.")
         self.distributions()
@@ -219,7 +219,7 @@ class OptunaSearch:
         told = Told()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             run = self.run_of(trial)
-            status = layout.status(runs_dir / run)
+            status = status_of(runs_dir / run)
             if status == "finished":
                 try:
                     value = best_value(runs_dir / run, self.metric, study.direction.name.lower() == "maximize")

@@ -195,9 +195,9 @@ def plugins() -> list[Any]:
     saves at a batch boundary instead of inside the signal handler)."""
     from lightning_fabric.plugins.environments import SLURMEnvironment
 
-    from src.training.callbacks.checkpoint import AtomicCheckpointIO
+    from src.training.callbacks.checkpoint import RunCheckpointIO
 
-    return [AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])]
+    return [RunCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])]
 
 
 @contextlib.contextmanager

@@ -10,20 +10,8 @@ from typing import Any
 import gin
 
 from src.errors import UserError
-from src.run import layout
+from src.run import checkpoints, layout
 from src.training.parts import Parts
-
-
-def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
-    run_dir = Path(run_dir)
-    if checkpoint not in layout.CHECKPOINTS:
-        raise UserError(f"Unknown checkpoint {checkpoint!r}. Valid checkpoints: {', '.join(layout.CHECKPOINTS)}.")
-    if not layout.is_run_dir(run_dir):
-        raise UserError(f"{str(run_dir)!r} is not a run folder (no {layout.CONFIG}).")
-    path = run_dir / layout.CHECKPOINTS[checkpoint]
-    if not path.is_file():
-        raise UserError(f"{str(run_dir)!r} has no {path.name}: train it first (bin/train.py {run_dir} CONFIGS).")
-    return path
 
 
 def run_parts(run_dir: str | Path) -> tuple[Parts, dict[str, Any]]:
@@ -40,18 +28,11 @@ def run_parts(run_dir: str | Path) -> tuple[Parts, dict[str, Any]]:
 
 def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[Parts, dict[str, Any]]:
     """(the run's parts, the module holding the checkpoint's weights and in eval mode; training_loop's arguments)."""
-    import torch
-
-    path = checkpoint_path(run_dir, checkpoint)
+    path = checkpoints.for_inference(run_dir, checkpoint)
     parts, args = run_parts(run_dir)
+    weights = checkpoints.weights(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise UserError(f"Cannot load {path} safely (weights_only=True): {str(e).splitlines()[0]}") from e
-    if not isinstance(state, dict) or not isinstance(state.get("state_dict"), dict):
-        raise UserError(f"{path} is not a Lightning checkpoint (no state_dict).")
-    try:
-        parts.module.load_state_dict(state["state_dict"])
+        parts.module.load_state_dict(weights)
     except RuntimeError as e:  # missing, unexpected or mis-shaped weights: saved by another model
         reason = "; ".join(line.strip() for line in str(e).splitlines() if line.strip())
         raise UserError(f"{path} does not fit the model its run's {layout.CONFIG} builds: {reason[:300]}") from e

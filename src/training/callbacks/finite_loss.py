@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytorch_lightning as pl
 import torch
 
-from src.checks import integer
-from src.errors import UserError
+from src.errors import UserError, integer
 from src.training.callbacks.registry import CALLBACKS
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 
-from src.checks import number
+from src.errors import number
 from src.run import layout
 from src.training.callbacks.registry import CALLBACKS
 

@@ -22,7 +22,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from src.run import environment, layout
+from src.run import environment, layout, status
 from src.training.callbacks.registry import CALLBACKS
 from src.training.speed import compile_seconds
 
@@ -105,8 +105,7 @@ class MetaSaver(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        for marker in (layout.FINISHED, layout.FAILED):
-            (self.run_dir / marker).unlink(missing_ok=True)
+        status.clear(self.run_dir)
         self.meta = self._read()
         self.meta.pop("stopped_early", None)  # a run continued deliberately; a new stop records itself again
         total = sum(p.numel() for p in pl_module.parameters())
@@ -114,7 +113,7 @@ class MetaSaver(pl.Callback):
         self.meta["parameters"] = {"total": total, "trainable": trainable}
         print(f"parameters: {total:,} ({trainable:,} trainable)")
         commit = git("rev-parse", "HEAD")
-        status = git("status", "--porcelain", "--untracked-files=no")
+        tree = git("status", "--porcelain", "--untracked-files=no")
         self.meta.update(
             command=shlex.join([sys.executable, *sys.argv]),
             argv=sys.argv,
@@ -122,7 +121,7 @@ class MetaSaver(pl.Callback):
             hostname=socket.gethostname(),
             save_dir=str(self.run_dir.resolve()),
             git_commit=commit.strip() if commit else None,
-            git_dirty=bool(status.strip()) if status is not None else None,
+            git_dirty=bool(tree.strip()) if tree is not None else None,
             versions=versions(),
             device=environment.device_kind(trainer.strategy.root_device),
             world_size=trainer.world_size,  # processes training together (DDP); each attempt records its own
@@ -186,7 +185,7 @@ class MetaSaver(pl.Callback):
         self._end_attempt()
         self.meta["end_time"] = self.meta.get("attempts", [{}])[-1].get("end", now_iso())
         self._save()
-        layout.touch(self.run_dir / layout.FINISHED, self.meta["end_time"] + "\n")
+        status.finish(self.run_dir, self.meta["end_time"])
 
 
 @CALLBACKS.register("meta_saver")

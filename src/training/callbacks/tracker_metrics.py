@@ -60,12 +60,13 @@ class TrackerMetrics(pl.Callback):
         self._sent_rows = 0  # rows of history.csv this attempt has sent (or that an earlier attempt sent)
         self._step_before = 0
         self._loss: torch.Tensor | None = None  # the summed loss of the micro-batches of a step to be logged
+        self.history: HistoryWriter | None = None  # whose rows it sends (src/training/callbacks/every_run.py)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         mute_lightning_logging(trainer)
 
     def _history(self, trainer: pl.Trainer) -> list[dict]:
-        return next(c for c in trainer.callbacks if isinstance(c, HistoryWriter)).rows  # type: ignore[attr-defined]
+        return self.history.rows if self.history is not None else []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         rows = self._history(trainer)  # restored from a checkpoint: sent when written, except to new tracker runs
