@@ -1,5 +1,6 @@
 """load_C on tricky gin, and the results API's independence from training code."""
 
+import json
 import subprocess
 import sys
 
@@ -115,6 +116,8 @@ def test_summarize_reads_best_and_final_metrics(tmp_path):
         "epoch,train_loss,valid_acc,lr\n1,0.9,0.5,0.1\n2,nan,0.75,0.1\n3,0.4,,0.1\n4,0.6\n"  # NaN, empty, short row
     )
     (tmp_path / "eval_results.json").write_text('{"test_acc": 0.7, "checkpoint": "best"}')
+    directions = {"train_loss": "min", "valid_acc": "max", "test_acc": "max"}
+    (tmp_path / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": directions}))
     assert summarize(tmp_path) == {
         "epochs": 4,
         "best_train_loss": 0.4,
@@ -131,4 +134,5 @@ def test_summarize_skips_blank_lines(tmp_path):
     from src.results import summarize
 
     (tmp_path / "history.csv").write_text("\nepoch,valid_acc\n1,0.5\n\n2,0.6\n\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": {"valid_acc": "max"}}))
     assert summarize(tmp_path) == {"epochs": 2, "best_valid_acc": 0.6, "final_valid_acc": 0.6}

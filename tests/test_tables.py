@@ -1,6 +1,7 @@
 """bin/runs.py and bin/diff_runs.py tables: whole when piped, fitted to a terminal by dropping columns, and
 diff columns labelled by the shortest path suffix that tells the runs apart."""
 
+import json
 import os
 import re
 import select
@@ -16,9 +17,13 @@ WIDE = {f"block{i}.parameter_{i}": [f"value_{i}_{j}_quite_long" for j in range(3
 
 
 def fake_run(folder, bindings: dict, history: str = "epoch,valid_acc,valid_loss\n1,0.5,1.2\n2,0.75,0.9\n"):
-    """A finished run folder as load_runs sees it: config.gin, history.csv, FINISHED."""
+    """A finished classification run folder as load_runs sees it: config.gin, metrics.json, history.csv, FINISHED."""
     folder.mkdir(parents=True)
     (folder / "config.gin").write_text("".join(f"{k} = {v!r}\n" for k, v in bindings.items()))
+    directions = {
+        f"{stage}_{m}": d for stage in ("train", "valid", "test") for m, d in (("loss", "min"), ("acc", "max"))
+    }
+    (folder / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": directions}))
     (folder / "history.csv").write_text(history)
     (folder / "FINISHED").touch()
     return folder
@@ -101,10 +106,10 @@ def test_runs_table_shows_every_task_main_metric(tmp_path, capsys):
     reg = fake_run(
         tmp_path / "reg", {"supervised.loss": "mse"}, "epoch,valid_loss,valid_mse,valid_mae\n1,0.9,0.9,0.7\n"
     )
-    (reg / "metrics.json").write_text(json.dumps({"main": "valid_mse", "directions": {"valid_mse": "min"}}))
+    directions = {"valid_mse": "min", "valid_loss": "min", "valid_mae": "min"}
+    (reg / "metrics.json").write_text(json.dumps({"main": "valid_mse", "directions": directions}))
     (reg / "eval_results.json").write_text(json.dumps({"test_mse": 0.8, "test_mae": 0.6}))
     cls = fake_run(tmp_path / "cls", {"supervised.loss": "cross_entropy"})
-    (cls / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": {"valid_acc": "max"}}))
     (cls / "eval_results.json").write_text(json.dumps({"test_acc": 0.7}))
     assert runs_main([str(tmp_path), "--csv"]) == 0
     header = next(csv.reader(capsys.readouterr().out.splitlines()))

@@ -21,8 +21,8 @@ ALWAYS_METRICS = ["epochs", "stop_reason", "stop_epoch"]
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
     """The metric columns worth showing, in the order their runs are listed: `best_<main>` of every main metric the
-    runs recorded (metrics.json), `best_valid_loss`, then the matching `eval_test_*`. A run without metrics.json
-    (from before metrics were declared) contributes each `best_valid_*` it has: those with a known direction."""
+    runs recorded (metrics.json), `best_valid_loss`, then the matching `eval_test_*`. A run without a readable
+    metrics.json contributes each `best_valid_*` it has."""
     mains: list[str] = []
     for _, row in runs.iterrows():
         main = metric_directions.main_metric(row["run"])

@@ -6,7 +6,7 @@ run's seed is offered) and any gin-configurable parameters. It declares what a m
     model_kwargs -> dict     e.g. {"input_shape": (1, 8, 8), "n_outputs": 10}: any keywords, read before training
                              and by `load_model` (keep it cheap: no data loading); InMemoryDataModule derives it from
                              the class attributes `input_shape` and `n_outputs`. Without it, `input_shape` and
-                             `n_outputs` (or the older `n_classes`) class attributes are used.
+                             `n_outputs` class attributes are used.
     use_distributed_sampler  optional; False when the loaders shard the data by rank themselves (InMemoryDataModule).
                              Lightning's default (True): under DDP each process reads its share through a
                              DistributedSampler.

@@ -25,7 +25,6 @@ import pytorch_lightning as pl
 import torch
 
 SUMS_KEY = "epoch_metric_sums"  # the partial training epoch's sums in a mid-epoch checkpoint
-OLD_SUMS_KEY = "supervised_train_sums"  # the same, from checkpoints written before metrics were declared
 
 
 class EpochMetricsModule(pl.LightningModule):
@@ -124,6 +123,3 @@ class EpochMetricsModule(pl.LightningModule):
                 else:
                     return
             self._sums["train"] = (tuple(saved["names"]), sums, count)
-        elif OLD_SUMS_KEY in checkpoint:
-            sums, count = checkpoint[OLD_SUMS_KEY]
-            self._sums["train"] = (("loss", "acc"), sums, int(count))

@@ -18,6 +18,3 @@ cheap per-epoch means over examples and exact mid-epoch resume of them; any Ligh
 from src.registry import Registry
 
 MODULES = Registry("module", offers={"model": "the run (training_loop.model): bind that instead"})
-
-STAGES = ("train", "valid", "test")
-DIRECTIONS = ("min", "max")

@@ -3,8 +3,8 @@ by analysis code (src/results.py) without importing training code.
 
     metrics.json  {"main": "valid_acc", "directions": {"train_loss": "min", "valid_acc": "max", ...}}
 
-Run folders from before metrics were declared have no metrics.json: there `*_loss` is minimised and `*_acc`
-maximised, and other columns have no direction (final values only).
+A run folder without a readable metrics.json (damaged, or not the template's) has no directions: its metrics are
+shown by their final values only.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def write(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def read(run_dir: str | os.PathLike) -> dict[str, str]:
     """The recorded directions {metric: 'min'|'max'}; {} when absent or unreadable (a damaged file must not stop
-    analysis: the suffix rule applies then)."""
+    analysis: its metrics are shown by their final values then)."""
     try:
         record = json.loads((Path(run_dir) / FILE).read_text())
         directions = record["directions"]
@@ -65,11 +65,5 @@ def main_metric(run_dir: str | os.PathLike) -> str | None:
 
 
 def direction(metric: str, recorded: dict[str, str]) -> str | None:
-    """'min', 'max', or None (no known direction)."""
-    if metric in recorded:
-        return recorded[metric]
-    if metric.endswith("_loss"):
-        return "min"
-    if metric.endswith("_acc"):
-        return "max"
-    return None
+    """'min', 'max', or None (no recorded direction)."""
+    return recorded.get(metric)

@@ -28,8 +28,6 @@ SET_BY_THE_TEMPLATE = {  # Trainer flags the training loop sets itself: flag -> 
     "profiler": "training_loop.profiler",
     "enable_checkpointing": "nothing (last.ckpt and best.ckpt are what resume and evaluation read)",
 }
-# Lightning's None defaults, as earlier versions of the template spelled them in config.gin
-SPELLED_DEFAULTS = {"precision": "32-true", "num_sanity_val_steps": 2}
 QUIET_WARNINGS = (  # noise that says nothing actionable about this template's set-up
     r".*does not have many workers.*",
     r".*exists and is not empty.*",
@@ -45,7 +43,7 @@ def trainer_defaults() -> dict[str, Any]:
 
     params = inspect.signature(pl.Trainer.__init__).parameters
     found = {name: p.default for name, p in params.items() if name != "self" and p.kind is p.KEYWORD_ONLY}
-    return {**found, **SPELLED_DEFAULTS}
+    return found
 
 
 def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
@@ -96,7 +94,7 @@ def trainer_problem(flags: dict[str, Any]) -> str | None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pl.Trainer(
-                logger=False, enable_checkpointing=False, enable_progress_bar=False, **{**SPELLED_DEFAULTS, **flags}
+                logger=False, enable_checkpointing=False, enable_progress_bar=False, **flags
             )
     except Exception as e:  # ValueError, MisconfigurationException, TypeError, ImportError of a strategy's package
         return f"{type(e).__name__}: {one_line(e)}"
@@ -125,7 +123,6 @@ def make_trainer(
         **{
             "enable_progress_bar": sys.stdout.isatty(),
             "use_distributed_sampler": getattr(data, "use_distributed_sampler", True),  # False: it shards itself
-            **SPELLED_DEFAULTS,
             **flags,
         },
     )

@@ -23,13 +23,13 @@ class Parts:
 
 
 def model_kwargs(datamodule: Any) -> dict[str, Any]:
-    """What the data declares for its model: `model_kwargs`, else the `input_shape` / `n_outputs` (or older
-    `n_classes`) attributes it has."""
+    """What the data declares for its model: `model_kwargs`, else the `input_shape` / `n_outputs` attributes it
+    has."""
     declared = getattr(datamodule, "model_kwargs", None)
     if declared is not None:
         return dict(declared)
     found = {"input_shape": getattr(datamodule, "input_shape", None)}
-    found["n_outputs"] = getattr(datamodule, "n_outputs", getattr(datamodule, "n_classes", None))
+    found["n_outputs"] = getattr(datamodule, "n_outputs", None)
     return {k: v for k, v in found.items() if v is not None}
 
 
