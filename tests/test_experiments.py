@@ -335,13 +335,15 @@ def run_lock_is_free(run) -> bool:
 
 
 def fake_run(run_dir, bindings, history, directions=None, status=layout.FINISHED):
-    """A finished run folder as analysis code reads it, without training."""
+    """A finished run folder as analysis code reads it, without training; `directions` default to a classifier's
+    (accuracy up, losses down), as the template records them."""
     run_dir.mkdir(parents=True)
     (run_dir / layout.CONFIG).write_text("".join(f"{k} = {v!r}\n" for k, v in bindings.items()))
     pd.DataFrame(history).to_csv(run_dir / layout.HISTORY, index=False)
-    if directions is not None:
-        record = {"main": next(iter(directions)), "directions": directions}
-        (run_dir / layout.METRICS).write_text(json.dumps(record))
+    if directions is None:
+        directions = {c: "max" if c.endswith("_acc") else "min" for c in history if c.endswith(("_acc", "_loss"))}
+    record = {"main": next(iter(directions), "valid_loss"), "directions": directions}
+    (run_dir / layout.METRICS).write_text(json.dumps(record))
     (run_dir / status).touch()
 
 

@@ -111,11 +111,11 @@ def test_a_second_ctrl_c_kills_jobs_that_ignore_the_first():
 
 def test_the_job_log_header_masks_secrets(tmp_path, monkeypatch):
     from src.runners.batch import Job
-    from src.runners.local import start
+    from src.runners.local import open_log, start
 
     monkeypatch.setenv("MY_PASSWORD", "pw789qqq")
     job = Job((str(tmp_path / "run"), "configs/cnn.gin", "-b", "mlflow.tracking_uri='http://u:pw789qqq@host'"))
-    running = start(job, tmp_path / "logs", threads=1, gpus=[], devices=None, warm=False)
+    running = start(job, open_log(tmp_path / "logs", job), threads=1, gpus=[], devices=None, warm=False)
     running.process.kill()
     running.process.wait()
     running.log.close()

@@ -30,13 +30,12 @@ from pathlib import Path
 from typing import IO
 
 from src.errors import RunInUse, UserError
-from src.run import layout
-from src.run import lock as run_lock
+from src.run import layout, lock
 from src.run.secrets import redact
 from src.run.status import DONE, record_exit, status_of
 from src.runners.batch import Job, read_batch
-from src.runners.gpus import Gpu, describe, setup, visible_devices
-from src.runners.warm import WarmProcess, cold_reason
+from src.runners.gpus import Gpu, GpuPool, describe, setup, visible_devices
+from src.runners.warm import WarmProcess, adopt_orphans, cold_reason, stop_warm_server, warm_server_alive
 
 
 @dataclass
@@ -48,11 +47,21 @@ class Running:
     gpus: list[Gpu]
 
 
-def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str | None, warm: bool = False) -> Running:
-    """Start the job's process, forked from the warm server if `warm`, else a fresh `bin/train.py` process;
-    `devices` is its CUDA_VISIBLE_DEVICES (None: leave the environment's)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / f"{job.run_dir.name}.log", "a")
+def open_log(log_dir: Path, job: Job) -> IO[str]:
+    """The job's log (appended to), or one line naming it when it cannot be written (a full or read-only disk): the
+    runner stops then, and the runs it did not start are untouched."""
+    path = log_dir / f"{job.run_dir.name}.log"
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        return open(path, "a")
+    except OSError as e:
+        raise UserError(f"Cannot write the job log {path} ({e.strerror or e}): free space or make {log_dir} writable, "
+                        "then run the same command again.") from e  # fmt: skip
+
+
+def start(job: Job, log: IO[str], threads: int, gpus: list[Gpu], devices: str | None, warm: bool = False) -> Running:
+    """Start the job's process, forked from the warm server if `warm`, else a fresh `bin/train.py` process, its output
+    appended to `log`; `devices` is its CUDA_VISIBLE_DEVICES (None: leave the environment's)."""
     started = time.time()
     when = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} ({started:.3f})"
     log.write(redact(f"==> {shlex.join(job.command())}\n==> started {when} {'warm' if warm else 'cold'}\n"))
@@ -66,11 +75,7 @@ def start(job: Job, log_dir: Path, threads: int, gpus: list[Gpu], devices: str |
     if devices is not None:
         env |= {"CUDA_VISIBLE_DEVICES": devices, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}  # nvidia-smi's numbering
     if warm:
-        try:
-            return Running(job, WarmProcess(list(job.args), env, layout.CODE_ROOT, log.name), log, started, gpus)
-        except BaseException:
-            log.close()
-            raise
+        return Running(job, WarmProcess(list(job.args), env, layout.CODE_ROOT, log.name), log, started, gpus)
     process = subprocess.Popen(
         job.command(),
         cwd=layout.CODE_ROOT,
@@ -156,7 +161,7 @@ def already_taken(job: Job) -> str | None:
     """Why another runner's work makes the job moot now (finished meanwhile, or trained right now), else None."""
     if (job.run_dir / layout.FINISHED).exists():
         return FINISHED_ELSEWHERE
-    if run_lock.is_held(job.run_dir):
+    if lock.is_held(job.run_dir):
         return "another process trains in it"
     return None
 
@@ -178,8 +183,6 @@ def run_local(
     memory others may use before it counts as busy) choose the GPUs (src/runners/gpus.py); `jobs` defaults to as
     many as the GPUs take, or 2 without GPUs; `poll`: seconds between looks at busy GPUs while waiting; `cold`:
     every job a fresh `bin/train.py` process (the default where warm starts are impossible: src/runners/warm.py)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}.")
     batch = Path(batch)
@@ -187,119 +190,180 @@ def run_local(
     pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
     todo = [job for job in all_jobs if status_of(job.run_dir) not in DONE]
     if not todo:
-        print(
-            f"nothing to do: all {len(all_jobs)} runs of {batch} are finished"
-            if all_jobs
-            else f"nothing to do: {batch} lists no runs"
-        )
+        print(f"nothing to do: all {len(all_jobs)} runs of {batch} are finished" if all_jobs else
+              f"nothing to do: {batch} lists no runs")  # fmt: skip
         return 0
     jobs = jobs or (pool.slots if pool else 2)
     slots = min(jobs, pool.slots) if pool else jobs
     threads = threads or max(1, (os.cpu_count() or 1) // min(slots, len(todo)))
+    why_cold = "--cold" if cold else cold_reason()
     where = ""
     if pool:
         each = f"{pool.per_job} GPU{'s' * (pool.per_job > 1)} per job, {pool.per_gpu} job{'s' * (pool.per_gpu > 1)}"
         where = f" on {describe(pool.gpus)} ({each} per GPU)"
     elif cpu_devices == "":
         where = " on CPU (GPUs hidden: --gpus-per-job 0)"
-    why_cold = "--cold" if cold else cold_reason()
-    warm = why_cold is None
     print(
         f"{len(all_jobs)} jobs: {len(all_jobs) - len(todo)} finished (skipped), {len(todo)} to run, "
         f"at most {slots} at a time{where}, {threads} threads each, "
-        + ("warm starts" if warm else f"cold starts ({why_cold})")
+        + ("warm starts" if why_cold is None else f"cold starts ({why_cold})")
         + f"; logs in {batch.parent / 'logs'}"
     )
-    queue, durations = list(todo), []
-    running: list[Running] = []
-    failed: list[Job] = []
-    skipped: list[Job] = []
-    elsewhere: list[Job] = []
-    done, next_look = 0, 0.0
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), "eta {task.fields[eta]}")
-    with Progress(*columns, disable=quiet or not sys.stdout.isatty()) as progress:
+    scheduler = Scheduler(todo, batch.parent / "logs", slots, threads, pool, cpu_devices, why_cold is None, poll)
+    return scheduler.run(quiet)
 
-        def say(line: str) -> None:
-            progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
-        def finish(job: Job, verdict: str) -> None:
-            nonlocal done
-            done += 1
-            say(f"[{done}/{len(todo)}] {job.run_dir.name}: {verdict}")
-            progress.advance(task)
+class Scheduler:
+    """Runs jobs at most `slots` at a time: `fill` starts queued jobs while slots (and GPUs) are free, `reap`
+    collects the ones that ended and their verdict, `summary` says what happened. It owns what it starts: on an
+    interruption or an error of its own it stops the running jobs (they resume when run again), and on its way out
+    it ends the warm-start server."""
 
-        task = progress.add_task("", total=len(todo), eta=clock(None))
+    def __init__(
+        self,
+        todo: list[Job],
+        log_dir: Path,
+        slots: int,
+        threads: int,
+        pool: GpuPool | None,
+        cpu_devices: str | None,
+        warm: bool,
+        poll: float,
+    ) -> None:
+        self.queue, self.total, self.log_dir = list(todo), len(todo), log_dir
+        self.slots, self.threads, self.pool, self.cpu_devices, self.warm, self.poll = (
+            slots, threads, pool, cpu_devices, warm, poll
+        )  # fmt: skip
+        self.running: list[Running] = []
+        self.durations: list[float] = []
+        self.failed: list[Job] = []
+        self.skipped: list[Job] = []  # trained by another process right now
+        self.elsewhere: list[Job] = []  # finished by another process
+        self.done, self.next_look = 0, 0.0
+        self.served = False  # a job was forked from the warm server (which may die later)
+        self.say: Callable[[str], None] = print
+
+    def run(self, quiet: bool) -> int:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        columns = (
+            "{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            "eta {task.fields[eta]}",
+        )
+        if self.warm:
+            adopt_orphans()  # a job whose warm server dies stays this process's to wait for
+        with Progress(*columns, disable=quiet or not sys.stdout.isatty()) as progress:
+            self.say = lambda line: progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            self.progress, self.task = progress, progress.add_task("", total=self.total, eta=clock(None))
+            try:
+                while self.queue or self.running:
+                    self.fill()
+                    time.sleep(0.2)
+                    self.reap()
+                    self.show()
+            except KeyboardInterrupt:
+                self.say(f"interrupted: stopping {len(self.running)} jobs; run the same command to resume")
+                stop_all(self.running)
+                return 130
+            except BaseException:
+                stop_all(self.running, grace=5.0)  # nothing trains on unwatched after the runner is gone
+                raise
+            finally:
+                stop_warm_server()
+        print(self.summary())
+        return 1 if self.failed else 0
+
+    def fill(self) -> None:
+        while self.queue and len(self.running) < self.slots:
+            job = self.queue[0]
+            if reason := already_taken(job):
+                self.queue.pop(0)
+                (self.elsewhere if reason == FINISHED_ELSEWHERE else self.skipped).append(job)
+                self.finish(job, f"skipped: {reason}")
+                continue
+            gpus: list[Gpu] = []
+            if self.pool:
+                if time.time() < self.next_look:
+                    return
+                taken = self.pool.take([r.process.pid for r in self.running], self.say)
+                if taken is None:
+                    self.next_look = time.time() + self.poll
+                    return
+                gpus = taken
+            self.running.append(self.start(job, gpus))
+            self.queue.pop(0)
+            if self.pool:
+                self.say(f"started {job.run_dir.name} on {describe(gpus)}")
+
+    def start(self, job: Job, gpus: list[Gpu]) -> Running:
+        devices = visible_devices(gpus) if self.pool else self.cpu_devices
+        log = open_log(self.log_dir, job)
+        if self.warm and self.served and not warm_server_alive():
+            self.warm = False
+            self.say("the warm-start server is gone: starting the remaining jobs cold")
         try:
-            while queue or running:
-                while queue and len(running) < slots:
-                    reason = already_taken(queue[0])
-                    if reason:
-                        job = queue.pop(0)
-                        (elsewhere if reason == FINISHED_ELSEWHERE else skipped).append(job)
-                        finish(job, f"skipped: {reason}")
-                        continue
-                    chosen: list[Gpu] = []
-                    if pool:
-                        if time.time() < next_look:
-                            break
-                        taken = pool.take([r.process.pid for r in running], say)
-                        if taken is None:
-                            next_look = time.time() + poll
-                            break
-                        chosen = taken
-                    devices = visible_devices(chosen) if pool else cpu_devices
-                    try:
-                        running.append(start(queue[0], batch.parent / "logs", threads, chosen, devices, warm))
-                    except (OSError, EOFError) as e:  # the warm server could not start or died: start them cold
-                        if not warm:
-                            raise
-                        warm = False
-                        say(f"warm starts failed ({type(e).__name__}: {e}): starting the jobs cold from now on")
-                        running.append(start(queue[0], batch.parent / "logs", threads, chosen, devices))
-                    queue.pop(0)
-                    if pool:
-                        say(f"started {running[-1].job.run_dir.name} on {describe(chosen)}")
-                time.sleep(0.2)
-                for r in [r for r in running if r.process.poll() is not None]:
-                    running.remove(r)
-                    r.log.close()
-                    if pool:
-                        pool.release(r.gpus)
-                        next_look = 0.0
-                    code, seconds = r.process.poll() or 0, time.time() - r.started
-                    record_exit(r.job.run_dir, code)
-                    if code == RunInUse.exit_code:
-                        skipped.append(r.job)
-                        verdict = "skipped: another process trains in it"
-                    elif code != 0:
-                        failed.append(r.job)
-                        verdict = f"FAILED (exit {code}, log {r.log.name})"
-                    elif trained_elsewhere(r.job, r.process.pid):
-                        elsewhere.append(r.job)
-                        verdict = f"skipped: {FINISHED_ELSEWHERE}"
-                    else:
-                        durations.append(seconds)
-                        verdict = "ok"
-                    on = f" on {describe(r.gpus)}" if pool else ""
-                    finish(r.job, f"{verdict} in {seconds:.0f} s{on}")
-                now = time.time()
-                eta = estimate_left(durations, [now - r.started for r in running], len(queue), slots)
-                placed = ", ".join(f"{r.job.run_dir.name} on {describe(r.gpus)}" for r in running) if pool else ""
-                progress.update(
-                    task,
-                    eta=clock(eta),
-                    description=f"done {done - len(failed) - len(skipped) - len(elsewhere)} | running {len(running)}"
-                    + (f" ({placed})" if placed else "")
-                    + f" | failed {len(failed)}",
-                )
-        except KeyboardInterrupt:
-            say(f"interrupted: stopping {len(running)} jobs; run the same command to resume")
-            stop_all(running)
-            return 130
-    print(
-        f"{done - len(failed) - len(skipped) - len(elsewhere)} succeeded, {len(failed)} failed"
-        + (f", {len(skipped)} skipped (in use by another process)" if skipped else "")
-        + (f", {len(elsewhere)} finished by another process" if elsewhere else "")
-        + "".join(f"\n  failed: {job.run_dir}" for job in failed)
-    )
-    return 1 if failed else 0
+            running = start(job, log, self.threads, gpus, devices, self.warm)
+            self.served = self.served or self.warm
+            return running
+        except (OSError, EOFError) as e:  # the warm server could not start or died: start the jobs cold
+            if not self.warm:
+                log.close()
+                raise
+            self.warm = False
+            self.say(f"warm starts failed ({type(e).__name__}: {e}): starting the jobs cold from now on")
+            return start(job, log, self.threads, gpus, devices)
+
+    def reap(self) -> None:
+        for r in [r for r in self.running if r.process.poll() is not None]:
+            self.running.remove(r)
+            r.log.close()
+            if self.pool:
+                self.pool.release(r.gpus)
+                self.next_look = 0.0
+            code, seconds = r.process.poll() or 0, time.time() - r.started
+            record_exit(r.job.run_dir, code)
+            if code == RunInUse.exit_code:
+                self.skipped.append(r.job)
+                verdict = "skipped: another process trains in it"
+            elif code != 0:
+                self.failed.append(r.job)
+                verdict = f"FAILED (exit {code}, log {r.log.name})"
+            elif trained_elsewhere(r.job, r.process.pid):
+                self.elsewhere.append(r.job)
+                verdict = f"skipped: {FINISHED_ELSEWHERE}"
+            else:
+                self.durations.append(seconds)
+                verdict = "ok"
+            on = f" on {describe(r.gpus)}" if self.pool else ""
+            self.finish(r.job, f"{verdict} in {seconds:.0f} s{on}")
+
+    def finish(self, job: Job, verdict: str) -> None:
+        self.done += 1
+        self.say(f"[{self.done}/{self.total}] {job.run_dir.name}: {verdict}")
+        self.progress.advance(self.task)
+
+    def succeeded(self) -> int:
+        return self.done - len(self.failed) - len(self.skipped) - len(self.elsewhere)
+
+    def show(self) -> None:
+        now = time.time()
+        eta = estimate_left(self.durations, [now - r.started for r in self.running], len(self.queue), self.slots)
+        placed = ", ".join(f"{r.job.run_dir.name} on {describe(r.gpus)}" for r in self.running) if self.pool else ""
+        self.progress.update(
+            self.task,
+            eta=clock(eta),
+            description=f"done {self.succeeded()} | running {len(self.running)}"
+            + (f" ({placed})" if placed else "")
+            + f" | failed {len(self.failed)}",
+        )
+
+    def summary(self) -> str:
+        return (
+            f"{self.succeeded()} succeeded, {len(self.failed)} failed"
+            + (f", {len(self.skipped)} skipped (in use by another process)" if self.skipped else "")
+            + (f", {len(self.elsewhere)} finished by another process" if self.elsewhere else "")
+            + "".join(f"\n  failed: {job.run_dir}" for job in self.failed)
+        )

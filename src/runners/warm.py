@@ -21,12 +21,15 @@ As with any multiprocessing start method but fork, each child first re-imports t
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 PRELOAD = ["src.runners.preload"]
 TRAIN_MAIN = "src.cli.training:train_main"  # bin/train.py's entry point
@@ -62,18 +65,83 @@ class WarmProcess:
         assert self._process.pid is not None  # started
         self.pid: int = self._process.pid
         self.returncode: int | None = None
+        self._adopted = False  # its server died: waited for directly
 
     def poll(self) -> int | None:
+        """The job's exit code once it has ended, else None. The server reports it; if the server is gone (killed),
+        multiprocessing says 255 while the job may train on: the job, adopted by this process (`adopt_orphans`), is
+        then waited for directly, and its own exit code reported."""
         if self.returncode is None:
-            self.returncode = self._process.exitcode
+            if not self._adopted:
+                code = self._process.exitcode
+                if code != SERVER_GONE or warm_server_alive():
+                    self.returncode = code
+                    return code
+                self._adopted = True
+            self.returncode = wait_adopted(self.pid)
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        self._process.join(timeout)
-        code = self.poll()
-        if code is None:
-            raise subprocess.TimeoutExpired(f"job {self.pid}", timeout or 0.0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"job {self.pid}", timeout or 0.0)
+            time.sleep(0.05)
         return code
+
+
+SERVER_GONE = 255  # what multiprocessing reports for a job whose forkserver died (it cannot know the job's own code)
+
+
+def wait_adopted(pid: int) -> int | None:
+    """The exit code of a job whose server died, None while it runs. Adopted, it is this process's child; where it
+    is not (no subreaper), it is alive while /proc lists it, and its exit code is unknown (130: it resumes when run
+    again, never a false failure)."""
+    try:
+        done, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return None if Path(f"/proc/{pid}").exists() else 130
+    return os.waitstatus_to_exitcode(status) if done else None
+
+
+def adopt_orphans() -> bool:
+    """Make this process adopt its orphaned descendants (Linux's PR_SET_CHILD_SUBREAPER): a job whose warm server
+    dies is then this process's child, so that its end and exit code are still known. True if it worked."""
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def warm_server_alive() -> bool:
+    """Whether the forkserver this process started is running (False before it started one)."""
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # type: ignore[attr-defined]  # no public record of its server's pid
+    pid = server._forkserver_pid
+    if pid is None:
+        return False
+    try:
+        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+    except ChildProcessError:
+        return False
+
+
+def stop_warm_server() -> None:
+    """End the forkserver this process started, at once (its jobs are separate processes): left alone, it would
+    live on for seconds after the runner, a few hundred MB and a busy core while the interpreter tears down."""
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # type: ignore[attr-defined]
+    pid = server._forkserver_pid
+    if pid is None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        server._stop()  # closes its descriptors and reaps it
 
 
 def child(args: list[str], env: dict[str, str], cwd: str, log_path: str, entry: str = TRAIN_MAIN) -> None:
