@@ -93,9 +93,7 @@ def trainer_problem(flags: dict[str, Any]) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pl.Trainer(
-                logger=False, enable_checkpointing=False, enable_progress_bar=False, **flags
-            )
+            pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, **flags)
     except Exception as e:  # ValueError, MisconfigurationException, TypeError, ImportError of a strategy's package
         return f"{type(e).__name__}: {one_line(e)}"
     finally:
