@@ -173,7 +173,7 @@ def test_mlflow_tracking_store_choice(monkeypatch, tmp_path):
     from src.loggers import mlflow as mlflow_logger
 
     built = {}
-    monkeypatch.setattr(mlflow_logger, "make_logger_class", lambda: lambda **kwargs: built.update(kwargs))
+    monkeypatch.setattr(mlflow_logger, "RunFolderMLFlowLogger", lambda **kwargs: built.update(kwargs))
     build = LOGGERS.get("mlflow")
     results = (tmp_path / "results").resolve()
 

@@ -17,15 +17,16 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
+
+from pytorch_lightning.loggers import MLFlowLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.loggers import common
 from src.loggers.registry import LOGGERS
 from src.run import layout
-
-if TYPE_CHECKING:
-    from pytorch_lightning.loggers import MLFlowLogger
 
 RUN_ID_FILE = "mlflow_run_id.txt"
 DATABASE = "mlflow.db"
@@ -59,67 +60,60 @@ def store_lock(tracking_uri: str) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def make_logger_class() -> type[Any]:  # an MLFlowLogger subclass with the run folder's keywords
-    from pytorch_lightning.loggers import MLFlowLogger
-    from pytorch_lightning.loggers.logger import rank_zero_experiment
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+class RunFolderMLFlowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger that keeps its run id in the run folder and continues that run on resume."""
 
-    class RunFolderMLFlowLogger(MLFlowLogger):
-        """Lightning's MLFlowLogger that keeps its run id in the run folder and continues that run on resume."""
+    def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
+        self._run_dir, self._checkpoints = run_dir, checkpoints
+        self._id_file = run_dir / RUN_ID_FILE
+        with store_lock(kwargs["tracking_uri"]):
+            super().__init__(**kwargs)
+        self.new_run = self._run_id is None  # see common.py
 
-        def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
-            self._run_dir, self._checkpoints = run_dir, checkpoints
-            self._id_file = run_dir / RUN_ID_FILE
-            with store_lock(kwargs["tracking_uri"]):
-                super().__init__(**kwargs)
-            self.new_run = self._run_id is None  # see common.py
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:  # an MlflowClient
+        if self._initialized:
+            return self._mlflow_client
+        from mlflow.exceptions import MlflowException
 
-        @property
-        @rank_zero_experiment
-        def experiment(self) -> Any:  # an MlflowClient
-            if self._initialized:
-                return self._mlflow_client
-            from mlflow.exceptions import MlflowException
+        with store_lock(self._tracking_uri):
+            resumed = self._run_id is not None
+            if self._run_id is not None:
+                try:
+                    self._mlflow_client.get_run(self._run_id)
+                except MlflowException:
+                    print(
+                        f"warning: MLflow run {self._run_id} (from {self._id_file}) is not in "
+                        f"{self._tracking_uri}; starting a new MLflow run.",
+                        file=sys.stderr,
+                    )
+                    self._run_id, resumed, self.new_run = None, False, True
+            client = MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
+        if resumed:
+            client.update_run(self._run_id, status="RUNNING")
+        assert self._run_id is not None  # set by MLFlowLogger.experiment
+        common.write_id(self._id_file, self._run_id)
+        return client
 
-            with store_lock(self._tracking_uri):
-                resumed = self._run_id is not None
-                if self._run_id is not None:
-                    try:
-                        self._mlflow_client.get_run(self._run_id)
-                    except MlflowException:
-                        print(
-                            f"warning: MLflow run {self._run_id} (from {self._id_file}) is not in "
-                            f"{self._tracking_uri}; starting a new MLflow run.",
-                            file=sys.stderr,
-                        )
-                        self._run_id, resumed, self.new_run = None, False, True
-                client = MLFlowLogger.experiment.fget(self)  # type: ignore[attr-defined]
-            if resumed:
-                client.update_run(self._run_id, status="RUNNING")
-            assert self._run_id is not None  # set by MLFlowLogger.experiment
-            common.write_id(self._id_file, self._run_id)
-            return client
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        """MLflow params cannot change: on resume, log the new ones and record changed values as tags."""
+        logged = self.experiment.get_run(self.run_id).data.params
+        if logged:
+            changed = {k: v for k, v in params.items() if k in logged and str(v)[:MAX_PARAM_LENGTH] != logged[k]}
+            for key, value in changed.items():
+                self.experiment.set_tag(self.run_id, f"changed_on_resume.{key}", str(value)[:MAX_PARAM_LENGTH])
+            params = {k: v for k, v in params.items() if k not in logged}
+        if params:
+            super().log_hyperparams(params)
 
-        @rank_zero_only
-        def log_hyperparams(self, params: dict[str, Any], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
-            """MLflow params cannot change: on resume, log the new ones and record changed values as tags."""
-            logged = self.experiment.get_run(self.run_id).data.params
-            if logged:
-                changed = {k: v for k, v in params.items() if k in logged and str(v)[:MAX_PARAM_LENGTH] != logged[k]}
-                for key, value in changed.items():
-                    self.experiment.set_tag(self.run_id, f"changed_on_resume.{key}", str(value)[:MAX_PARAM_LENGTH])
-                params = {k: v for k, v in params.items() if k not in logged}
-            if params:
-                super().log_hyperparams(params)
-
-        @rank_zero_only
-        def close(self) -> None:
-            """Attach the run folder's files (common.run_files) to the run: called after the final test."""
-            if self._initialized:
-                for path in common.run_files(self._run_dir, self._checkpoints):
-                    self.experiment.log_artifact(self.run_id, str(path))
-
-    return RunFolderMLFlowLogger
+    @rank_zero_only
+    def close(self) -> None:
+        """Attach the run folder's files (common.run_files) to the run: called after the final test."""
+        if self._initialized:
+            for path in common.run_files(self._run_dir, self._checkpoints):
+                self.experiment.log_artifact(self.run_id, str(path))
 
 
 @LOGGERS.register("mlflow")
@@ -140,7 +134,7 @@ def mlflow(
     if not tracking_uri:  # the default store: everything under $RESULTS_DIR
         tracking_uri = f"sqlite:///{(layout.results_root() / DATABASE).resolve()}"
         artifact_location = artifact_location or (layout.results_root() / ARTIFACTS).resolve().as_uri()
-    return make_logger_class()(
+    return RunFolderMLFlowLogger(
         run_dir=run,
         checkpoints=checkpoints,
         experiment_name=experiment_name or common.experiment_name(run),

@@ -19,14 +19,14 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.errors import UserError
 from src.loggers import common
 from src.loggers.registry import LOGGERS
-
-if TYPE_CHECKING:
-    from pytorch_lightning.loggers import Logger
 
 RUN_ID_FILE = "neptune_run_id.txt"
 DATA_DIR = ".neptune"  # the name `neptune sync --path RUN` looks for
@@ -47,117 +47,111 @@ def data_directory(path: Path) -> Iterator[None]:
         os.environ.pop("NEPTUNE_DATA_DIRECTORY", None)
 
 
-def make_logger_class() -> type[Any]:  # a Logger subclass with the run folder's keywords
-    from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
-    from pytorch_lightning.utilities.rank_zero import rank_zero_only
+class NeptuneLogger(Logger):
+    """A Lightning logger over a neptune 1.x run, created when first used (on rank zero only)."""
 
-    class NeptuneLogger(Logger):
-        """A Lightning logger over a neptune 1.x run, created when first used (on rank zero only)."""
+    def __init__(
+        self,
+        run_dir: str | Path,
+        mode: str,
+        project: str | None,
+        name: str,
+        tags: Sequence[str] = (),
+        capture_hardware_metrics: bool = True,
+        capture_output: bool = False,
+        checkpoints: bool = False,
+    ) -> None:
+        super().__init__()
+        self._run_dir = Path(run_dir)
+        self._checkpoints = checkpoints
+        self._id_file = self._run_dir / RUN_ID_FILE
+        self._mode: Any = mode  # checked against neptune's modes by the builder
+        self._project = project
+        # see common.py; offline and debug runs cannot be opened again: every attempt is a new run
+        self.new_run = mode not in RESUMABLE_MODES or common.read_id(self._id_file) is None
+        # git_ref=False: Neptune would store the uncommitted diff unredacted (the run folder has git_diff.patch
+        # and the commit in meta.json, with secrets masked).
+        self._init: dict[str, Any] = dict(
+            name=name,
+            tags=list(tags) or None,
+            capture_hardware_metrics=capture_hardware_metrics,
+            capture_stdout=capture_output,
+            capture_stderr=capture_output,
+            git_ref=False,
+        )
+        self._run: Any = None
+        self._last_step: dict[str, int] = {}
 
-        def __init__(
-            self,
-            run_dir: str | Path,
-            mode: str,
-            project: str | None,
-            name: str,
-            tags: Sequence[str] = (),
-            capture_hardware_metrics: bool = True,
-            capture_output: bool = False,
-            checkpoints: bool = False,
-        ) -> None:
-            super().__init__()
-            self._run_dir = Path(run_dir)
-            self._checkpoints = checkpoints
-            self._id_file = self._run_dir / RUN_ID_FILE
-            self._mode: Any = mode  # checked against neptune's modes by the builder
-            self._project = project
-            # see common.py; offline and debug runs cannot be opened again: every attempt is a new run
-            self.new_run = mode not in RESUMABLE_MODES or common.read_id(self._id_file) is None
-            # git_ref=False: Neptune would store the uncommitted diff unredacted (the run folder has git_diff.patch
-            # and the commit in meta.json, with secrets masked).
-            self._init: dict[str, Any] = dict(
-                name=name,
-                tags=list(tags) or None,
-                capture_hardware_metrics=capture_hardware_metrics,
-                capture_stdout=capture_output,
-                capture_stderr=capture_output,
-                git_ref=False,
-            )
-            self._run: Any = None
-            self._last_step: dict[str, int] = {}
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:  # a neptune Run
+        """The neptune Run, started (or, in async/sync mode, resumed from the stored id) on first use."""
+        if self._run is None:
+            import neptune
 
-        @property
-        @rank_zero_experiment
-        def experiment(self) -> Any:  # a neptune Run
-            """The neptune Run, started (or, in async/sync mode, resumed from the stored id) on first use."""
-            if self._run is None:
-                import neptune
+            with_id = common.read_id(self._id_file) if self._mode in RESUMABLE_MODES else None
+            with data_directory(self._run_dir / DATA_DIR), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*NVML.*")  # no GPU: nothing to monitor there
+                self._run = neptune.init_run(
+                    with_id=with_id, project=self._project, mode=self._mode, **self._init
+                )  # the token: NEPTUNE_API_TOKEN, read by neptune
+            if self._mode in RESUMABLE_MODES:
+                common.write_id(self._id_file, self._run["sys/id"].fetch())
+        return self._run
 
-                with_id = common.read_id(self._id_file) if self._mode in RESUMABLE_MODES else None
-                with data_directory(self._run_dir / DATA_DIR), warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=".*NVML.*")  # no GPU: nothing to monitor there
-                    self._run = neptune.init_run(
-                        with_id=with_id, project=self._project, mode=self._mode, **self._init
-                    )  # the token: NEPTUNE_API_TOKEN, read by neptune
-                if self._mode in RESUMABLE_MODES:
-                    common.write_id(self._id_file, self._run["sys/id"].fetch())
-            return self._run
+    @property
+    def name(self) -> str:
+        return self._project or "offline"
 
-        @property
-        def name(self) -> str:
-            return self._project or "offline"
+    @property
+    def version(self) -> str | None:
+        return common.read_id(self._id_file)
 
-        @property
-        def version(self) -> str | None:
-            return common.read_id(self._id_file)
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:  # a dict or a Namespace
+        from lightning_fabric.utilities.logger import _convert_params
+        from neptune.utils import stringify_unsupported
 
-        @rank_zero_only
-        def log_hyperparams(self, params: Any) -> None:  # a dict or a Namespace
-            from lightning_fabric.utilities.logger import _convert_params
-            from neptune.utils import stringify_unsupported
+        self.experiment["parameters"] = stringify_unsupported(_convert_params(params))
 
-            self.experiment["parameters"] = stringify_unsupported(_convert_params(params))
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        for key, value in metrics.items():
+            if step is not None:
+                if step <= self._last_step.get(key, -1):
+                    continue  # Neptune refuses a step that is not above its series' last one
+                self._last_step[key] = step
+            self.experiment[key].append(float(value), step=step)
 
-        @rank_zero_only
-        def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-            for key, value in metrics.items():
-                if step is not None:
-                    if step <= self._last_step.get(key, -1):
-                        continue  # Neptune refuses a step that is not above its series' last one
-                    self._last_step[key] = step
-                self.experiment[key].append(float(value), step=step)
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """Called after fit and after test: flush (to disk offline, to the server otherwise), keep the run open."""
+        if self._run is not None:
+            self._run["status"] = status
+            if status == "failed":
+                self._run["sys/failed"] = True
+            self._run.wait()
 
-        @rank_zero_only
-        def finalize(self, status: str) -> None:
-            """Called after fit and after test: flush (to disk offline, to the server otherwise), keep the run open."""
-            if self._run is not None:
-                self._run["status"] = status
-                if status == "failed":
-                    self._run["sys/failed"] = True
-                self._run.wait()
+    def close(self) -> None:
+        """Attach the run folder's files (common.run_files) under `files/` and stop the Neptune run (flushes
+        everything first)."""
+        if self._run is None:
+            return
+        run, self._run = self._run, None
+        try:
+            from neptune.types import File
 
-        def close(self) -> None:
-            """Attach the run folder's files (common.run_files) under `files/` and stop the Neptune run (flushes
-            everything first)."""
-            if self._run is None:
-                return
-            run, self._run = self._run, None
-            try:
-                from neptune.types import File
-
-                for path in common.run_files(self._run_dir, self._checkpoints):
-                    # Small files by content: an offline run keeps them in its own data, which `neptune sync` reads
-                    # wherever the run folder has been moved. Checkpoints by path: read when uploaded.
-                    extension = path.suffix.lstrip(".")
-                    if path.suffix == ".ckpt":
-                        file = File.from_path(str(path), extension=extension)
-                    else:
-                        file = File.from_content(path.read_bytes(), extension=extension)
-                    run[f"files/{path.stem}"].upload(file)  # the extension is kept apart from the name
-            finally:
-                run.stop()
-
-    return NeptuneLogger
+            for path in common.run_files(self._run_dir, self._checkpoints):
+                # Small files by content: an offline run keeps them in its own data, which `neptune sync` reads
+                # wherever the run folder has been moved. Checkpoints by path: read when uploaded.
+                extension = path.suffix.lstrip(".")
+                if path.suffix == ".ckpt":
+                    file = File.from_path(str(path), extension=extension)
+                else:
+                    file = File.from_content(path.read_bytes(), extension=extension)
+                run[f"files/{path.stem}"].upload(file)  # the extension is kept apart from the name
+        finally:
+            run.stop()
 
 
 @LOGGERS.register("neptune")
@@ -191,7 +185,7 @@ def neptune(
                 "or neptune.project = 'workspace/project'."
             )
     run = Path(run_dir)
-    logger = make_logger_class()(
+    logger = NeptuneLogger(
         run,
         mode=mode,
         project=project,

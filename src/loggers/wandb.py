@@ -12,64 +12,58 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers.logger import rank_zero_experiment
 
 from src.errors import UserError
 from src.loggers import common
 from src.loggers.registry import LOGGERS
 
-if TYPE_CHECKING:
-    from pytorch_lightning.loggers import WandbLogger
-
 RUN_ID_FILE = "wandb_run_id.txt"
 MODES = ("offline", "online", "disabled", "shared")
 
 
-def make_logger_class() -> type[WandbLogger]:
-    from pytorch_lightning.loggers import WandbLogger
-    from pytorch_lightning.loggers.logger import rank_zero_experiment
+class RunFolderWandbLogger(WandbLogger):
+    """Lightning's WandbLogger that writes the run id into the run folder and ends its run in `close()`."""
 
-    class RunFolderWandbLogger(WandbLogger):
-        """Lightning's WandbLogger that writes the run id into the run folder and ends its run in `close()`."""
+    def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
+        super().__init__(save_dir=str(run_dir), **kwargs)
+        self._run_dir, self._checkpoints = run_dir, checkpoints
+        self._id_file = run_dir / RUN_ID_FILE
+        self.new_run = common.read_id(self._id_file) is None  # see common.py
+        self._id_written = False
+        self._failed = False
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it only prints a warning
 
-        def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
-            super().__init__(save_dir=str(run_dir), **kwargs)
-            self._run_dir, self._checkpoints = run_dir, checkpoints
-            self._id_file = run_dir / RUN_ID_FILE
-            self.new_run = common.read_id(self._id_file) is None  # see common.py
-            self._id_written = False
-            self._failed = False
-            self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it only prints a warning
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> Any:  # a wandb Run
+        experiment = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
+        if not self._id_written:
+            common.write_id(self._id_file, experiment.id)
+            self._id_written = True
+        return experiment
 
-        @property
-        @rank_zero_experiment
-        def experiment(self) -> Any:  # a wandb Run
-            experiment = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
-            if not self._id_written:
-                common.write_id(self._id_file, experiment.id)
-                self._id_written = True
-            return experiment
+    def finalize(self, status: str) -> None:
+        self._failed = self._failed or status == "failed"
+        super().finalize(status)
 
-        def finalize(self, status: str) -> None:
-            self._failed = self._failed or status == "failed"
-            super().finalize(status)
-
-        def close(self) -> None:
-            """Attach the run folder's files (common.run_files) and finish the W&B run (Lightning's `finalize`, after
-            fit and again after test, leaves it open); its files are complete when this returns."""
-            if self._experiment is None:
-                return
-            experiment, self._experiment = self._experiment, None
-            try:
-                files = Path(experiment.dir)  # the W&B run's files/: what `wandb sync` uploads
-                for path in [] if experiment.disabled else common.run_files(self._run_dir, self._checkpoints):
-                    common.snapshot(path, files / path.name)
-                    experiment.save(str(files / path.name), base_path=str(files), policy="now", glob=False)
-            finally:
-                experiment.finish(exit_code=1 if self._failed else 0)
-                wait_for_run_files()
-
-    return RunFolderWandbLogger
+    def close(self) -> None:
+        """Attach the run folder's files (common.run_files) and finish the W&B run (Lightning's `finalize`, after
+        fit and again after test, leaves it open); its files are complete when this returns."""
+        if self._experiment is None:
+            return
+        experiment, self._experiment = self._experiment, None
+        try:
+            files = Path(experiment.dir)  # the W&B run's files/: what `wandb sync` uploads
+            for path in [] if experiment.disabled else common.run_files(self._run_dir, self._checkpoints):
+                common.snapshot(path, files / path.name)
+                experiment.save(str(files / path.name), base_path=str(files), policy="now", glob=False)
+        finally:
+            experiment.finish(exit_code=1 if self._failed else 0)
+            wait_for_run_files()
 
 
 def wait_for_run_files() -> None:
@@ -107,7 +101,7 @@ def wandb(
     from wandb.sdk.lib.runid import generate_id
 
     run = Path(run_dir)
-    logger = make_logger_class()(
+    logger = RunFolderWandbLogger(
         run_dir=run,
         checkpoints=checkpoints,
         id=common.read_id(run / RUN_ID_FILE) or generate_id(),
