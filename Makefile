@@ -34,8 +34,8 @@ train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESUL
 test: $(STAMP) $(EXTRAS)  ## run the whole test suite (installs the trackers too, to test them)
 	$(PY) -m pytest -q --durations=15 tests
 
-test-fast: $(STAMP)  ## the tests that take under 8 s each, SLURM's left out (~2 min): for the edit-test loop
-	$(PY) -m pytest -q -m "not slow and not slurm" tests
+test-fast: $(STAMP)  ## tests/unit/ only (< 1 min): for the edit-test loop; `make test` runs every folder
+	$(PY) -m pytest -q tests/unit
 
 bench: $(STAMP)  ## speed guards vs hand-written PyTorch, sweeps (< 10 min); tables in bench/last_run.md
 	bash bench/run_all.sh

@@ -1,10 +1,14 @@
-"""Shared test helpers: the repository root and a fast in-process training on toy digits."""
+"""Fixtures shared by every test (helpers are tests/helpers.py), and the markers: the tests in tests/end_to_end/ are
+`slow` (they train or start processes), those in tests/slurm/ need the local SLURM cluster (`slurm`). The fast
+subset is tests/unit/ (`make test-fast`)."""
 
 from __future__ import annotations
 
+import http.server
 import os
-import subprocess
 import sys
+import threading
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -12,20 +16,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-# Small and fast: toy digits, a narrow CNN, no sanity check, no TensorBoard.
-FAST = [
-    "digits.toy = True",
-    "digits.batch_size = 32",
-    "cnn.width = 8",
-    "training_loop.loggers = []",
-    "training_loop.num_sanity_val_steps = 0",
-    "training_loop.n_epochs = 3",
-]
+from tests.helpers import FAST, experiment_folder  # noqa: E402
 
 
 @pytest.fixture
 def train():
-    """train(save_dir, *bindings, configs=("configs/cnn.gin",)) -> metrics, in this process."""
+    """train(save_dir, *bindings, configs=("configs/cnn.gin",)) -> metrics, in this process (FAST bindings first)."""
 
     def run(save_dir, *bindings, configs=("configs/cnn.gin",)):
         from src import config
@@ -39,46 +35,32 @@ def train():
     return run
 
 
-def evaluate_by_hand(run, checkpoint: str, split: str, batch_size: int):
-    """(mean loss, accuracy) of a digits run's saved weights on a split, each example weighted once (gin must hold
-    the run's data bindings)."""
-    import torch
-    import torch.nn.functional as F
-
-    from src.data import DATA
-    from src.results import load_model
-
-    data = DATA.get("digits")(seed=0)
-    model, x, y = load_model(run, checkpoint), data.splits[split].x, data.splits[split].y
-    with torch.no_grad():
-        logits = torch.cat(
-            [model(data.transform(x[i : i + batch_size], train=False)) for i in range(0, len(y), batch_size)]
-        )
-    return F.cross_entropy(logits, y).item(), (logits.argmax(-1) == y).float().mean().item()
-
-
 @pytest.fixture
 def env():
     """Environment for subprocesses running bin/ scripts."""
     return {**os.environ, "PYTHONPATH": str(ROOT), "DATA_DIR": os.environ.get("DATA_DIR", "data")}
 
 
-def lock_holder(run) -> subprocess.Popen:
-    """Another process holding the run folder's lock (as a training would), until it is killed."""
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import time; from src.run import lock; lock.acquire({str(run)!r}); "
-            "print('locked', flush=True); time.sleep(300)",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
+@pytest.fixture
+def experiment(request, tmp_path, monkeypatch):
+    """An experiment folder whose template_config.gin is the test module's TEMPLATE; results under tmp_path."""
+    return experiment_folder(tmp_path, monkeypatch, request.module.TEMPLATE)
+
+
+@pytest.fixture
+def served(tmp_path):
+    """An HTTP server on 127.0.0.1 serving tmp_path/www: (the folder, its base URL)."""
+    www = tmp_path / "www"
+    www.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(www)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield www, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
 
 
 @pytest.fixture(autouse=True)
@@ -90,25 +72,11 @@ def fresh_gin_config():
     gin.clear_config()
 
 
-def experiment_folder(tmp_path, monkeypatch, template: str) -> Path:
-    """An experiment folder `exp` with `template` as its template_config.gin; results under tmp_path/results."""
-    folder = tmp_path / "exp"
-    folder.mkdir()
-    (folder / "template_config.gin").write_text(template)
-    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
-    return folder
-
-
-# --- Markers: `make test-fast` deselects `slow` and `slurm` -------------------------------------------------------
-# A test is `slow` when it trains or starts processes, which these fixtures do; nothing to list by hand, so a new
-# test of that kind (yours too) is marked by what it uses. `slurm`: the tests that need the local SLURM cluster.
-SLURM_FILES = {"test_slurm.py"}
-SLOW_FIXTURES = {"train", "env", "experiment", "fork", "slurm", "place"}
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.path.name in SLURM_FILES or "slurm" in getattr(item, "fixturenames", ()):
+        folder = item.path.parent.name
+        if folder == "slurm":
             item.add_marker(pytest.mark.slurm)
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+        elif folder == "end_to_end":
             item.add_marker(pytest.mark.slow)

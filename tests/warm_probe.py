@@ -1,4 +1,4 @@
-"""A stand-in for bin/train.py's entry point in tests/test_warm_start.py: prints, as one JSON line, the state a
+"""A stand-in for bin/train.py's entry point in tests/end_to_end/test_warm_start.py: prints, as one JSON line, the state a
 process starts with, then exits with the code given as its first argument ("sleep": waits for Ctrl-C)."""
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ def send_row(loggers: Sequence[Logger], row: dict[str, Any]) -> None:
 
 def mute_lightning_logging(trainer: pl.Trainer) -> None:
     """Stop Lightning from sending `self.log` values to the loggers (they reach them through history.csv's rows).
-    Lightning's logger connector is private API: tests/test_loggers.py checks the steps trackers receive."""
+    Lightning's logger connector is private API: tests/end_to_end/test_loggers.py checks the steps trackers receive."""
     trainer._logger_connector.log_metrics = lambda metrics, step=None: None  # type: ignore[method-assign]
 
 

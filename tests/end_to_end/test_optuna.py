@@ -1,0 +1,294 @@
+"""Adaptive search (src/searches/optuna_search.py): Optuna studies over batch files, through the real training loop, with the
+local runner and on the test SLURM cluster; pruning, resume of a killed trial, bad input."""
+
+import json
+import shutil
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from tests.test_slurm import slurm, wait_for  # noqa: F401  (the SLURM cluster fixture)
+
+from src.errors import UserError
+from src.run import layout
+from src.run.status import status_of
+from src.runners.batch import read_batch
+from src.runners.local import run_local
+from src.searches.experiment import random_search
+from src.searches.main import experiment_main
+from src.searches.optuna_search import STUDY_FILE, journal_storage, optuna_search
+from tests.helpers import FAST, ROOT, history
+
+TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\n"
+
+
+def search(**changes):
+    """6 trials of lr in batches of 3, 3 epochs; TPE and the median pruner start after the first batch."""
+    settings = dict(
+        space={"supervised.lr": ("log", 1e-5, 1.0)},
+        n_trials=6,
+        batch_size=3,
+        seed=1,
+        sampler_options={"n_startup_trials": 3},
+        pruner_options={"n_startup_trials": 3},
+    )
+    return optuna_search(**{**settings, **changes})
+
+
+def load_study(experiment, name="bayes"):
+    path = experiment.parent / "results" / experiment.name / name / STUDY_FILE
+    return optuna.load_study(study_name=f"{experiment.name}/{name}", storage=journal_storage(path))
+
+
+def run_rounds(experiment, runner):
+    """prepare -> runner(batch) twice, then prepare: the budget of 6 is spent. Returns the jobs of each batch."""
+    batches = []
+    for _ in range(2):
+        done = search().prepare(experiment, "bayes")
+        jobs = read_batch(done.batch)
+        assert len(done.asked) == 3 and [j.run_dir.name for j in jobs] == done.todo == done.asked
+        batches.append(jobs)
+        runner(done.batch)
+    done = search().prepare(experiment, "bayes")
+    assert done.asked == [] == read_batch(done.batch) and done.budget_left == 0
+    return batches
+
+
+def check_rounds(experiment, batches):
+    first, second = ([j.run_dir for j in jobs] for jobs in batches)
+    assert not set(first) & set(second)  # finished runs are not run again: the second batch holds new trials only
+    study = load_study(experiment)
+    trials = study.get_trials()
+    assert [t.number for t in trials] == list(range(6))
+    assert len({t.params["supervised.lr"] for t in trials}) == 6
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    runs = {int(run.name[:3]): run for run in first + second}
+    for trial in trials:
+        run, rows = runs[trial.number], history_rows(runs[trial.number])
+        assert f"supervised.lr = {trial.params['supervised.lr']!r}" in (run / layout.CONFIG).read_text()
+        assert {int(r["epoch"]): float(r["valid_acc"]) for r in rows} == trial.intermediate_values
+        if trial.state == TrialState.COMPLETE:
+            assert status_of(run) == "finished" and len(rows) == 3
+            assert trial.value == max(float(r["valid_acc"]) for r in rows)
+    pruned = [runs[t.number] for t in trials if t.state == TrialState.PRUNED]
+    assert pruned, "no run was pruned"
+    for run in pruned:
+        assert status_of(run) == "pruned" and len(history_rows(run)) < 3 and (run / layout.FINISHED).exists()
+    return pruned
+
+
+def history_rows(run):
+    return history(run).to_dict("records")
+
+
+def test_rounds_with_the_local_runner_prune_and_report(experiment, capsys):
+    batches = run_rounds(experiment, lambda batch: run_local(batch, jobs=2, quiet=True) == 0 or pytest.fail())
+    pruned = check_rounds(experiment, batches)
+    # a pruned run is done: training it again (an old batch file) does nothing
+    from src import config
+    from src.training_loop import training_loop
+
+    before = history_rows(pruned[0])
+    config.parse([str(experiment / "bayes" / "configs" / f"{pruned[0].name}.gin")])
+    assert training_loop(str(pruned[0])) == json.loads((pruned[0] / layout.EVAL_RESULTS).read_text())
+    assert "nothing to do" in capsys.readouterr().out and history_rows(pruned[0]) == before
+    # report: the grid's table (pruned runs listed as such), then Optuna's plots and the best trial's bindings
+    table = search().report(experiment, "bayes")
+    assert len(table) == 6 and "pruned" in set(table["status"])
+    for stem in ("optuna_history", "optuna_importances", "learning_curves"):
+        assert (experiment / "bayes" / f"{stem}.png").stat().st_size > 0
+    best = load_study(experiment).best_trial
+    assert f"supervised.lr = {best.params['supervised.lr']!r}" in (experiment / "bayes" / "best.gin").read_text()
+
+
+def test_rounds_on_slurm(slurm, experiment):  # noqa: F811
+    from src.runners.slurm import SlurmOptions, submit
+
+    def on_slurm(batch):
+        job_id = submit(batch, SlurmOptions(max_jobs=2, cpus=1))
+        assert job_id
+        wait_for(job_id)
+
+    check_rounds(experiment, run_rounds(experiment, on_slurm))
+
+
+def fake_end(run, status, values=(0.5, 0.6)):
+    """What prepare reads of a run that ended: history.csv, and FINISHED / PRUNED / FAILED."""
+    run.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{i},{i},{v}\n" for i, v in enumerate(values, 1))
+    (run / layout.HISTORY).write_text("epoch,step,valid_acc\n" + rows)
+    marker = {"finished": [layout.FINISHED], "pruned": [layout.PRUNED, layout.FINISHED], "failed": [layout.FAILED]}
+    for name in marker[status]:
+        (run / name).write_text("boom\n")
+
+
+def test_told_once_failed_replaced_dead_kept_and_reproducible(experiment, tmp_path, monkeypatch):
+    def rounds(experiment):
+        asked = []
+        first = search(batch_size=4, n_trials=5).prepare(experiment, "bayes")
+        runs = [j.run_dir for j in read_batch(first.batch)]
+        fake_end(runs[0], "finished", (0.5, 0.9))
+        fake_end(runs[1], "pruned", (0.1,))
+        fake_end(runs[2], "failed")
+        # runs[3] never ran (or was killed): it stays open and in the batch
+        second = search(batch_size=4, n_trials=5).prepare(experiment, "bayes")
+        assert second.told.complete == [runs[0].name] and second.told.pruned == [runs[1].name]
+        assert second.told.failed == [runs[2].name]
+        # the failed trial does not count: 3 done or open, 2 more fit in the budget of 5
+        assert second.todo == [runs[3].name, *second.asked] and len(second.asked) == 2
+        assert second.budget_left == 0
+        third = search(batch_size=4, n_trials=5).prepare(experiment, "bayes")  # nothing new to tell: same batch
+        assert third.todo == second.todo and third.asked == [] and third.told.complete == []
+        study = load_study(experiment)
+        asked += [(t.number, t.params) for t in study.get_trials()]
+        states = [t.state for t in study.get_trials()]
+        running = TrialState.RUNNING
+        assert states == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, running, running, running]
+        assert study.trials[0].value == 0.9
+        return asked
+
+    first = rounds(experiment)
+    again = tmp_path / "again" / "exp"
+    again.mkdir(parents=True)
+    (again / "template_config.gin").write_text(TEMPLATE)
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "again" / "results"))
+    assert rounds(again) == first  # the same sequence of prepare / results gives the same trials
+
+
+def test_killed_run_keeps_its_trial_and_is_told_once(experiment, env):
+    done = search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
+    (job,) = read_batch(done.batch)
+    killed = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "kill_at.py"), "write:history.csv:4", *job.args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert status_of(job.run_dir) == "dead" and len(history_rows(job.run_dir)) == 2
+    again = search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
+    assert again.asked == [] and read_batch(again.batch) == [job]  # the same trial, resumed
+    assert run_local(again.batch, quiet=True) == 0
+    for _ in range(2):  # telling twice changes nothing
+        search(n_trials=1, batch_size=1, pruner="none", pruner_options={}).prepare(experiment, "bayes")
+    (trial,) = load_study(experiment).get_trials()
+    rows = history_rows(job.run_dir)
+    assert trial.number == 0 and trial.state == TrialState.COMPLETE and len(rows) == 3
+    assert trial.intermediate_values == {int(r["epoch"]): float(r["valid_acc"]) for r in rows}
+    assert trial.value == max(float(r["valid_acc"]) for r in rows)
+
+
+def test_space_syntax_matches_random_search():
+    space = {"a.lr": ("log", 1e-4, 1e-1), "a.w": [8, 16], "a.n": ("int", 1, 4), "a.m": ("log_int", 8, 512)}
+    points = random_search(space, n=30, seed=0)
+    assert {p["a.n"] for p in points} == {1, 2, 3, 4} and all(8 <= p["a.m"] <= 512 for p in points)
+    distributions = optuna_search(space, n_trials=2, batch_size=1).distributions()
+    assert distributions["a.n"] == optuna.distributions.IntDistribution(1, 4)
+    assert distributions["a.m"] == optuna.distributions.IntDistribution(8, 512, log=True)
+    assert distributions["a.lr"] == optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid sampler names: tpe, random"),
+        ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruner names: median"),
+        ({"space": {"cnn.width": [[8, 8], [16]]}}, "Space entry 'cnn.width' has the choice [8, 8]"),
+        ({"space": {"supervised.lrr": ("log", 1e-4, 0.1)}}, "binds supervised.lrr: supervised has no parameter"),
+        ({"fixed": {"training_loop.n_epoch": 2}}, "binds training_loop.n_epoch: Unknown parameter training_loop.n_"),
+        ({"space": {"supervised.lr": ("normal", 0, 1)}}, "is not a distribution Optuna can express"),
+        ({"space": {"supervised.lr": ("log", 0, 1)}}, "a log scale needs lo > 0"),
+        ({"space": {"cnn.width": ("int", 8, 64.5)}}, "integers for 'int'"),
+        ({"metric": "valid_f1"}, "Cannot tell which way 'valid_f1' is better"),
+    ],
+)
+def test_bad_search_is_one_line(experiment, capsys, changes, message):
+    code = experiment_main(experiment, {"bayes": search(**changes)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not (experiment / "bayes").exists()
+
+
+def test_a_misspelt_metric_fails_the_run_before_training_then_prepare_refuses_it(experiment, train, capsys):
+    """The run fails at fit start (FAILED names what the module logs, no epoch trained); the next prepare reads what
+    the runs record (metrics.json, history.csv) and refuses the metric in one line, asking no new trial."""
+    settings = dict(metric="valid_acuracy", direction="max", n_trials=2, batch_size=1, pruner="none", pruner_options={})
+    done = search(**settings).prepare(experiment, "bayes")
+    (job,) = read_batch(done.batch)
+    with pytest.raises(UserError, match="not a metric the module logs while training; it logs: .*valid_acc"):
+        train(job.run_dir, configs=[job.args[1]])
+    failed = (job.run_dir / layout.FAILED).read_text()
+    assert "optuna_pruning.monitor 'valid_acuracy' is not a metric" in failed and "Did you mean 'valid_acc'?" in failed
+    assert not (job.run_dir / layout.HISTORY).exists() or history_rows(job.run_dir) == []  # nothing trained
+    capsys.readouterr()
+    code = experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("error: optuna_search metric 'valid_acuracy' is not recorded by the runs of this search;")
+    assert "valid_acc" in err and err.rstrip().endswith("Did you mean 'valid_acc'?")
+    assert len(load_study(experiment).get_trials()) == 1  # nothing new asked, nothing told
+    # without a direction, the message says the name may be misspelt and lists what the runs record
+    del settings["direction"]
+    with pytest.raises(UserError, match=r"not recorded by the runs of this search; they record: valid_loss, valid_acc"):
+        search(**settings).check(["valid_loss", "valid_acc"])
+    with pytest.raises(UserError, match=r"Cannot tell which way 'valid_acuracy' is better: if the name is misspelt"):
+        search(**settings).check()  # no run yet
+    with pytest.raises(UserError, match=r"runs of this search record valid_loss, valid_acc. Did you mean 'valid_acc'"):
+        search(**settings).study_direction(["valid_loss", "valid_acc"])
+
+
+def test_metric_of_the_test_set_or_unlogged_is_refused(experiment):
+    with pytest.raises(UserError, match="'test_acc' is measured on the test set after training.*use 'valid_acc'"):
+        search(metric="test_acc").prepare(experiment, "bayes")
+    assert not (experiment / "bayes").exists()
+    # the pruning callback, given the module's declaration, checks at fit start; during an epoch it names what the
+    # run logs
+    from src.callbacks.optuna_pruning import OptunaPruning
+
+    declared = {"main": "valid_acc", "directions": {"valid_loss": "min", "valid_acc": "max", "test_acc": "max"}}
+    with pytest.raises(UserError, match="'test_acc' is not a metric the module logs while training; it logs: "):
+        OptunaPruning(experiment, "unused", "exp/bayes", 0, "test_acc", declared).on_fit_start(None, None)
+    OptunaPruning(experiment, "unused", "exp/bayes", 0, "valid_acc", declared).on_fit_start(None, None)
+    callback = OptunaPruning(experiment, "unused", "exp/bayes", 0, "valid_f1")
+    trainer = SimpleNamespace(callback_metrics={"valid_acc": 0.5, "valid_loss": 1.0}, is_global_zero=True)
+    with pytest.raises(UserError, match="'valid_f1' is not logged by this run \\(it logs valid_acc, valid_loss\\)"):
+        callback.report(trainer)
+
+
+def test_a_finished_run_without_a_value_is_told_failed_and_replaced(experiment, capsys):
+    """A metric that is NaN in every epoch, a missing history, bytes that are no text: the trial is told FAIL with
+    the reason in prepare's summary, and new trials take those places; the search goes on."""
+    settings = dict(batch_size=3, n_trials=3, pruner="none", pruner_options={})
+    done = search(**settings).prepare(experiment, "bayes")
+    nan, missing, garbage = (job.run_dir for job in read_batch(done.batch))
+    fake_end(nan, "finished", (float("nan"), float("nan")))
+    fake_end(missing, "finished")
+    (missing / layout.HISTORY).unlink()
+    fake_end(garbage, "finished")
+    (garbage / layout.HISTORY).write_bytes(b"epoch,valid_acc\n1,\xff\xfe\x00\n")
+    assert experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"]) == 0
+    out = capsys.readouterr().out
+    assert f"told the study 3 failed: {nan.name}, {missing.name}, {garbage.name}" in out
+    assert f"failed: {nan.name}: {nan / layout.HISTORY} has no finite valid_acc" in out
+    assert f"failed: {missing.name}: {missing / layout.HISTORY} is missing" in out
+    assert f"failed: {garbage.name}: {garbage / layout.HISTORY} is damaged: " in out
+    assert "3 new trials, 3 to run" in out
+    states = [t.state for t in load_study(experiment).get_trials()]
+    assert states == [TrialState.FAIL] * 3 + [TrialState.RUNNING] * 3
+
+
+def test_study_of_another_experiment_or_search(experiment, tmp_path):
+    search().prepare(experiment, "bayes")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "template_config.gin").write_text(TEMPLATE)
+    (tmp_path / "results" / "other" / "bayes").mkdir(parents=True)
+    shutil.copy(tmp_path / "results" / "exp" / "bayes" / STUDY_FILE, tmp_path / "results" / "other" / "bayes")
+    with pytest.raises(UserError, match="holds the study 'exp/bayes' of another experiment, not 'other/bayes'"):
+        search().prepare(other, "bayes")
+    with pytest.raises(UserError, match="was made with another space; use a new search name"):
+        search(space={"supervised.lr": ("log", 1e-4, 1.0)}).prepare(experiment, "bayes")

@@ -1,0 +1,108 @@
+"""Untrusted run folders and dangerous inputs (issue 13): reading a received run folder never runs code, a save
+folder never overwrites the repository nor hides runs, no value can break out of a generated script's line, and
+error lines are masked."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from src.errors import UserError
+from src.run import layout
+from src.run import lock as run_lock
+from tests.helpers import ROOT
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished one-epoch run on toy digits (shared: the tests below copy it)."""
+    import gin
+
+    from src import config
+    from src.training_loop import training_loop
+    from tests.helpers import FAST
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    files = [str(ROOT / "configs/cnn.gin")]
+    bindings = [*FAST, "training_loop.n_epochs = 1"]
+    config.parse(files, bindings)
+    training_loop(str(run), config_files=files, bindings=bindings)
+    gin.clear_config()
+    return run
+
+
+def received(trained, tmp_path, payload: str) -> tuple[Path, Path]:
+    """A copy of the trained run whose config.gin starts with `payload`; (run, marker file the payload creates)."""
+    run = tmp_path / "received"
+    shutil.copytree(trained, run)
+    marker = tmp_path / "PWNED"
+    config = run / layout.CONFIG
+    config.write_text(payload.format(marker=marker) + "\n" + config.read_text())
+    return run, marker
+
+
+DYNAMIC = """\
+from __gin__ import dynamic_registration
+import os
+os.system.command = 'touch {marker}'
+supervised.lr = @os.system()"""
+
+
+def test_resuming_a_received_run_never_runs_its_code(train, trained, tmp_path):
+    run, marker = received(trained, tmp_path, DYNAMIC)
+    (run / layout.FINISHED).unlink()
+    with pytest.raises(UserError, match=r"config\.gin, line 1: refused to read an import"):
+        train(run, "training_loop.n_epochs = 2")
+    assert not marker.exists()
+
+
+def test_a_save_folder_never_holds_the_repository_nor_lies_in_its_code(train, tmp_path):
+    before = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    for save_dir in (ROOT, ROOT / "src", ROOT / "configs" / "mine", ROOT.parent):
+        with pytest.raises(UserError, match="SAVE_DIR .*(the repository or a folder above it|inside the repository)"):
+            train(save_dir)
+    assert not (ROOT / "configs" / "mine").exists() and not (ROOT / "src" / layout.CONFIG).exists()
+    after = subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert after == before
+
+
+def test_a_folder_that_holds_runs_is_no_save_folder(train, tmp_path):
+    inner = tmp_path / "results" / "exp" / "sweep" / "run"
+    inner.mkdir(parents=True)
+    (inner / layout.CONFIG).write_text("training_loop.seed = 0\n")
+    for parent in (tmp_path / "results", tmp_path / "results" / "exp"):
+        with pytest.raises(UserError, match="already holds runs"):
+            train(parent)
+        assert not layout.is_run_dir(parent)
+
+
+def test_a_run_folder_whose_configs_links_elsewhere_writes_nothing_there(train, trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / layout.FINISHED).unlink()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(run / layout.INPUT_CONFIGS)
+    (run / layout.INPUT_CONFIGS).symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(
+        UserError,
+        match="configs is a link out of it: a run folder holds only plain files and folders",
+    ):
+        train(run, "training_loop.n_epochs = 2")
+    assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", [run_lock.LOCK, layout.STDOUT, layout.STDERR, "tensorboard"])
+def test_resuming_a_received_folder_with_a_link_writes_nothing_through_it(train, trained, tmp_path, name):
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    (run / layout.FINISHED).unlink()
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    shutil.rmtree(run / name) if (run / name).is_dir() else (run / name).unlink(missing_ok=True)
+    (run / name).symlink_to(victim)
+    before = sorted(p.name for p in run.iterdir())
+    with pytest.raises(UserError, match=f"{name} is a link out of it: a run folder holds only plain files"):
+        train(run, "training_loop.n_epochs = 2")
+    assert victim.read_text() == "precious\n" and sorted(p.name for p in run.iterdir()) == before

@@ -1,0 +1,141 @@
+"""A real single-node SLURM on this machine (tests/slurm/start_cluster.sh): job arrays end to end, and a task
+cancelled mid-run that resumes when resubmitted. Skipped only where SLURM cannot be installed, never in CI."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from src.run import layout
+from src.run.status import status_of
+from src.runners.batch import read_batch
+from src.runners.slurm import SlurmOptions, submit
+from tests.helpers import FAST, ROOT
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    can_install = os.geteuid() == 0 and shutil.which("apt-get")
+    if shutil.which("sbatch") is None and not can_install:
+        if os.environ.get("CI"):
+            pytest.fail("SLURM is missing in CI and cannot be installed")
+        pytest.skip("SLURM is not installed and cannot be installed here (needs root and apt-get)")
+    out = subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/start_cluster.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, f"could not start SLURM: {out.stdout[-2000:]} {out.stderr[-2000:]}"
+
+
+def wait_for(job_id: str, timeout: float = 400) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i %T"], capture_output=True, text=True)
+        if queued.returncode == 0 and not queued.stdout.strip():
+            return
+        time.sleep(1)
+    subprocess.run(["scancel", job_id])
+    pytest.fail(f"SLURM job {job_id} did not finish in {timeout} s")
+
+
+def prepared_tune_lr(tmp_path) -> tuple:
+    """The tune_lr experiment copied to tmp_path, its small grid prepared with results under tmp_path."""
+    experiment = tmp_path / "tune_lr"
+    shutil.copytree(ROOT / "experiments" / "tune_lr", experiment, ignore=shutil.ignore_patterns("small", "large"))
+    env = {**os.environ, "RESULTS_DIR": str(tmp_path / "results"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, str(experiment / "main.py"), "prepare", "--name", "small"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "4 to run" in out.stdout
+    return experiment / "small" / "batch.sh", env
+
+
+def test_tune_lr_small_grid_as_a_job_array(slurm, tmp_path, monkeypatch):
+    batch, env = prepared_tune_lr(tmp_path)
+    monkeypatch.setenv("RESULTS_DIR", env["RESULTS_DIR"])
+    job_id = submit(batch, SlurmOptions(max_jobs=2, cpus=1))
+    assert job_id and job_id.isdigit()
+    script = (batch.parent / "slurm" / "array.sh").read_text()
+    assert "#SBATCH --array=0,1,2,3%2" in script and "#SBATCH --requeue" in script
+    assert "#SBATCH --signal=B:USR1@90" in script
+    wait_for(job_id)
+    for job in read_batch(batch):
+        assert status_of(job.run_dir) == "finished", (job.run_dir / layout.STDERR).read_text()[-2000:]
+        assert list(pd.read_csv(job.run_dir / layout.HISTORY)["epoch"]) == [1, 2, 3]
+        logs = list(job.run_dir.glob(f"slurm-{job_id}_*.out"))
+        assert len(logs) == 1 and "epoch 3/3" in logs[0].read_text()
+    # everything is finished: nothing is submitted again
+    assert submit(batch, SlurmOptions()) is None
+
+
+def submit_one_run(tmp_path, n_epochs: int, until_epoch: int) -> tuple:
+    """(batch file, run folder, job id) of one fast digits run submitted as an array task, once it has
+    finished `until_epoch` epochs. RESULTS_DIR must point into tmp_path."""
+    from src.searches.experiment import grid, prepare
+
+    experiment = tmp_path / "long"
+    experiment.mkdir()
+    (experiment / "template_config.gin").write_text(
+        "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\nheartbeat.interval = 1\n"
+    )
+    done = prepare(experiment, "one", grid({"training_loop.n_epochs": [n_epochs]}))
+    run = read_batch(done.batch)[0].run_dir
+    job_id = submit(done.batch, SlurmOptions(max_jobs=1))
+    deadline = time.time() + 300
+    while layout.last_epoch(run) < until_epoch:
+        assert time.time() < deadline, f"the task never got to epoch {until_epoch}"
+        time.sleep(0.1)
+    return done.batch, run, job_id
+
+
+def test_cancelled_task_resumes_when_resubmitted(slurm, tmp_path, monkeypatch):
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    batch, run, job_id = submit_one_run(tmp_path, n_epochs=150, until_epoch=3)
+    subprocess.run(["scancel", job_id], check=True)
+    wait_for(job_id)
+    stopped_at = layout.last_epoch(run)
+    assert 3 <= stopped_at < 150 and status_of(run) != "finished"
+    assert not (run / layout.FAILED).exists()  # cancelled is not failed
+
+    job_id = submit(batch, SlurmOptions(max_jobs=1))
+    wait_for(job_id)
+    assert status_of(run) == "finished"
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 151))
+    attempts = json.loads((run / layout.META).read_text())["attempts"]
+    assert len(attempts) == 2 and attempts[1]["start_epoch"] >= 3  # resumed, not restarted
+
+
+def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path, monkeypatch):
+    """SLURM's preemption warning (USR1 to the batch script, as `--signal=B:USR1@90` sends it): the run saves
+    preempted.ckpt at a batch end and stops, the task script requeues the task; the requeued task continues from
+    there and finishes."""
+    monkeypatch.setenv("RESULTS_DIR", str(tmp_path / "results"))
+    _, run, job_id = submit_one_run(tmp_path, n_epochs=60, until_epoch=2)
+    deadline = time.time() + 300
+    subprocess.run(["scancel", "--signal=USR1", "--batch", f"{job_id}_0"], check=True)
+    while status_of(run) != "finished":  # squeue may list nothing for a moment while the task is requeued
+        assert time.time() < deadline, f"the requeued task did not finish: {status_of(run)}"
+        time.sleep(0.2)
+    wait_for(job_id)
+
+    stderr = (run / layout.STDERR).read_text()
+    assert "preempted: " in stderr and f"task script requeues SLURM job {job_id}_0 once every process" in stderr
+    log = "".join(p.read_text() for p in run.glob(f"slurm-{job_id}_*.out"))
+    assert log.count(f"preempted: requeueing SLURM job {job_id}_0") == 1  # once, by the task script
+    resumed_from = run / (layout.PREEMPTED_CKPT if "preempted: saved" in stderr else layout.LAST_CKPT)
+    assert f"Resuming from {resumed_from}" in (run / layout.STDOUT).read_text()
+    assert status_of(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
+    assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 61))
+    assert len(json.loads((run / layout.META).read_text())["attempts"]) == 2
