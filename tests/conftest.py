@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import os
+import shutil
+import subprocess
 import sys
 import threading
 from functools import partial
@@ -61,6 +63,24 @@ def served(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield www, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    """The single-node SLURM cluster of this machine, started if needed (tests/slurm/start_cluster.sh)."""
+    can_install = os.geteuid() == 0 and shutil.which("apt-get")
+    if shutil.which("sbatch") is None and not can_install:
+        if os.environ.get("CI"):
+            pytest.fail("SLURM is missing in CI and cannot be installed")
+        pytest.skip("SLURM is not installed and cannot be installed here (needs root and apt-get)")
+    out = subprocess.run(
+        ["bash", str(ROOT / "tests/slurm/start_cluster.sh")],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    assert out.returncode == 0, f"could not start SLURM: {out.stdout[-2000:]} {out.stderr[-2000:]}"
 
 
 @pytest.fixture(autouse=True)

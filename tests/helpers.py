@@ -11,10 +11,12 @@ import pickle
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -178,3 +180,15 @@ def mixed_runs(root: Path) -> Path:
     for j in range(3):
         fake_run(root / f"run{j}", {"supervised.lr": 0.1 * (j + 1), **{k: v[j] for k, v in WIDE.items()}})
     return root
+
+
+def wait_for(job_id: str, timeout: float = 400) -> None:
+    """Until SLURM job `job_id` has left the queue (cancelled and a test failure after `timeout` s)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i %T"], capture_output=True, text=True)
+        if queued.returncode == 0 and not queued.stdout.strip():
+            return
+        time.sleep(1)
+    subprocess.run(["scancel", job_id])
+    pytest.fail(f"SLURM job {job_id} did not finish in {timeout} s")

@@ -94,7 +94,7 @@ CLI_CASES = [
     (
         "train",
         ["{t}/r", CNN, "-b", "supervised.optimizer = 'adamm'"],
-        "Unknown optimizer 'adamm'. Valid optimizer names: adam, adamw, sgd.",
+        "Unknown optimizer 'adamm'. Did you mean 'adam'? Valid optimizer names: adam, adamw, sgd.",
     ),
     ("train", ["{t}/r", CNN, "-b", "supervised.lr = -0.1"], "lr must be positive, got -0.1."),
     ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root=None"], "data_batch_1 is corrupt"),

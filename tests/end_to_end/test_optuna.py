@@ -10,7 +10,6 @@ from types import SimpleNamespace
 import optuna
 import pytest
 from optuna.trial import TrialState
-from tests.test_slurm import slurm, wait_for  # noqa: F401  (the SLURM cluster fixture)
 
 from src.errors import UserError
 from src.run import layout
@@ -20,7 +19,7 @@ from src.runners.local import run_local
 from src.searches.experiment import random_search
 from src.searches.main import experiment_main
 from src.searches.optuna_search import STUDY_FILE, journal_storage, optuna_search
-from tests.helpers import FAST, ROOT, history
+from tests.helpers import FAST, ROOT, history, wait_for
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\n"
 
@@ -104,7 +103,8 @@ def test_rounds_with_the_local_runner_prune_and_report(experiment, capsys):
     assert f"supervised.lr = {best.params['supervised.lr']!r}" in (experiment / "bayes" / "best.gin").read_text()
 
 
-def test_rounds_on_slurm(slurm, experiment):  # noqa: F811
+@pytest.mark.slurm
+def test_rounds_on_slurm(slurm, experiment):
     from src.runners.slurm import SlurmOptions, submit
 
     def on_slurm(batch):
@@ -196,7 +196,7 @@ def test_space_syntax_matches_random_search():
     "changes, message",
     [
         ({"sampler": "bayesian"}, "Unknown sampler 'bayesian'. Valid sampler names: tpe, random"),
-        ({"pruner": "medain"}, "Unknown pruner 'medain'. Valid pruner names: median"),
+        ({"pruner": "medain"}, "Unknown pruner 'medain'. Did you mean 'median'? Valid pruner names: median"),
         ({"space": {"cnn.width": [[8, 8], [16]]}}, "Space entry 'cnn.width' has the choice [8, 8]"),
         ({"space": {"supervised.lrr": ("log", 1e-4, 0.1)}}, "binds supervised.lrr: supervised has no parameter"),
         ({"fixed": {"training_loop.n_epoch": 2}}, "binds training_loop.n_epoch: Unknown parameter training_loop.n_"),

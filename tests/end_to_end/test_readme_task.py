@@ -88,7 +88,16 @@ def test_readme_task_on_two_ddp_processes(fork, tmp_path):
 
 
 def test_readme_task_keeps_the_templates_tests_and_lint_green(fork):
-    tests = run(fork, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_registry.py", "tests/unit/test_imports.py")
+    tests = run(
+        fork,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "tests/unit/test_registry.py",
+        "tests/unit/test_imports.py",
+    )
     assert tests.returncode == 0, tests.stdout[-2000:]
     for args in (["check", "."], ["format", "--check", "."]):
         lint = run(fork, "-m", "ruff", *args)

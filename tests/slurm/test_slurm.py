@@ -9,41 +9,12 @@ import sys
 import time
 
 import pandas as pd
-import pytest
 
 from src.run import layout
 from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
-from tests.helpers import FAST, ROOT
-
-
-@pytest.fixture(scope="module")
-def slurm():
-    can_install = os.geteuid() == 0 and shutil.which("apt-get")
-    if shutil.which("sbatch") is None and not can_install:
-        if os.environ.get("CI"):
-            pytest.fail("SLURM is missing in CI and cannot be installed")
-        pytest.skip("SLURM is not installed and cannot be installed here (needs root and apt-get)")
-    out = subprocess.run(
-        ["bash", str(ROOT / "tests/slurm/start_cluster.sh")],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        stdin=subprocess.DEVNULL,
-    )
-    assert out.returncode == 0, f"could not start SLURM: {out.stdout[-2000:]} {out.stderr[-2000:]}"
-
-
-def wait_for(job_id: str, timeout: float = 400) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%i %T"], capture_output=True, text=True)
-        if queued.returncode == 0 and not queued.stdout.strip():
-            return
-        time.sleep(1)
-    subprocess.run(["scancel", job_id])
-    pytest.fail(f"SLURM job {job_id} did not finish in {timeout} s")
+from tests.helpers import FAST, ROOT, wait_for
 
 
 def prepared_tune_lr(tmp_path) -> tuple:

@@ -11,14 +11,13 @@ import time
 
 import pandas as pd
 import pytest
-from tests.test_slurm import slurm, wait_for  # noqa: F401 (the fixture)
 
 from src.errors import UserError
 from src.run import layout
 from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.slurm import SlurmOptions, submit
-from tests.helpers import FAST, ROOT
+from tests.helpers import FAST, ROOT, wait_for
 
 # Full digits in batches of 8: 75 steps per epoch in each of the 2 processes, long enough to preempt mid-epoch.
 CONFIG = [
