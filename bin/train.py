@@ -6,7 +6,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.cli.training import train_main  # noqa: E402
+from src.cli.training import train_command  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(train_main(freeze_gc=True))
+    sys.exit(train_command())

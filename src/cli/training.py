@@ -54,6 +54,11 @@ def train_main(argv: Sequence[str] | None = None, freeze_gc: bool = False) -> in
     return run_main(main, parser, argv)
 
 
+def train_command() -> int:
+    """The `lgt-train` command: bin/train.py's main, which exits after the training (see gc.freeze() above)."""
+    return train_main(freeze_gc=True)
+
+
 def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
         prog="bin/evaluate.py", description="Test a run's checkpoint; writes eval_results_<checkpoint>.json."

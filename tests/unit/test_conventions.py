@@ -37,3 +37,18 @@ def test_editable_install_makes_src_importable(tmp_path):
     out = subprocess.run([sys.executable, "-I", "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == str(ROOT / "src" / "__init__.py")
+
+
+def test_every_bin_script_is_a_console_command_calling_the_same_entry_point():
+    """pyproject's [project.scripts]: one `lgt-<name>` per bin/ script, whose target is what the shim calls."""
+    import importlib
+    import re
+    import tomllib
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    shims = {p.stem.replace("_", "-"): p.read_text() for p in (ROOT / "bin").glob("*.py")}
+    assert set(scripts) == {f"lgt-{name}" for name in shims}
+    for command, target in scripts.items():
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+        assert re.search(rf"from {re.escape(module)} import {function}\b", shims[command.removeprefix("lgt-")]), target
