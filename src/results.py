@@ -170,7 +170,7 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
 
 def load_model(run_dir: PathLike, checkpoint: str = "best") -> pl.LightningModule:
     """The trained LightningModule (eval mode), rebuilt from the run's config.gin; weights loaded weights_only."""
-    from src.training.reload import build_module  # training code, imported only here
+    from src.recipes.reload import build_module  # training code, imported only here
 
     return build_module(Path(run_dir), checkpoint)[0].module
 
@@ -179,7 +179,7 @@ def load_data(run_dir: PathLike) -> pl.LightningDataModule:
     """The run's data module, as configured, prepared and set up (any LightningDataModule: `data.test_dataloader()`
     works). In-memory data (src/data/in_memory.py) also has `data.batches("test")`, which yields batches as the
     model saw them (normalised, not augmented), ready for `load_model(run)(x)`."""
-    from src.training.reload import run_parts  # training code, imported only here
+    from src.recipes.reload import run_parts  # training code, imported only here
 
     data = run_parts(Path(run_dir))[0].data
     data.prepare_data()

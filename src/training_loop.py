@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import gin
 
-from src.config.guard import guard_config
 from src.errors import UserError, integer
 from src.loggers import common
 from src.registry import in_words, matches
 from src.run import checkpoints, layout, metric_directions, session, status
 from src.training import lightning_trainer, speed
+from src.training.config_guard import guard_config
 from src.training.fit_and_test import fit_and_test
 
 if TYPE_CHECKING:

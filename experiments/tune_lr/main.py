@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from src.cli.experiment import experiment_main  # noqa: E402
 from src.searches.experiment import grid  # noqa: E402
-from src.searches.main import experiment_main  # noqa: E402
 from src.searches.optuna_search import optuna_search  # noqa: E402
 
 SEARCHES = {

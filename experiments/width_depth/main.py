@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from src.cli.experiment import experiment_main  # noqa: E402
 from src.searches.experiment import random_search  # noqa: E402
-from src.searches.main import experiment_main  # noqa: E402
 
 SPACE = {"cnn.width": [8, 16, 32], "cnn.n_blocks": [1, 2, 3], "supervised.lr": ("log", 1e-4, 1e-1)}
 SEARCHES = {

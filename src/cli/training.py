@@ -67,7 +67,7 @@ def evaluate_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="best or last (default: best)")
 
     def main(args: argparse.Namespace) -> None:
-        from src.training.evaluate import evaluate
+        from src.recipes.evaluate import evaluate
 
         metrics, path = evaluate(args.run_dir, checkpoint=args.checkpoint)
         print(" | ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
@@ -107,8 +107,8 @@ def find_lr_main(argv: Sequence[str] | None = None) -> int:
 
     def main(args: argparse.Namespace) -> int:
         from src import config
+        from src.recipes.find_lr import lr_range_test
         from src.run import layout
-        from src.training.lr_range_test import lr_range_test
 
         configs, bindings = config.split_joined(args.configs), config.split_joined(args.bindings)
         out = Path(args.out) if args.out else layout.results_root() / "find_lr" / Path(configs[0]).stem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,15 +19,25 @@ def split_joined(text: str | None) -> list[str]:
     return [part.strip() for part in (text or "").split("#") if part.strip()]
 
 
+# The packages whose import registers gin configurables: every room (each imports all its files) and the training
+# recipe. Named here rather than imported at the top: they import this package themselves (their configs, errors).
+CONFIGURABLES = (
+    "src.callbacks",
+    "src.training.callbacks",
+    "src.data",
+    "src.loggers",
+    "src.models",
+    "src.modules",
+    "src.searches.optuna_pruning",  # the callback every run of an Optuna search adds (src/searches/optuna_search.py)
+    "src.training.profilers",
+    "src.training_loop",
+)
+
+
 def register_everything() -> None:
     """Import every package that registers gin configurables, so any config can refer to them."""
-    import src.callbacks  # noqa: F401
-    import src.data  # noqa: F401
-    import src.loggers  # noqa: F401
-    import src.models  # noqa: F401
-    import src.modules  # noqa: F401
-    import src.training.profilers  # noqa: F401
-    import src.training_loop  # noqa: F401
+    for package in CONFIGURABLES:
+        importlib.import_module(package)
 
 
 def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:

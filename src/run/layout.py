@@ -27,7 +27,7 @@ A run folder (SAVE_DIR) holds (see results/README.md for the full description):
     wandb/ .neptune/      local files of those trackers (when used)
     FINISHED              touched only after a successful end
     FAILED                the error of the last attempt, if it failed
-    PRUNED                why an Optuna study's pruner stopped the run early (src/callbacks/optuna_pruning.py)
+    PRUNED                why an Optuna study's pruner stopped the run early (src/searches/optuna_pruning.py)
 
 A training attempt's hold on its run folder (create, check, lock, FAILED) is src/run/session.py.
 This module imports nothing heavy: results analysis and runners use it too.

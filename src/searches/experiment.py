@@ -1,10 +1,10 @@
 """Experiments: search spaces and `prepare` (one config per point + batch.sh of the unfinished runs). The
-`main.py prepare|report` command line shared by every experiment folder is src/searches/main.py.
+`main.py prepare|report` command line shared by every experiment folder is src/cli/experiment.py.
 
 An experiment folder holds `template_config.gin` and a short `main.py` that defines its search spaces:
 
     GRIDS = {"small": grid({"supervised.lr": [1e-3, 1e-2]}, {"training_loop.n_epochs": 3})}
-    sys.exit(experiment_main(Path(__file__).parent, GRIDS))   # from src.searches.main
+    sys.exit(experiment_main(Path(__file__).parent, GRIDS))   # from src.cli.experiment
 
 A point is a dict of gin bindings; its config is the template followed by those bindings. An adaptive search, whose
 points an Optuna study chooses batch by batch, is `optuna_search` (src/searches/optuna_search.py).

@@ -13,7 +13,7 @@ run is told COMPLETE with its best value of the metric, a pruned one PRUNED, a f
 takes its place in the budget), as is a finished one without a readable history or a finite value of the metric.
 Telling twice is harmless (skip_if_finished).
 
-Pruning: every run gets the `optuna_pruning` callback (src/callbacks/optuna_pruning.py), which reports the metric to
+Pruning: every run gets the `optuna_pruning` callback (src/searches/optuna_pruning.py), which reports the metric to
 the study each epoch and stops the run when the study's pruner rejects it (status `pruned`).
 
 Reproducible: the sampler is seeded with the search's seed plus the number of trials already asked, so the same
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 STUDY_FILE = "optuna.journal"  # in the search's results folder, next to its run folders
-CALLBACK = "optuna_pruning"  # src/callbacks/optuna_pruning.py
+CALLBACK = "optuna_pruning"  # src/searches/optuna_pruning.py
 
 
 def storage_path(runs_dir: Path) -> Path:
@@ -277,8 +277,8 @@ class OptunaSearch:
     ) -> pd.DataFrame:
         """The grid report over every trial's run, then the study's optimization history, parameter importances
         (PNG and PDF) and best trial's bindings (printed, and as best.gin)."""
-        from src.analysis.plots import optuna_report
-        from src.analysis.report import report
+        from src.searches.plots import optuna_report
+        from src.searches.report import report
 
         self.check()
         experiment_dir = Path(experiment_dir).resolve()

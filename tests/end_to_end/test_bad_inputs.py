@@ -162,8 +162,8 @@ def test_cli_bad_input(place, capsys, monkeypatch, script, argv, expected):
 
 
 def test_experiment_main_bad_inputs(tmp_path, capsys):
+    from src.cli.experiment import experiment_main
     from src.searches.experiment import grid
-    from src.searches.main import experiment_main
 
     (tmp_path / "template_config.gin").write_text("")
     searches = {"small": grid({"supervised.lr": [0.1]})}

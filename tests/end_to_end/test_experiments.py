@@ -194,7 +194,7 @@ def test_a_run_another_process_trains_is_skipped_not_failed(experiment, tmp_path
 
 
 def test_report_on_partial_results(experiment, tmp_path, capsys, train):
-    from src.analysis.report import report
+    from src.searches.report import report
 
     points = grid({"supervised.lr": [0.01, 0.03, 0.1]})
     prepare(experiment, "tiny", points)
@@ -332,7 +332,7 @@ def run_lock_is_free(run) -> bool:
 def test_report_averages_seeds_and_ranks_by_the_recorded_direction(experiment, tmp_path, capsys):
     """Seeds are replicates: runs are grouped by lr, mean ± std and n shown, the best lr picked on the mean of a
     metric recorded as lower-is-better, never a 'best seed'."""
-    from src.analysis.report import report
+    from src.searches.report import report
 
     points = grid({"supervised.lr": [0.01, 0.1], "training_loop.seed": [0, 1, 2]})
     runs = tmp_path / "results" / "exp" / "seeds"
@@ -363,7 +363,7 @@ def test_a_damaged_curve_is_left_out_of_the_report_with_a_warning(experiment, tm
     """A history pandas cannot parse, one without an epoch column, an early stop at an epoch the history lacks or
     that is no number: each run's curve is left out with a one-line warning naming the file; the report and the
     other curves are written."""
-    from src.analysis.report import report
+    from src.searches.report import report
 
     points = grid({"supervised.lr": [0.1, 0.2, 0.3, 0.4, 0.5]})
     names = ["ok", "ragged", "no_epoch", "stop_99", "stop_x"]
@@ -422,7 +422,7 @@ def test_damaged_runs_are_listed_and_the_others_load(tmp_path, capsys):
 
 
 def test_report_plot_helpers():
-    from src.analysis.plots import log_spaced, natural_key
+    from src.searches.plots import log_spaced, natural_key
 
     labels = ["lr=0.03 (n=3)", "lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]
@@ -433,7 +433,7 @@ def test_report_plot_helpers():
 def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, capsys):
     """A misspelt metric, or a test metric, is one line naming what the runs record (a close match first), exit 2,
     and nothing of the previous report is rewritten."""
-    from src.searches.main import experiment_main
+    from src.cli.experiment import experiment_main
 
     points = grid({"supervised.lr": [0.1, 0.2]})
     runs = tmp_path / "results" / "exp" / "typo"
@@ -463,7 +463,7 @@ def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, ca
 def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(experiment, tmp_path, capsys):
     """bin/run_local.py's log of a job that stopped with an error before creating its run folder makes the run
     `failed` (with that error), not `pending`; a job whose log does not end in an error stays pending."""
-    from src.analysis.report import report
+    from src.searches.report import report
 
     points = grid({"supervised.lr": [0.1, 0.2, 0.3]})
     runs = tmp_path / "results" / "exp" / "early"
@@ -511,7 +511,7 @@ def test_report_lists_a_job_that_failed_before_its_run_folder_existed_as_failed(
     ],
 )
 def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_path, capsys, axes, message):
-    from src.searches.main import experiment_main
+    from src.cli.experiment import experiment_main
 
     code = experiment_main(experiment, {"small": grid(axes)}, argv=["prepare", "--name", "small"])
     err = capsys.readouterr().err
@@ -520,7 +520,7 @@ def test_prepare_refuses_a_bad_binding_before_writing_anything(experiment, tmp_p
 
 
 def test_unknown_search_suggests_the_close_name(experiment, capsys):
-    from src.searches.main import experiment_main
+    from src.cli.experiment import experiment_main
 
     searches = {"small": grid({"supervised.lr": [0.1, 0.2]}), "large": grid({"supervised.lr": [0.1, 0.3]})}
     assert experiment_main(experiment, searches, argv=["report", "--name", "smal"]) == 2

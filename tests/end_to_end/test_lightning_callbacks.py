@@ -76,9 +76,9 @@ def test_early_stopping_finishes_the_run_for_good(train, tmp_path, env, capsys):
     assert status_of(run) == "finished" and stopped(run)["epoch"] == 3
 
     # the analysis knows: load_runs and bin/runs.py show the stop, the learning curves end (marked) at epoch 3
-    from src.analysis.plots import plot
     from src.analysis.runs_table import runs_table
     from src.results import load_runs
+    from src.searches.plots import plot
 
     runs = load_runs(tmp_path)
     assert runs.set_index("run").loc[str(run), ["stop_reason", "stop_epoch"]].tolist() == ["early_stopping", 3]
@@ -115,9 +115,9 @@ def test_max_time_stops_resumably_and_the_next_start_finishes_identically(train,
 
 
 def test_ema_weights_are_the_model_and_resume_exactly(train, tmp_path, interrupted, monkeypatch):
+    from src.recipes.evaluate import evaluate
     from src.results import load_model
     from src.training.callbacks.time_limit import TimeLimit
-    from src.training.evaluate import evaluate
 
     bindings = ("training_loop.n_epochs = 2", "training_loop.callbacks = ['ema']", "ema.decay = 0.9")
     reference = tmp_path / "reference"
@@ -157,7 +157,7 @@ def test_find_lr_writes_a_plot_and_a_suggestion(tmp_path, capsys):
 
 
 def test_the_suggested_lr_is_half_way_down_the_longest_fall_not_on_the_start_up_bump():
-    from src.training.lr_range_test import valley
+    from src.recipes.find_lr import valley
 
     # Lightning's smoothed loss: a bump at tiny rates (its bias correction), noise, the fall, then divergence
     losses = [1.25, 2.08, 2.22, 2.28, 2.27, 2.29, 2.25, 2.19, 2.10, 1.97, 1.81, 1.64, 1.47, 1.31, 1.18, 1.24, 1.41]

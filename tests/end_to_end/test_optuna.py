@@ -11,13 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from src.cli.experiment import experiment_main
 from src.errors import UserError
 from src.run import layout
 from src.run.status import status_of
 from src.runners.batch import read_batch
 from src.runners.local import run_local
 from src.searches.experiment import random_search
-from src.searches.main import experiment_main
 from src.searches.optuna_search import STUDY_FILE, journal_storage, optuna_search
 from tests.helpers import FAST, ROOT, history, wait_for
 
@@ -247,7 +247,7 @@ def test_metric_of_the_test_set_or_unlogged_is_refused(experiment):
     assert not (experiment / "bayes").exists()
     # the pruning callback, given the module's declaration, checks at fit start; during an epoch it names what the
     # run logs
-    from src.callbacks.optuna_pruning import OptunaPruning
+    from src.searches.optuna_pruning import OptunaPruning
 
     declared = {"main": "valid_acc", "directions": {"valid_loss": "min", "valid_acc": "max", "test_acc": "max"}}
     with pytest.raises(UserError, match="'test_acc' is not a metric the module logs while training; it logs: "):

@@ -288,7 +288,7 @@ def test_a_checkpoint_without_fitting_weights_is_one_line(tmp_path, capsys):
 
 def load_model_state(run):
     """The state_dict of the model the run's config builds, untrained."""
-    from src.training.reload import run_parts
+    from src.recipes.reload import run_parts
 
     return run_parts(run)[0].module.state_dict()
 
@@ -352,7 +352,7 @@ def test_config_guard(train, tmp_path):
 
 def test_a_list_given_for_the_same_tuple_is_no_config_change():
     from src.config.bindings import parse_bindings
-    from src.config.guard import config_changes
+    from src.training.config_guard import config_changes
 
     stored = "training_loop.callbacks = ('progress_log',)\nsupervised.lr = 0.1\n"  # gin writes the default tuple
     stored = parse_bindings(stored)

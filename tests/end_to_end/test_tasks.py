@@ -20,8 +20,8 @@ TASKS = {
 
 @pytest.mark.parametrize("task", list(TASKS))
 def test_task_trains_resumes_exactly_evaluates_and_reloads(task, train, tmp_path):
+    from src.recipes.evaluate import evaluate
     from src.results import load_data, load_model, load_runs
-    from src.training.evaluate import evaluate
 
     config, bindings, main, direction = TASKS[task]
     train(tmp_path / "straight", *bindings, "training_loop.n_epochs = 3", configs=(config,))

@@ -113,8 +113,8 @@ def test_finished_run_is_not_retrained(train, tmp_path, capsys):
 
 
 def test_results_api_on_trained_runs(train, tmp_path):
+    from src.recipes.evaluate import evaluate
     from src.results import load_C, load_data, load_H, load_HC, load_model, load_runs
-    from src.training.evaluate import evaluate
 
     run = tmp_path / "exp" / "a"
     train(run, "training_loop.n_epochs = 2", "supervised.lr = 0.01")

@@ -52,7 +52,7 @@ def experiment_main(
                 print(f"changed: {run} finished with another config; kept as is (delete its folder to re-run)")
             print(f"{len(done.todo)} to run, {len(done.finished)} finished, {len(done.changed)} changed: {done.batch}")
         else:
-            from src.analysis.report import report  # pandas, matplotlib: only when reporting
+            from src.searches.report import report  # pandas, matplotlib: only when reporting
 
             report(Path(experiment_dir), args.name, points, swept, metric, replicates)
 

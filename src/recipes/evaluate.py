@@ -13,8 +13,8 @@ if TYPE_CHECKING:
 
 
 def evaluate(run_dir: str | Path, checkpoint: str = "best") -> tuple[dict, Path]:
+    from src.recipes.reload import build_module
     from src.training.lightning_trainer import quiet_lightning
-    from src.training.reload import build_module
 
     parts, args = build_module(run_dir, checkpoint)
     with quiet_lightning():  # as in training: no advertising, no warnings that do not concern the user

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from src.callbacks.registry import CALLBACKS
 from src.errors import UserError, did_you_mean
 from src.run import status
+from src.training.callbacks.registry import CALLBACKS
 
 
 class OptunaPruning(pl.Callback):

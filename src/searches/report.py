@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from src.analysis.plots import plot
 from src.analysis.tables import fmt, print_frame
 from src.errors import UserError, did_you_mean
 from src.results import higher_is_better, load_runs
 from src.run import metric_directions
 from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, run_names, swept_keys
+from src.searches.plots import plot
 
 if TYPE_CHECKING:
     pass

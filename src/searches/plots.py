@@ -1,4 +1,4 @@
-"""The report's figures (src/analysis/report.py): learning curves and the best metric against each swept value, as PNG
+"""The report's figures (src/searches/report.py): learning curves and the best metric against each swept value, as PNG
 and PDF (inline in the terminal with itermplot), means with a +-1 std band where runs are replicated; and an Optuna
 search's history and parameter importances. Matplotlib is imported only when a figure is drawn."""
 
