@@ -483,3 +483,27 @@ def test_finite_loss_checks_pending_losses_before_any_checkpoint():
     healthy = FiniteLoss(check_every_n_steps=100)
     healthy.on_train_batch_end(trainer, None, {"loss": torch.tensor([0.1, 0.2])}, None, 4)
     healthy.on_save_checkpoint(trainer, None, {})  # finite: the save goes on
+
+
+def test_every_decision_of_a_start_is_made_under_the_runs_lock(train, tmp_path, monkeypatch):
+    """A slow start (a big data load) of the same run while another command trains and finishes it with another
+    config: the slow one decides what to do only once it holds the run's lock, so it refuses the changed config
+    instead of training its own from scratch over the finished run (which it did when it chose "no checkpoint,
+    start afresh" before waiting for the data)."""
+    from src.data.digits import Digits
+
+    run = tmp_path / "run"
+    load = Digits.load
+
+    def slow_load(self):
+        monkeypatch.setattr(Digits, "load", load)  # the other start loads normally
+        train(run, "training_loop.n_epochs = 1", "supervised.lr = 0.01")  # ...and finishes meanwhile
+        return load(self)
+
+    monkeypatch.setattr(Digits, "load", slow_load)
+    with pytest.raises(UserError, match=r"was trained with another config \(supervised.lr: 0.01 -> 0.003\)"):
+        train(run, "training_loop.n_epochs = 2")
+    assert status_of(run) == "finished" and "supervised.lr = 0.01" in (run / layout.CONFIG).read_text()
+    assert list(history(run)["epoch"]) == [1]
+    train(run, "training_loop.n_epochs = 1", "supervised.lr = 0.01")  # the same config: nothing to do, untouched
+    assert len(json.loads((run / layout.META).read_text())["attempts"]) == 1
