@@ -127,3 +127,77 @@ def test_when_the_warm_server_fails_the_jobs_start_cold(tmp_path, monkeypatch, c
     assert "warm starts failed (ConnectionRefusedError: the server died): starting the jobs cold from now on" in out
     log = (tmp_path / "logs" / "run.log").read_text()
     assert log.count("==> started") == 2 and ") cold\n" in log and "missing.gin' does not exist" in log
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the processes whose parent is `pid`."""
+    found = []
+    for proc in os.listdir("/proc"):
+        if proc.isdigit():
+            try:
+                stat = open(f"/proc/{proc}/stat").read()
+                cmdline = open(f"/proc/{proc}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append((int(proc), cmdline))
+    return found
+
+
+def test_a_killed_warm_server_neither_fails_nor_loses_its_running_job(experiment, tmp_path, env):
+    """The warm server dies while a job trains: that job is waited for and reported with its own exit code (not
+    a failure), never a second job beside it on one slot; the jobs after it start cold; the runner leaves no server
+    behind. (Killing the server used to fail the running job with exit 255 and start the next one beside it.)"""
+    (experiment / "template_config.gin").write_text(TEMPLATE.replace("n_epochs = 2", "n_epochs = 5"))
+    done = prepare(experiment, "slow", grid({"training_loop.seed": [0, 1]}))
+    runner = subprocess.Popen(
+        [sys.executable, "bin/run_local.py", str(done.batch), "--jobs", "1"],
+        cwd=ROOT,
+        env={**env, "RESULTS_DIR": str(tmp_path / "results")},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    first = read_batch(done.batch)[0].run_dir
+    deadline = time.time() + 120
+    while not (first / "history.csv").exists():  # the first job is training
+        assert time.time() < deadline and runner.poll() is None, "the first job never started training"
+        time.sleep(0.2)
+    servers = [pid for pid, cmd in children(runner.pid) if "forkserver" in cmd]
+    assert len(servers) == 1
+    os.kill(servers[0], signal.SIGKILL)
+    out, _ = runner.communicate(timeout=300)
+    assert runner.returncode == 0, out
+    assert "the warm-start server is gone: starting the remaining jobs cold" in out
+    assert "2 succeeded, 0 failed" in out and "FAILED" not in out
+    assert all(not (job.run_dir / "FAILED").exists() for job in read_batch(done.batch))
+    logs = [(done.batch.parent / "logs" / f"{job.run_dir.name}.log").read_text() for job in read_batch(done.batch)]
+    assert ") warm\n" in logs[0] and ") cold\n" in logs[1]
+    starts = sorted(float(log.split("==> started ", 1)[1].split("(", 1)[1].split(")")[0]) for log in logs)
+    ends = sorted(json.loads((job.run_dir / "meta.json").read_text())["attempts"][-1]["end_unix"]
+                  for job in read_batch(done.batch))  # fmt: skip
+    assert starts[1] >= ends[0]  # one slot: the second started after the first ended
+
+
+def test_the_runner_ends_its_warm_server_on_the_way_out(experiment, tmp_path):
+    from src.runners.warm import warm_server_alive
+
+    done = prepare(experiment, "one", grid({"training_loop.seed": [0]}))
+    assert run_local(done.batch, jobs=1, quiet=True) == 0
+    assert not warm_server_alive()
+    from multiprocessing import forkserver
+
+    assert forkserver._forkserver._forkserver_pid is None  # stopped and reaped, not left to exit on its own
+
+
+def test_an_unwritable_job_log_is_one_line_and_touches_no_run(experiment, tmp_path, capsys):
+    """The batch folder's logs/ cannot be written (here: a file in its place; a full or read-only disk alike): the
+    runner says so in one line and stops; no run is started or marked failed (it used to call this a failure of
+    warm starts, then fail jobs whose run folders had space)."""
+    from src.cli.runners import run_local_main
+
+    done = prepare(experiment, "two", grid({"training_loop.seed": [0, 1]}))
+    (done.batch.parent / "logs").write_text("not a folder")
+    assert run_local_main([str(done.batch), "--jobs", "1"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"error: Cannot write the job log {done.batch.parent / 'logs'}") and "free space" in error
+    assert not any(job.run_dir.exists() for job in read_batch(done.batch))
