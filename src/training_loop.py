@@ -24,7 +24,7 @@ import gin
 from src.errors import UserError, integer
 from src.loggers import common
 from src.registry import in_words, matches
-from src.run import checkpoints, layout, metric_directions, session, status
+from src.run import checkpoints, environment, layout, metric_directions, session, status
 from src.training import lightning_trainer, speed
 from src.training.config_guard import guard_config
 from src.training.fit_and_test import fit_and_test
@@ -74,10 +74,6 @@ def training_loop(
         show_operative_config(data, model, module, seed, callbacks, loggers, profiler)
         return {}
     with smoke_test_folder(save_dir, trainer_flags) as save_dir:
-        if num_threads:
-            import torch
-
-            torch.set_num_threads(num_threads)
         built = assemble(str(save_dir), data, model, module, seed, callbacks, loggers, profiler)
         built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
         speed.apply(built.parts.model, mode, channels_last)
@@ -91,6 +87,7 @@ def training_loop(
                     print(plan.nothing_to_do)
                     return plan.finished
                 attempt.committed = True
+                keep_threads(save_dir, num_threads)
                 with lightning_trainer.quiet_lightning(), speed.matmul_precision(matmul_precision):
                     unused = warn_unused(built.operative)
                     if rank_zero:
@@ -227,6 +224,19 @@ def plan_resume(save_dir: Path, built: Assembled, allow_resume: bool, allow_chan
     if is_rank_zero():
         checkpoints.set_aside(choice.unusable)
     return ResumePlan(choice.checkpoint, changes, None)
+
+
+def keep_threads(save_dir: Path, asked: int | None) -> None:
+    """torch's thread count for this attempt: `training_loop.num_threads` if given, else the count of the run's
+    first attempt (meta.json): a reduction over another number of threads can round differently, and a resume under
+    another OMP_NUM_THREADS or runner allocation must still equal an uninterrupted run."""
+    import torch
+
+    count = asked or environment.recorded_threads(save_dir)
+    if count and count != torch.get_num_threads():
+        if not asked:
+            print(f"threads: {count}, as the run's first attempt (training_loop.num_threads changes it)")
+        torch.set_num_threads(count)
 
 
 def warn_unused(operative: OperativeConfig) -> list[str]:

@@ -202,9 +202,15 @@ def train(plan: Plan, tree: Path) -> None:
         "#".join(plan.bindings),
     ]
     env = {**os.environ, "PYTHONPATH": str(tree), "DATA_DIR": os.path.abspath(data)}
-    code = subprocess.run(command, cwd=tree, env=env).returncode
-    if code != 0:
-        raise UserError(f"The reproduction's training failed (exit code {code}): see {plan.into / layout.STDERR}.")
+    if (threads := environment.recorded_threads(plan.run)) is not None:  # what the run computed with
+        env |= {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    done = subprocess.run(command, cwd=tree, env=env, stderr=subprocess.PIPE, text=True)
+    sys.stderr.write(done.stderr)
+    if done.returncode != 0:
+        errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+        why = errors[-1] if errors else (done.stderr.strip().splitlines() or ["no output"])[-1]
+        where = f"; its log: {plan.into / layout.STDERR}" if (plan.into / layout.STDERR).is_file() else ""
+        raise UserError(f"The reproduction's training failed (exit code {done.returncode}): {why}{where}")
 
 
 def reproduce(

@@ -5,6 +5,7 @@ between two runs."""
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -99,6 +100,10 @@ def diff_environment(a: str | Path, b: str | Path) -> list[tuple[str, object, ob
         for label, key in (("git commit", "git_commit"), ("host", "hostname"), ("device", "device"))
     ]
     rows.append((layout.GIT_DIFF, describe_diff(a), describe_diff(b)))
+    for label, key in (("threads", "threads"), ("deterministic", "deterministic")):  # of the first attempt
+        first = [(m.get("attempts") or [{}])[0].get(key, missing) for m in (ma, mb)]
+        shown = [json.dumps(v, sort_keys=True) if isinstance(v, dict) else v for v in first]
+        rows.append((label, shown[0], shown[1]))
     rows.append(
         ("python", ma.get("versions", {}).get("python", missing), mb.get("versions", {}).get("python", missing))
     )

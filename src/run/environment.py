@@ -78,6 +78,38 @@ def package_differences(
     return [(k, a.get(k, MISSING), b.get(k, MISSING)) for k in keys if a.get(k, MISSING) != b.get(k, MISSING)]
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def threads() -> dict[str, Any]:
+    """How many threads torch computes with, and the variables that set it: a reduction over another number of
+    threads can round differently, so a run keeps its count across attempts (src/training_loop.py)."""
+    import os
+
+    import torch
+
+    variables = {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}
+    return {"torch": torch.get_num_threads(), "interop": torch.get_num_interop_threads(), "variables": variables}
+
+
+def determinism() -> dict[str, bool]:
+    """torch's switches that decide whether kernels are deterministic (training_loop.deterministic sets them)."""
+    import torch
+
+    return {
+        "algorithms": torch.are_deterministic_algorithms_enabled(),
+        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+    }
+
+
+def recorded_threads(run: str | Path) -> int | None:
+    """The torch thread count of the run's first attempt (meta.json), None if it recorded none."""
+    attempts = layout.read_meta(run).get("attempts", [])
+    count = (attempts[0].get("threads") or {}).get("torch") if attempts else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+
+
 def device_kind(device: Any) -> str:
     """A torch.device in words: 'cpu', 'cuda (NVIDIA H200)', 'mps'."""
     if device.type == "cuda":

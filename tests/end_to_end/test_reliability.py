@@ -18,7 +18,7 @@ from src.errors import RunInUse, UserError
 from src.run import checkpoints, layout
 from src.run import lock as run_lock
 from src.run.status import status_of
-from tests.helpers import FAST, ROOT, evaluate_by_hand, history, lock_holder
+from tests.helpers import FAST, ROOT, assert_same_runs, evaluate_by_hand, history, lock_holder
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
 CRASH_BINDINGS = [*FAST, "training_loop.n_epochs = 5", "cnn.dropout = 0.2"]
@@ -507,3 +507,21 @@ def test_every_decision_of_a_start_is_made_under_the_runs_lock(train, tmp_path, 
     assert list(history(run)["epoch"]) == [1]
     train(run, "training_loop.n_epochs = 1", "supervised.lr = 0.01")  # the same config: nothing to do, untouched
     assert len(json.loads((run / layout.META).read_text())["attempts"]) == 1
+
+
+def test_a_resume_under_another_thread_count_keeps_the_runs_count_and_ends_identical(train, tmp_path, capsys):
+    """The local runner gives a job more threads when fewer jobs are left: the resumed attempt computes with the
+    count of the run's first attempt (recorded in meta.json), so it ends as the uninterrupted run does."""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        train(tmp_path / "straight", "training_loop.n_epochs = 3")
+        train(tmp_path / "resumed", "training_loop.n_epochs = 1")
+        torch.set_num_threads(2)
+        train(tmp_path / "resumed", "training_loop.n_epochs = 3")
+        assert "threads: 1, as the run's first attempt" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)
+    attempts = json.loads((tmp_path / "resumed" / layout.META).read_text())["attempts"]
+    assert [a["threads"]["torch"] for a in attempts] == [1, 1]
+    assert_same_runs(tmp_path / "straight", tmp_path / "resumed")

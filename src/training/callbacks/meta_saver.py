@@ -12,7 +12,6 @@ import os
 import platform
 import shlex
 import socket
-import subprocess
 import sys
 import time
 from importlib import metadata
@@ -22,7 +21,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from src.run import environment, layout, status
+from src.run import code, environment, layout, status
 from src.training.callbacks.registry import CALLBACKS
 from src.training.speed import compile_seconds
 
@@ -31,14 +30,6 @@ PACKAGES = ("torch", "pytorch-lightning", "gin-config", "numpy", "pandas", "scik
 
 def now_iso() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=layout.CODE_ROOT, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout if out.returncode == 0 else None
 
 
 def versions() -> dict[str, str]:
@@ -112,17 +103,15 @@ class MetaSaver(pl.Callback):
         trainable = sum(p.numel() for p in pl_module.parameters() if p.requires_grad)
         self.meta["parameters"] = {"total": total, "trainable": trainable}
         print(f"parameters: {total:,} ({trainable:,} trainable)")
-        commit = git("rev-parse", "HEAD")
-        tree = git("status", "--porcelain", "--untracked-files=no")
         self.meta.update(
             command=shlex.join([sys.executable, *sys.argv]),
             argv=sys.argv,
             cwd=os.getcwd(),
             hostname=socket.gethostname(),
             save_dir=str(self.run_dir.resolve()),
-            git_commit=commit.strip() if commit else None,
-            git_dirty=bool(tree.strip()) if tree is not None else None,
+            **code.record(self.run_dir),  # git_commit, git_dirty, untracked; writes git_diff.patch
             versions=versions(),
+            threads=environment.threads(),
             device=environment.device_kind(trainer.strategy.root_device),
             world_size=trainer.world_size,  # processes training together (DDP); each attempt records its own
             nodes=trainer.num_nodes,
@@ -140,14 +129,13 @@ class MetaSaver(pl.Callback):
                 "world_size": trainer.world_size,
                 "nodes": trainer.num_nodes,
                 "slurm": slurm_ids(),
+                "threads": environment.threads(),
+                "deterministic": environment.determinism(),
                 **self.attempt_notes,
             }
         )
         self.meta.setdefault("start_time", self.meta["attempts"][0]["start"])
         self._save()
-        diff = git("diff", "HEAD")
-        if diff is not None:
-            layout.write_atomic(self.run_dir / layout.GIT_DIFF, diff)
         layout.write_atomic(self.run_dir / layout.PACKAGES, environment.packages_text(environment.installed_packages()))
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
