@@ -22,7 +22,7 @@ import pandas as pd
 from src.config.bindings import parse_bindings
 from src.errors import UserError
 from src.run import layout, metric_directions
-from src.run.metric_directions import NOT_METRICS
+from src.run.metric_directions import is_metric
 from src.run.status import status_of
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def summarize(run_dir: PathLike) -> dict:
         summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
         recorded = metric_directions.read(run_dir)
         for name, texts in columns.items():
-            if name in NOT_METRICS:
+            if not is_metric(name):
                 continue
             values = [v for text in texts if text and (v := float(text)) == v]  # v == v drops NaN
             if values:

@@ -12,10 +12,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
+import torch
 
 from src.callbacks.registry import CALLBACKS
 from src.errors import integer
-from src.training.callbacks.history import batch_size_of
+from src.training.callbacks.history import batch_size_of, steps_done
 from src.training.speed import compile_seconds
 
 if TYPE_CHECKING:
@@ -39,7 +40,8 @@ class ProgressLog(pl.Callback):
         self.window_compile = compile_seconds()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start, self.start_step = time.perf_counter(), trainer.global_step
+        self.start, self.start_step = time.perf_counter(), steps_done(trainer)
+        self.global_before = trainer.global_step
         self.compile_start = compile_seconds()
         self.batch_end = time.perf_counter()
         self._reset()
@@ -61,24 +63,26 @@ class ProgressLog(pl.Callback):
         self.step_time += self.batch_end - self.batch_start
         self.n_steps += 1
         self.n_examples += batch_size_of(batch)
-        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
-            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)  # type: ignore[arg-type]
-            self._print_step(trainer, loss)
+        if trainer.global_step > self.global_before:  # an optimizer stepped: a step is done (once per batch with
+            self.global_before = trainer.global_step  # several optimizers, once per accumulation with one)
+            step = steps_done(trainer) + 1  # Lightning counts it after this hook
+            if step % self.every_n_steps == 0 and trainer.is_global_zero:
+                loss = outputs.get("loss") if isinstance(outputs, dict) else outputs  # none under manual optimization
+                self._print_step(trainer, step, float(loss) if isinstance(loss, torch.Tensor) else float("nan"))
 
-    def _print_step(self, trainer: pl.Trainer, loss: float) -> None:
+    def _print_step(self, trainer: pl.Trainer, step: int, loss: float) -> None:
         now = time.perf_counter()
         total = trainer.estimated_stepping_batches
-        done = trainer.global_step - self.start_step
         elapsed = now - self.start
         compiled = compile_seconds()
         compiling = compiled - self.compile_start  # this attempt's, so far
-        left = (elapsed - compiling) / max(done, 1) * (total - trainer.global_step)
+        left = (elapsed - compiling) / max(step - self.start_step, 1) * (total - step)
         window_compile = compiled - self.window_compile  # compiling happens inside steps: left out of both
         rate = self.n_examples * trainer.world_size / max(now - self.window_start - window_compile, 1e-9)
         n = max(self.n_steps, 1)
         step_time = max(self.step_time - window_compile, 0.0)
         print(
-            f"step {trainer.global_step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
+            f"step {step}/{total} | {rate:.1f} examples/s | loss {loss:.4f} | "
             f"data {1000 * self.data_time / n:.1f} ms, step {1000 * step_time / n:.1f} ms | "
             f"elapsed {hms(elapsed)}{f' | compile {hms(compiling)}' if compiling else ''} | left {hms(left)}",
             flush=True,

@@ -1,4 +1,4 @@
-"""The registry of callbacks: `training_loop.callbacks = ['progress_log', 'lr_schedule']`.
+"""The registry of callbacks: `training_loop.callbacks = ['progress_log', 'early_stopping']`.
 
 Every callback builder takes the run folder as `run_dir` (keyword) plus its own gin-configurable parameters; it may
 also take `metrics`, the module's declared metrics. (The registry itself lives with the callbacks every run has,

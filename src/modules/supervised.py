@@ -10,6 +10,7 @@ loss, and the optimiser and schedule live here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ TARGETS = ("label", "input")
 @MODULES.register("supervised", denylist=("model",))
 class SupervisedLearning(EpochMetricsModule):
     """loss in cross_entropy|bce|mse|l1; target in label|input; optimizer in adam|adamw|sgd; scheduler in
-    none|cosine (per epoch)."""
+    none|cosine|steps (per epoch; steps: `schedule` of (epoch, lr multiplier), src/modules/optim.py)."""
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class SupervisedLearning(EpochMetricsModule):
         weight_decay: float = 0.0,
         momentum: float = 0.9,
         scheduler: str = "none",
+        schedule: Sequence[tuple[int, float]] = ((0, 1.0),),
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
@@ -63,13 +65,13 @@ class SupervisedLearning(EpochMetricsModule):
             raise UserError(unknown("loss", loss, LOSSES))
         if target not in TARGETS:
             raise UserError(unknown("target", target, TARGETS))
-        optim.check(optimizer, scheduler, lr)
+        optim.check(optimizer, scheduler, lr, schedule)
         self.model = model
         self.loss_name, self.target = loss, target
         self.metric_directions = {"loss": "min", **LOSSES[loss].metrics}
         self.main_metric = LOSSES[loss].main
         self.lr, self.optimizer_name, self.weight_decay, self.momentum = lr, optimizer, weight_decay, momentum
-        self.scheduler_name, self.label_smoothing = scheduler, label_smoothing
+        self.scheduler_name, self.schedule, self.label_smoothing = scheduler, schedule, label_smoothing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -108,4 +110,5 @@ class SupervisedLearning(EpochMetricsModule):
             self.momentum,
             self.scheduler_name,
             self.trainer.max_epochs or 1,
+            self.schedule,
         )

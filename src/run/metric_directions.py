@@ -19,6 +19,12 @@ from src.run.layout import METRICS as FILE
 
 NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history.csv columns that are no results
 
+
+def is_metric(column: str) -> bool:
+    """A history.csv column that is a result: not NOT_METRICS, nor the learning rate `lr_<i>` of optimizer i."""
+    return column not in NOT_METRICS and not (column.startswith("lr_") and column[3:].isdigit())
+
+
 STAGES = ("train", "valid", "test")
 DIRECTIONS = ("min", "max")
 

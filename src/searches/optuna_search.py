@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from src.errors import UserError, did_you_mean, integer, unknown
 from src.run import layout
-from src.run.metric_directions import NOT_METRICS
+from src.run.metric_directions import is_metric
 from src.run.status import status_of
 from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
 from src.searches.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
@@ -335,7 +335,7 @@ def recorded_metrics(runs_dir: Path) -> list[str]:
         try:
             with open(run / layout.HISTORY, newline="") as f:
                 header = next(csv.reader(f), [])
-            found.update((c, None) for c in header if c not in NOT_METRICS)
+            found.update((c, None) for c in header if is_metric(c))
         except (OSError, ValueError, csv.Error):
             pass
     return list(found)
@@ -362,7 +362,7 @@ def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
     except (OSError, ValueError, csv.Error) as e:  # undecodable bytes, NUL characters, a value that is no number
         raise NoValue(f"{path} is damaged: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from e
     if columns and metric not in columns:
-        logged = ", ".join(c for c in columns if c not in NOT_METRICS)
+        logged = ", ".join(c for c in columns if is_metric(c))
         raise UserError(
             f"The runs do not log {metric!r} ({run_dir.name}/{layout.HISTORY} has {logged or 'no metrics'}): "
             "choose one of those as optuna_search(metric=...)."

@@ -110,20 +110,29 @@ def make_trainer(
 
     from src.training.callbacks.time_limit import time_limit
 
-    flags = follow_allocation(flags)
+    flags = {"enable_progress_bar": sys.stdout.isatty(), **follow_allocation(flags)}
+    bar = [epochs_from_one_bar()] if flags["enable_progress_bar"] else []
     return pl.Trainer(
         default_root_dir=run_dir,
-        callbacks=[*callbacks, *time_limit(run_dir, flags.pop("max_time", None))],
+        callbacks=[*callbacks, *time_limit(run_dir, flags.pop("max_time", None)), *bar],
         logger=loggers or False,
         plugins=plugins(),
         max_epochs=n_epochs,
         profiler=profiler,
-        **{
-            "enable_progress_bar": sys.stdout.isatty(),
-            "use_distributed_sampler": getattr(data, "use_distributed_sampler", True),  # False: it shards itself
-            **flags,
-        },
+        **{"use_distributed_sampler": getattr(data, "use_distributed_sampler", True), **flags},  # False: shards itself
     )
+
+
+def epochs_from_one_bar() -> Any:
+    """Lightning's progress bar, with epochs counted from 1 as history.csv and the log lines count them."""
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    class EpochsFromOne(TQDMProgressBar):
+        def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+            super().on_train_epoch_start(trainer, *args)
+            self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    return EpochsFromOne()
 
 
 def slurm_allocation() -> tuple[int, int] | None:

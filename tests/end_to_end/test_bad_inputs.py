@@ -52,7 +52,7 @@ CLI_CASES = [
         ["{t}/r", CNN, "-b", "training_loop.data='mnist'"],
         "Unknown data set 'mnist'. Valid data set names: ",
     ),
-    ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_shedule']"], "Did you mean 'lr_schedule'?"),
+    ("train", ["{t}/r", CNN, "-b", "training_loop.callbacks=['early_stoping']"], "Did you mean 'early_stopping'?"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.loggers=['tensorbord']"], "Unknown logger 'tensorbord'"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.module='unsupervised'"], "Unknown module 'unsupervised'"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.profiler='simpel'"], "Did you mean 'simple'?"),

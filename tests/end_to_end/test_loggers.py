@@ -73,20 +73,23 @@ def error_line(error: Exception) -> str:
 
 
 def assert_same_as_history(received: dict, run: Path, every: int = EVERY, tests_at=None, rel: float = 1e-12) -> None:
-    """`received` (metric -> [(step, value)] as the tracker holds it) is what history.csv holds, at its steps (every
-    column but `step`), plus the training loss at every `every`-th step and the test metrics of eval_results.json at
-    the steps where trainings ended (`tests_at`, default the last step)."""
+    """`received` (metric -> [(step, value)] as the tracker holds it) is what Lightning and the template send: every
+    column of history.csv but `epoch` and `step` with its epoch's values at the index of the epoch's last step (one
+    less than history's `step`, which counts the steps done), Lightning's own `epoch` there, the training loss at every
+    `every`-th step's index, and the test metrics of eval_results.json at the steps where trainings ended (`tests_at`,
+    default the last step)."""
     received = dict(received)
     rows = history(run, timing=True)
     last = int(rows["step"].iloc[-1])
     step_loss = received.pop(STEP_METRIC, [])
-    assert [step for step, _ in step_loss] == list(range(every, last + 1, every) if every else [])
+    assert [step for step, _ in step_loss] == list(range(every - 1, last, every) if every else [])
     assert all(0 < value < 10 for _, value in step_loss), step_loss
 
     tested = {k: v for k, v in json.loads((run / "eval_results.json").read_text()).items() if k != "checkpoint"}
-    assert tested and set(received) == {c for c in rows.columns if c != "step"} | set(tested)
-    for name in rows.columns.drop("step"):
-        assert [step for step, _ in received[name]] == list(rows["step"]), name
+    assert {step for step, _ in received.pop("epoch")} <= set(rows["step"] - 1) | set(tests_at or [last])
+    assert tested and set(received) == {c for c in rows.columns if c not in ("step", "epoch")} | set(tested)
+    for name in rows.columns.drop(["step", "epoch"]):
+        assert [step for step, _ in received[name]] == list(rows["step"] - 1), name
         assert [value for _, value in received[name]] == pytest.approx(list(rows[name]), rel=rel), name
     for name, value in tested.items():
         assert [step for step, _ in received[name]] == (tests_at or [last]), name

@@ -373,8 +373,8 @@ def test_nan_loss_stops_the_run(train, tmp_path):
         train(
             run,
             "training_loop.n_epochs = 3",
-            "training_loop.callbacks = ['lr_schedule']",
-            "lr_schedule.schedule = [(0, 1.0), (1, 1e30)]",
+            "supervised.scheduler = 'steps'",
+            "supervised.schedule = [(0, 1.0), (1, 1e30)]",
         )
     assert status_of(run) == "failed" and "Training loss is" in (run / layout.FAILED).read_text()
     last = torch.load(run / layout.LAST_CKPT, weights_only=True)

@@ -11,7 +11,7 @@ import torch
 from src.errors import UserError
 from src.run import layout
 from src.run.status import status_of
-from tests.helpers import evaluate_by_hand
+from tests.helpers import evaluate_by_hand, history
 
 METRICS = ["epoch", "step", "train_loss", "train_acc", "valid_loss", "valid_acc", "lr"]
 
@@ -166,15 +166,14 @@ def test_device_resident_data_trains_the_same(train, tmp_path):
     )
 
 
-def test_lr_schedule_multiplies_lr(train, tmp_path):
-    run = tmp_path / "run"
-    train(
-        run,
-        "training_loop.callbacks = ['lr_schedule']",
-        "lr_schedule.schedule = [(0, 1.0), (2, 0.1)]",
-        "supervised.lr = 0.01",
-    )
-    assert list(pd.read_csv(run / layout.HISTORY)["lr"]) == pytest.approx([0.01, 0.01, 0.001])
+def test_the_lr_column_is_the_learning_rate_each_epoch_trained_with(train, tmp_path):
+    """A torch schedule steps at each epoch's end, before the epoch's row is written: the row still shows the lr the
+    epoch trained with (it used to show the next epoch's). The step schedule multiplies the configured lr."""
+    train(tmp_path / "steps", "supervised.scheduler = 'steps'", "supervised.schedule = [(0, 1.0), (2, 0.1)]",
+          "supervised.lr = 0.01")  # fmt: skip
+    assert list(history(tmp_path / "steps")["lr"]) == pytest.approx([0.01, 0.01, 0.001])
+    train(tmp_path / "cosine", "supervised.scheduler = 'cosine'", "supervised.lr = 0.003")
+    assert list(history(tmp_path / "cosine")["lr"]) == pytest.approx([0.003, 0.00225, 0.00075])  # T_max = 3 epochs
 
 
 def test_logged_epoch_metrics_are_means_over_examples(train, tmp_path):

@@ -116,7 +116,9 @@ def test_every_registry_has_its_items():
     from src.modules import MODULES
 
     assert {"digits", "cifar10"} <= set(DATA.names())
-    assert {"meta_saver", "heartbeat", "lr_schedule", "progress_log", "history", "checkpoint"} <= set(CALLBACKS.names())
+    assert {"meta_saver", "heartbeat", "early_stopping", "progress_log", "history", "checkpoint"} <= set(
+        CALLBACKS.names()
+    )
     assert "tensorboard" in LOGGERS.names()
     assert "supervised" in MODULES.names()
 

@@ -43,6 +43,36 @@ def finished(device: torch.device) -> float:
     return time.perf_counter()
 
 
+def steps_done(trainer: pl.Trainer) -> int:
+    """The training steps done so far as Lightning counts them for its loggers: batches that ended in an optimizer
+    step (one per batch under manual optimization, however many optimizers step in it). Lightning keeps this count
+    to itself; it is read here, never changed."""
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def learning_rates(trainer: pl.Trainer) -> dict[str, float]:
+    """`lr` of the first optimizer's first parameter group, `lr_<i>` of the i-th optimizer's (i >= 1)."""
+    return {
+        "lr" if i == 0 else f"lr_{i}": float(optimizer.param_groups[0]["lr"])
+        for i, optimizer in enumerate(trainer.optimizers)
+    }
+
+
+def step_only(trainer: pl.Trainer) -> set[str]:
+    """The training metrics the module logs per step (`self.log(..., on_step=True)`): their value at an epoch's end
+    is its last step's, not the epoch's, so history.csv leaves them out (the trackers receive them per step, as
+    Lightning sends them). Read from Lightning's results of the epoch, which have no public view."""
+    try:
+        found = set()
+        for result in trainer._results.values():  # type: ignore[union-attr]
+            meta = result.meta
+            if meta.on_step:
+                found.add(meta.forked_name(on_step=True) if meta.on_epoch else meta.name)
+        return found
+    except (AttributeError, TypeError):
+        return set()
+
+
 def batch_size_of(batch: Any) -> int:
     first = batch[0] if isinstance(batch, (list, tuple)) else batch
     return len(first)
@@ -64,18 +94,22 @@ class HistoryWriter(pl.Callback):
             self._write()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_timing()  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
+        self._start_epoch(trainer)  # a run resumed mid-epoch gets no on_train_epoch_start for that epoch
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._start_timing()
+        self._start_epoch(trainer)
 
-    def _start_timing(self) -> None:
+    def _start_epoch(self, trainer: pl.Trainer) -> None:
         self.epoch_start, self.n_examples = time.perf_counter(), 0
         self.train_end: float | None = None
+        # the learning rates the epoch trains with: an epoch-wise schedule steps before the epoch's end is recorded
+        self.lrs = learning_rates(trainer)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
+        if self.n_examples == 0:  # after the epoch's first step: what callbacks set at its start (swa_lrs) counts
+            self.lrs = learning_rates(trainer)
         self.n_examples += batch_size_of(batch)
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -84,10 +118,13 @@ class HistoryWriter(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         now = finished(pl_module.device)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if getattr(v, "numel", lambda: 1)() == 1}
-        row = {"epoch": trainer.current_epoch + 1, "step": trainer.global_step, **metrics}
-        if trainer.optimizers:
-            row["lr"] = trainer.optimizers[0].param_groups[0]["lr"]
+        per_step = step_only(trainer)
+        metrics = {
+            k: float(v)
+            for k, v in trainer.callback_metrics.items()
+            if getattr(v, "numel", lambda: 1)() == 1 and k not in per_step
+        }
+        row = {"epoch": trainer.current_epoch + 1, "step": steps_done(trainer), **metrics, **self.lrs}
         row["epoch_time"] = now - self.epoch_start
         row["examples_per_s"] = (
             self.n_examples * trainer.world_size / max((self.train_end or now) - self.epoch_start, 1e-9)

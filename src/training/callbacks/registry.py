@@ -1,4 +1,4 @@
-"""The registry of callbacks: `training_loop.callbacks = ['progress_log', 'lr_schedule']` (src/callbacks/registry.py
+"""The registry of callbacks: `training_loop.callbacks = ['progress_log', 'early_stopping']` (src/callbacks/registry.py
 is the name to import it by). Defined here, with the callbacks every run has, so that they register without
 importing src/callbacks/, whose files import them.
 
