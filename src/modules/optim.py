@@ -59,6 +59,7 @@ def configure(
     if optimizer == "sgd":
         kwargs.update(momentum=momentum, nesterov=momentum > 0)
     built = OPTIMIZERS[optimizer](parameters, **kwargs)
+    schedule_: torch.optim.lr_scheduler.LRScheduler
     if scheduler == "cosine":
         schedule_ = torch.optim.lr_scheduler.CosineAnnealingLR(built, T_max=max_epochs)
     elif scheduler == "steps":
