@@ -27,6 +27,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from src.errors import UserError
 from src.loggers import common
 from src.loggers.registry import LOGGERS
+from src.run.secrets import redact_all, redacted_argv
 
 RUN_ID_FILE = "neptune_run_id.txt"
 DATA_DIR = ".neptune"  # the name `neptune sync --path RUN` looks for
@@ -90,7 +91,7 @@ class NeptuneLogger(Logger):
             import neptune
 
             with_id = common.read_id(self._id_file) if self._mode in RESUMABLE_MODES else None
-            with data_directory(self._run_dir / DATA_DIR), warnings.catch_warnings():
+            with data_directory(self._run_dir / DATA_DIR), warnings.catch_warnings(), redacted_argv():
                 warnings.filterwarnings("ignore", message=".*NVML.*")  # no GPU: nothing to monitor there
                 self._run = neptune.init_run(
                     with_id=with_id, project=self._project, mode=self._mode, **self._init
@@ -190,7 +191,7 @@ def neptune(
         mode=mode,
         project=project,
         name=run.resolve().name,
-        tags=tags,
+        tags=redact_all(list(tags)),
         capture_hardware_metrics=capture_hardware_metrics,
         capture_output=capture_output,
         checkpoints=checkpoints,

@@ -20,6 +20,7 @@ from pytorch_lightning.loggers.logger import rank_zero_experiment
 from src.errors import UserError
 from src.loggers import common
 from src.loggers.registry import LOGGERS
+from src.run.secrets import redact_all, redacted_argv
 
 RUN_ID_FILE = "wandb_run_id.txt"
 MODES = ("offline", "online", "disabled", "shared")
@@ -40,7 +41,8 @@ class RunFolderWandbLogger(WandbLogger):
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:  # a wandb Run
-        experiment = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
+        with redacted_argv():  # W&B records the command line
+            experiment = WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
         if not self._id_written:
             common.write_id(self._id_file, experiment.id)
             self._id_written = True
@@ -107,9 +109,9 @@ def wandb(
         id=common.read_id(run / RUN_ID_FILE) or generate_id(),
         name=run.resolve().name,
         project=project or os.environ.get("WANDB_PROJECT") or common.slug(common.experiment_name(run)),
-        entity=entity,
-        group=group,
-        tags=list(tags) or None,
+        entity=redact_all(entity),
+        group=redact_all(group),
+        tags=redact_all(list(tags)) or None,
         mode=mode,
         settings=wandb_package.Settings(console=console),
     )

@@ -3,10 +3,14 @@ secret (*TOKEN*, *SECRET*, *PASSWORD*, *KEY*) are replaced by '***' in everythin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL", re.IGNORECASE)
 MIN_LENGTH = 6  # shorter values ('1', 'true') would redact ordinary text
@@ -38,3 +42,24 @@ def redact(text: str) -> str:
         if secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+def redact_all(value: Any) -> Any:
+    """`value` with secrets masked in every string it holds (a string, or a list or tuple of them)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(redact_all(v) for v in value)
+    return value
+
+
+@contextlib.contextmanager
+def redacted_argv() -> Iterator[None]:
+    """sys.argv with secrets masked while a tracker's client starts: W&B and Neptune record the command line (a
+    binding given with -b may hold a secret) in their files inside the run folder."""
+    argv = sys.argv
+    sys.argv = [redact(a) for a in argv]
+    try:
+        yield
+    finally:
+        sys.argv = argv
