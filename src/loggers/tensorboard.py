@@ -3,6 +3,8 @@ HParams tab compares them (every gin binding against the metrics the module decl
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,14 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from src.loggers.registry import LOGGERS
 from src.run import layout
 
+HPARAMS_FILE = "events.out.tfevents.hparams"  # the HParams tab's record of the run's config, rewritten per attempt
+
 
 class HParamsTensorBoardLogger(TensorBoardLogger):
     """Writes the hyperparameters for the HParams tab without a dummy `hp_metric` scalar: the tab's metric
-    columns are the scalars the run logs anyway (Lightning's logger writes them only with an hp_metric)."""
+    columns are the scalars the run logs anyway (Lightning's logger writes them only with an hp_metric). They go
+    into an event file of their own, replaced at each attempt: the tab shows the config the run continued with
+    (an event file is append-only, and TensorBoard keeps the first config it finds in one)."""
 
     def __init__(self, hparams_metrics: Sequence[str], **kwargs: Any) -> None:
         super().__init__(default_hp_metric=False, **kwargs)
@@ -31,12 +37,19 @@ class HParamsTensorBoardLogger(TensorBoardLogger):
         super().log_hyperparams(params, metrics=metrics, step=step)  # hparams.yaml (and the summary if metrics)
         if metrics is not None or not self._hparams_metrics:
             return
+        from torch.utils.tensorboard import SummaryWriter
         from torch.utils.tensorboard.summary import hparams
 
         flat = self._sanitize_params(_flatten_dict(_convert_params(params)))
-        writer = self.experiment._get_file_writer()
-        for summary in hparams(flat, dict.fromkeys(self._hparams_metrics, 0.0)):  # names only: no values written
-            writer.add_summary(summary, step)
+        folder = Path(self.log_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".tensorboard-") as scratch:
+            writer = SummaryWriter(scratch)
+            for summary in hparams(flat, dict.fromkeys(self._hparams_metrics, 0.0)):  # names only: no values
+                writer._get_file_writer().add_summary(summary, step)
+            writer.close()
+            (written,) = Path(scratch).glob("*tfevents*")
+            os.replace(written, folder / HPARAMS_FILE)
 
 
 @LOGGERS.register("tensorboard", denylist=("metrics",))

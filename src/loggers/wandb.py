@@ -29,11 +29,11 @@ MODES = ("offline", "online", "disabled", "shared")
 class RunFolderWandbLogger(WandbLogger):
     """Lightning's WandbLogger that writes the run id into the run folder and ends its run in `close()`."""
 
-    def __init__(self, run_dir: Path, checkpoints: bool, **kwargs: Any) -> None:
+    def __init__(self, run_dir: Path, checkpoints: bool, new_run: bool, **kwargs: Any) -> None:
         super().__init__(save_dir=str(run_dir), **kwargs)
         self._run_dir, self._checkpoints = run_dir, checkpoints
         self._id_file = run_dir / RUN_ID_FILE
-        self.new_run = common.read_id(self._id_file) is None  # see common.py
+        self.new_run = new_run  # see common.py
         self._id_written = False
         self._failed = False
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb: passing it only prints a warning
@@ -103,14 +103,19 @@ def wandb(
     from wandb.sdk.lib.runid import generate_id
 
     run = Path(run_dir)
+    # Online, an attempt continues the run's W&B run (the same id: W&B resumes it). Offline, each attempt is a W&B
+    # run of its own in the run folder's group, holding the history so far: W&B cannot merge several offline folders
+    # of one id (syncing them replaces its history), so this is what it supports.
+    stored = common.read_id(run / RUN_ID_FILE) if mode in ("online", "shared") else None
     logger = RunFolderWandbLogger(
         run_dir=run,
         checkpoints=checkpoints,
-        id=common.read_id(run / RUN_ID_FILE) or generate_id(),
+        new_run=stored is None,
+        id=stored or generate_id(),
         name=run.resolve().name,
         project=project or os.environ.get("WANDB_PROJECT") or common.slug(common.experiment_name(run)),
         entity=redact_all(entity),
-        group=redact_all(group),
+        group=redact_all(group) or (run.resolve().name if stored is None and mode == "offline" else None),
         tags=redact_all(list(tags)) or None,
         mode=mode,
         settings=wandb_package.Settings(console=console),

@@ -116,6 +116,14 @@ def test_tensorboard_has_hparams_and_the_metrics_of_history(train, tmp_path):
     assert hparams["supervised.lr"].number_value == pytest.approx(LR)
     assert hparams["training_loop.model"].string_value == "cnn"
 
+    # resumed to more epochs: the HParams tab shows the config the run continued with (it kept the first)
+    train(run, "training_loop.loggers = ['tensorboard']", "training_loop.n_epochs = 3", accumulate, *STEP_LOSS)
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    hparams = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+    assert hparams["training_loop.n_epochs"].number_value == 3
+
 
 def test_step_loss_interval_must_be_a_whole_number(tmp_path):
     build = CALLBACKS.get("tracker_metrics")
@@ -321,7 +329,10 @@ def wandb_records(attempt: Path) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
 
 
-def test_wandb_offline_params_metrics_files_and_resume_with_the_same_id(train, tmp_path):
+def test_wandb_offline_each_attempt_is_a_run_of_the_folders_group_with_the_history_so_far(train, tmp_path):
+    """Offline, W&B cannot merge several folders of one run id (syncing them replaces its history): each attempt is
+    a W&B run of its own, grouped by the run folder's name, with that attempt's config and the whole history so far
+    (the earlier epochs resent), and the run folder's files as they were at its end."""
     need("wandb")
     run = tmp_path / "results" / "exp" / "run"
 
@@ -331,24 +342,25 @@ def test_wandb_offline_params_metrics_files_and_resume_with_the_same_id(train, t
         return max((run / "wandb").glob("offline-run-*/run-*.wandb"), key=lambda p: p.stat().st_mtime).read_bytes()
 
     at_return = [attempt(1)]
-    run_id = (run / "wandb_run_id.txt").read_text().strip()
     config_before = (run / "config.gin").read_text()
     at_return.append(attempt(2))  # resumes: one more epoch
-    assert (run / "wandb_run_id.txt").read_text().strip() == run_id
 
     listed = subprocess.run([command("wandb"), "sync", "--dry-run", str(run / "wandb")], capture_output=True, text=True)
     assert "Would sync 2 run(s)" in listed.stdout + listed.stderr
-    attempts = sorted((run / "wandb").glob("offline-run-*"))
-    assert len(attempts) == 2 and all(a.name.endswith("-" + run_id) for a in attempts)
+    attempts = sorted((run / "wandb").glob("offline-run-*"), key=lambda p: p.stat().st_mtime)
+    ids = [a.name.rsplit("-", 1)[-1] for a in attempts]
+    assert len(set(ids)) == 2 and (run / "wandb_run_id.txt").read_text().strip() == ids[-1]
     # complete when the training returned: wandb-core writes the log's end after `finish()` unless waited for
-    assert at_return == [(a / f"run-{run_id}.wandb").read_bytes() for a in attempts]
-    config, received, saved = {}, {}, []
-    for attempt in attempts:
-        records = wandb_records(attempt)
+    assert at_return == [(a / f"run-{i}.wandb").read_bytes() for a, i in zip(attempts, ids, strict=True)]
+    for number, (folder, run_id) in enumerate(zip(attempts, ids, strict=True), 1):
+        config, received, saved = {}, {}, []
+        records = wandb_records(folder)
         assert records[-1]["type"] == "exit"  # the whole run was written
         for record in records:
             if record["type"] == "run":
-                assert (record["run"]["run_id"], record["run"]["project"]) == (run_id, "exp")
+                assert (record["run"]["run_id"], record["run"]["project"], record["run"]["run_group"]) == (
+                    run_id, "exp", "run"
+                )  # fmt: skip
             elif record["type"] == "config":
                 config.update(record["config"]["update"])
             elif record["type"] == "history":
@@ -357,13 +369,13 @@ def test_wandb_offline_params_metrics_files_and_resume_with_the_same_id(train, t
                     if not name.startswith("_") and name != "trainer/global_step":
                         received.setdefault(name, []).append((item["trainer/global_step"], value))
             elif record["type"] == "files":
-                saved += [(attempt, f["path"]) for f in record["files"]["files"] if f.get("type") != "WANDB"]
-    assert config["supervised.lr"] == LR and config["training_loop.n_epochs"] == 2
-    assert_same_as_history(
-        received, run, tests_at=list(history(run, timing=True)["step"])
-    )  # each attempt ended with a test
-
-    assert saved == [(a, name) for a in attempts for name in ("config.gin", "eval_results.json")]  # no checkpoints
+                saved += [f["path"] for f in record["files"]["files"] if f.get("type") != "WANDB"]
+        assert config["supervised.lr"] == LR and config["training_loop.n_epochs"] == number
+        assert saved == ["config.gin", "eval_results.json"]  # no checkpoints
+        rows = history(run, timing=True).iloc[:number]
+        for name in rows.columns.drop(["epoch", "step"]):  # every epoch so far, at Lightning's steps
+            assert [step for step, _ in received[name]] == list(rows["step"] - 1), (number, name)
+            assert [value for _, value in received[name]] == pytest.approx(list(rows[name])), (number, name)
     assert (attempts[0] / "files" / "config.gin").read_text() == config_before  # as it was at that attempt's end
     for name in ("config.gin", "eval_results.json"):
         assert (attempts[1] / "files" / name).read_bytes() == (run / name).read_bytes()
