@@ -125,6 +125,8 @@ def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> No
     except Exception:  # an annotation that does not resolve (a TYPE_CHECKING import): nothing to check against
         return
     for keyword, value in bound.items():
+        if value is gin.REQUIRED or str(value) == "%gin.REQUIRED":  # the latter: unresolved, as a reference
+            raise UserError(still_required(name, keyword))
         if isinstance(value, gin.config.ConfigurableReference):  # a macro (%LR) or a reference: resolved by gin
             continue
         hint = hints.get(keyword)
@@ -133,6 +135,12 @@ def check_bound_types(name: str, builder: Callable, bound: dict[str, Any]) -> No
             continue
         if not matches(value, hint):
             raise UserError(f"{name}.{keyword} must be {in_words(hint)}, got {value!r}.")
+
+
+def still_required(name: str, keyword: str) -> str:
+    """The one line for a parameter a config marks `%gin.REQUIRED` (a template config's "fill this in") and no
+    later config or binding gave a value."""
+    return f"{name}.{keyword} is %gin.REQUIRED in the config: give it a value, e.g. -b '{name}.{keyword} = ...'."
 
 
 def in_words(hint: Any) -> str:

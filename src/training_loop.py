@@ -23,7 +23,7 @@ import gin
 
 from src.errors import UserError, integer
 from src.loggers import common
-from src.registry import in_words, matches
+from src.registry import in_words, matches, still_required
 from src.run import checkpoints, environment, layout, metric_directions, session, status
 from src.training import lightning_trainer, speed
 from src.training.config_guard import guard_config
@@ -312,6 +312,8 @@ def check_types(values: dict[str, Any]) -> None:
     ValueError from deep inside the run."""
     hints = typing.get_type_hints(inspect.unwrap(training_loop))
     for name, value in values.items():
+        if value is gin.REQUIRED:
+            raise UserError(still_required("training_loop", name))
         if name not in CHECKED_ELSEWHERE and not matches(value, hints[name]):
             raise UserError(f"training_loop.{name} must be {in_words(hints[name])}, got {value!r}.")
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from src.errors import UserError, one_line
+from src.errors import UserError, did_you_mean, one_line
 from src.run.secrets import redact
 
 
@@ -19,6 +19,12 @@ class Parser(argparse.ArgumentParser):
     """argparse with one-line errors (the usage is one `--help` away)."""
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):  # `--print_config`: LightningCLI's spelling, say
+            options = [o for action in self._actions for o in action.option_strings if o.startswith("--")]
+            for given in message.split(": ", 1)[1].split():
+                if given.startswith("--") and (hint := did_you_mean(given.replace("_", "-"), options)):
+                    message = f"unrecognized argument {given}.{hint}"
+                    break
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 

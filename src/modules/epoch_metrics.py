@@ -24,6 +24,8 @@ from typing import Any, cast
 import pytorch_lightning as pl
 import torch
 
+from src.errors import UserError
+
 SUMS_KEY = "epoch_metric_sums"  # the partial training epoch's sums in a mid-epoch checkpoint
 
 
@@ -34,6 +36,20 @@ class EpochMetricsModule(pl.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self._sums: dict[str, tuple[tuple[str, ...], torch.Tensor, int]] = {}  # stage -> (names, sums, examples)
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's loader; a module built around a model needs it given (`model=`): one line says so. To rebuild
+        everything from a run folder alone, use src/results.load_model(run)."""
+        try:
+            return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        except TypeError as e:
+            if "'model'" not in str(e) or "model" in kwargs:
+                raise
+            raise UserError(
+                f"{cls.__name__}.load_from_checkpoint({str(checkpoint_path)!r}) needs the model: pass model=..., or "
+                "use load_model(run_folder) (src/results.py), which rebuilds the module and its model from the run."
+            ) from e
 
     def step(self, batch: Any, stage: str) -> torch.Tensor:
         """The loss of one batch; calls `accumulate` with the batch's metric sums."""

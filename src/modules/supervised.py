@@ -66,6 +66,9 @@ class SupervisedLearning(EpochMetricsModule):
         if target not in TARGETS:
             raise UserError(unknown("target", target, TARGETS))
         optim.check(optimizer, scheduler, lr, schedule)
+        # Lightning's `load_from_checkpoint(path, model=...)` rebuilds the module from these (the model is the
+        # caller's: src/results.load_model rebuilds both from the run folder); the trackers get the run's config.
+        self.save_hyperparameters(ignore=["model"], logger=False)
         self.model = model
         self.loss_name, self.target = loss, target
         self.metric_directions = {"loss": "min", **LOSSES[loss].metrics}

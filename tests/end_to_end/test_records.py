@@ -70,3 +70,29 @@ def test_several_optimizers_count_one_step_per_batch_and_record_every_learning_r
     assert list(rows["lr"]) == pytest.approx([0.003] * 2) and list(rows["lr_1"]) == pytest.approx([0.01] * 2)
     out = capsys.readouterr().out
     assert "step 7/14 |" in out and "step 14/14 |" in out and "left 00:00:00" in out
+
+
+def test_lightning_habits_work(train, tmp_path, capsys):
+    """`Module.load_from_checkpoint(path, model=...)` as Lightning users do (one line if the model is missing);
+    `--print_config` (LightningCLI's spelling) and `%gin.REQUIRED` are one line each, naming what to do."""
+    from src.cli.training import train_main
+    from src.errors import UserError
+    from src.models import MODELS
+    from src.results import load_model
+
+    run = tmp_path / "run"
+    train(run, "training_loop.n_epochs = 1")
+    net = MODELS.build("cnn", input_shape=(1, 8, 8), n_outputs=10)  # cnn.width = 8: the run's (FAST) bindings
+    loaded = SupervisedLearning.load_from_checkpoint(run / "best.ckpt", model=net, weights_only=True)
+    expected = load_model(run).state_dict()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in expected.items())
+    with pytest.raises(UserError, match=r"needs the model: pass model=\.\.\., or use load_model\(run_folder\)"):
+        SupervisedLearning.load_from_checkpoint(run / "best.ckpt", weights_only=True)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        train_main([str(tmp_path / "x"), "configs/cnn.gin", "--print_config"])
+    assert exited.value.code == 2
+    assert "unrecognized argument --print_config. Did you mean '--print-config'?" in capsys.readouterr().err
+    assert train_main([str(tmp_path / "x"), "configs/cnn.gin", "-b", "cnn.width = %gin.REQUIRED"]) == 2
+    assert "error: cnn.width is %gin.REQUIRED in the config: give it a value" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
