@@ -66,6 +66,8 @@ def training_loop(
     switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/training/speed.py's."""
     check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
     n_epochs = integer("training_loop.n_epochs", n_epochs)
+    if num_threads is not None:
+        integer("training_loop.num_threads", num_threads)
     trainer_flags = check_options(
         save_dir, trainer_flags, callbacks, loggers, cudnn_benchmark, matmul_precision, dry_run
     )
@@ -75,6 +77,7 @@ def training_loop(
         return {}
     with smoke_test_folder(save_dir, trainer_flags) as save_dir:
         built = assemble(str(save_dir), data, model, module, seed, callbacks, loggers, profiler)
+        check_validation(built, trainer_flags)
         built.parts.data.prepare_data()  # missing data fails here, before the run folder exists
         speed.apply(built.parts.model, mode, channels_last)
         if mode is not None:  # which attempts ran compiled (compile_s appears only where something was compiled)
@@ -133,7 +136,22 @@ def check_options(
     for registry, chosen in ((CALLBACKS, callbacks), (LOGGERS, loggers)):
         for name in chosen:
             registry.get(name)  # a typo fails now, before any data is loaded
+    if "lr_monitor" in callbacks and not loggers:
+        from src.callbacks.monitors import NEEDS_A_LOGGER
+
+        raise UserError(NEEDS_A_LOGGER)
     return speed.benchmark_flag(cudnn_benchmark, trainer_flags)
+
+
+def check_validation(built: Assembled, trainer_flags: dict[str, Any]) -> None:
+    """best.ckpt is chosen by a validation metric: a run that never validates cannot choose it (one line now,
+    instead of an error about the monitor after the first epoch, inside the run folder)."""
+    monitor = built.run.checkpoint.monitor
+    if trainer_flags.get("limit_val_batches") == 0 and (monitor or "").startswith("valid_"):
+        raise UserError(
+            f"training_loop.limit_val_batches = 0 turns validation off, but best.ckpt is chosen by {monitor}: keep "
+            "some validation batches, or set checkpoint.monitor to a training metric (e.g. 'train_loss')."
+        )
 
 
 @dataclass

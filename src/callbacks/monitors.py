@@ -8,14 +8,16 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelSummary
 from src.callbacks.registry import CALLBACKS
 from src.errors import UserError, integer
 
+NEEDS_A_LOGGER = (
+    "lr_monitor logs to the trackers and training_loop.loggers is empty: add one (e.g. 'tensorboard'), or drop "
+    "lr_monitor (history.csv has the learning rate of every epoch)."
+)
+
 
 class RunLearningRateMonitor(LearningRateMonitor):
     def on_train_start(self, trainer: pl.Trainer, *args: object, **kwargs: object) -> None:
-        if not trainer.loggers:
-            raise UserError(
-                "lr_monitor logs to the trackers and training_loop.loggers is empty: add one (e.g. 'tensorboard'), "
-                "or drop lr_monitor (history.csv has the learning rate of every epoch)."
-            )
+        if not trainer.loggers:  # training_loop checks it first; this for any other way in
+            raise UserError(NEEDS_A_LOGGER)
         super().on_train_start(trainer, *args, **kwargs)
 
 

@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from src.errors import UserError, did_you_mean
+from src.errors import UserError, did_you_mean, is_number
 
 if TYPE_CHECKING:
     import pytorch_lightning as pl
@@ -61,6 +61,37 @@ def check_flags(flags: dict[str, Any], own_parameters: list[str]) -> None:
     limit = flags.get("limit_train_batches")
     if limit is not None and not isinstance(limit, bool) and limit == 0:
         raise UserError("training_loop.limit_train_batches = 0 trains nothing: use a positive number or fraction.")
+    for name, (valid, what) in FLAG_VALUES.items():
+        if name in flags and not valid(flags[name]):
+            raise UserError(f"training_loop.{name} must be {what}, got {flags[name]!r}.")
+    if flags.get("max_steps") not in (None, -1):
+        raise UserError(
+            f"training_loop.max_steps = {flags['max_steps']!r}: the template trains whole epochs "
+            "(training_loop.n_epochs); to shorten each epoch, set training_loop.limit_train_batches."
+        )
+    if flags.get("max_time") is not None:
+        from src.training.callbacks.time_limit import TimeLimit
+
+        TimeLimit("", flags["max_time"])  # one line if it is no positive duration
+
+
+def whole(at_least: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= at_least
+
+
+# Trainer flags whose bad values Lightning accepts and then fails on deep inside a run (a ZeroDivisionError), or
+# runs with silently: what each must be.
+FLAG_VALUES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "accumulate_grad_batches": (whole(1), "a positive integer"),
+    "check_val_every_n_epoch": (lambda v: v is None or whole(1)(v), "a positive integer or None"),
+    "val_check_interval": (
+        lambda v: v is None or (is_number(v) and v > 0),
+        "a positive number (a fraction of an epoch, or a number of batches) or None",
+    ),
+    "gradient_clip_val": (lambda v: v is None or (is_number(v) and v >= 0), "a number >= 0 or None"),
+    "num_sanity_val_steps": (lambda v: v is None or whole(-1)(v), "an integer >= -1 (-1: every batch) or None"),
+    "inference_mode": (lambda v: isinstance(v, bool), "True or False"),
+}
 
 
 def check_values(flags: dict[str, Any]) -> None:
@@ -93,7 +124,7 @@ def trainer_problem(flags: dict[str, Any]) -> str | None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, **flags)
+            pl.Trainer(**{"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, **flags})
     except Exception as e:  # ValueError, MisconfigurationException, TypeError, ImportError of a strategy's package
         return f"{type(e).__name__}: {one_line(e)}"
     finally:

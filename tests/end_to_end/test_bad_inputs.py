@@ -57,6 +57,62 @@ CLI_CASES = [
     ("train", ["{t}/r", CNN, "-b", "training_loop.module='unsupervised'"], "Unknown module 'unsupervised'"),
     ("train", ["{t}/r", CNN, "-b", "training_loop.profiler='simpel'"], "Did you mean 'simple'?"),
     ("train", ["{t}/r", CNN, "-b", "cnn.widht = 3"], "widht"),
+    # Trainer flags Lightning accepts, then fails on deep inside the run (ZeroDivisionError) or runs silently with
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.accumulate_grad_batches=0"],
+        "accumulate_grad_batches must be a positive integer, got 0.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.val_check_interval=0"],
+        "val_check_interval must be a positive number",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.check_val_every_n_epoch=0"],
+        "check_val_every_n_epoch must be a positive integer or None, got 0.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.gradient_clip_val=-1"],
+        "gradient_clip_val must be a number >= 0 or None, got -1.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.num_sanity_val_steps=-5"],
+        "num_sanity_val_steps must be an integer >= -1",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.inference_mode='yes'"],
+        "inference_mode must be True or False, got 'yes'.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.max_steps=3"],
+        "the template trains whole epochs (training_loop.n_epochs)",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.max_time={'seconds': -1}"],
+        "is no positive duration: every attempt would stop",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.num_threads=-2"],
+        "training_loop.num_threads must be a positive integer, got -2.",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.limit_val_batches=0"],
+        "turns validation off, but best.ckpt is chosen by valid_acc",
+    ),
+    (
+        "train",
+        ["{t}/r", CNN, "-b", "training_loop.callbacks=['lr_monitor']#training_loop.loggers=[]"],
+        "lr_monitor logs to the trackers and training_loop.loggers is empty",
+    ),
     ("train", ["{t}/r", CNN, "-b", "supervised.lr = 'a'"], "supervised.lr must be a number, got 'a'."),
     ("train", ["{t}/r", CNN, "-b", "digits.batch_size = 8.5"], "digits.batch_size must be an integer, got 8.5."),
     ("train", ["{t}/r", CNN, "-b", "no_such_thing.x = 3"], "no_such_thing"),
@@ -96,7 +152,7 @@ CLI_CASES = [
         ["{t}/r", CNN, "-b", "supervised.optimizer = 'adamm'"],
         "Unknown optimizer 'adamm'. Did you mean 'adam'? Valid optimizer names: adam, adamw, sgd.",
     ),
-    ("train", ["{t}/r", CNN, "-b", "supervised.lr = -0.1"], "lr must be positive, got -0.1."),
+    ("train", ["{t}/r", CNN, "-b", "supervised.lr = -0.1"], "lr must be a positive number, got -0.1."),
     ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root=None"], "data_batch_1 is corrupt"),
     ("train", ["{t}/r", str(ROOT / "configs/cnn_full.gin"), "-b", "cifar10.root='{t}/nowhere'"], "CIFAR-10 not found"),
     ("train", ["{t}/trained", CNN, "-b", "training_loop.resume=False"], "already holds a checkpoint (last.ckpt)"),

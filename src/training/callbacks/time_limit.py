@@ -33,6 +33,9 @@ class TimeLimit(Timer):
                 f'training_loop.max_time {duration!r} is not a duration: use "DD:HH:MM:SS" (e.g. "00:11:45:00") or '
                 'a dict such as {"hours": 11, "minutes": 45}.'
             ) from e
+        if self._duration is not None and self._duration <= 0:
+            raise UserError(f"training_loop.max_time {duration!r} is no positive duration: every attempt would stop "
+                            "after its first step, and the run would never finish.")  # fmt: skip
         self.checkpoint = Path(run_dir) / layout.PREEMPTED_CKPT
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
