@@ -81,7 +81,7 @@ def test_bash_batch_runs_every_line_and_reports_failures(experiment, tmp_path):
         stdin=subprocess.DEVNULL,
     )
     assert out.returncode == 1
-    assert "lr must be positive, got -1.0" in out.stderr and "batch: 1 job(s) failed" in out.stderr
+    assert "lr must be a positive number, got -1.0" in out.stderr and "batch: 1 job(s) failed" in out.stderr
     runs = tmp_path / "results" / "exp" / "tiny"
     assert status_of(runs / "lr=0.01") == "finished"
     assert not (runs / "lr=-1.0").exists()  # never started: no folder
@@ -98,7 +98,7 @@ def test_local_runner_parallel_skips_finished_and_counts_failures(experiment, tm
     out = capsys.readouterr().out
     assert "2 succeeded, 1 failed" in out and "failed: " in out
     runs = tmp_path / "results" / "exp" / "tiny"
-    assert (experiment / "tiny" / "logs" / "lr=-1.0.log").read_text().count("lr must be positive") == 1
+    assert (experiment / "tiny" / "logs" / "lr=-1.0.log").read_text().count("lr must be a positive number") == 1
     # the two jobs ran at the same time: each process started before the other's training ended
     logs = experiment / "tiny" / "logs"
     started = {
