@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,13 +50,18 @@ class App:
 
 
 def nvidia_smi(query: str) -> list[list[str]]:
-    """Rows of an nvidia-smi CSV query; FileNotFoundError without nvidia-smi, GpuQueryError if it fails."""
+    """Rows of an nvidia-smi CSV query; FileNotFoundError without nvidia-smi, GpuQueryError if it fails (cannot be
+    run, exits with an error, or hangs: it answers in well under a second when the driver is fine)."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=60
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=10
         )
     except subprocess.TimeoutExpired as e:
         raise GpuQueryError(f"nvidia-smi {query} took more than {e.timeout:.0f} s") from None
+    except FileNotFoundError:
+        raise
+    except OSError as e:  # not executable, not a program
+        raise GpuQueryError(f"nvidia-smi cannot be run ({e.strerror or e})") from None
     if out.returncode != 0:
         message = (out.stderr.strip() or out.stdout.strip() or f"exit code {out.returncode}").splitlines()[0]
         raise GpuQueryError(f"nvidia-smi {query} failed: {message}")
@@ -71,9 +77,12 @@ def number(text: str) -> float | None:
 
 def query_gpus() -> list[Gpu]:
     gpus = []
-    for row in nvidia_smi(f"--query-gpu={GPU_FIELDS}"):
+    rows = nvidia_smi(f"--query-gpu={GPU_FIELDS}")
+    for row in rows:
         if len(row) == 5 and row[0].isdigit():
             gpus.append(Gpu(int(row[0]), row[1], row[2], number(row[3]) or 0.0, number(row[4]) or 0.0))
+    if rows and not gpus:
+        raise GpuQueryError(f"nvidia-smi printed no list of GPUs (it printed {', '.join(rows[0])[:80]!r})")
     return gpus
 
 
@@ -237,6 +246,8 @@ def setup(
     if not 0 <= max_memory_used <= 1:
         raise UserError(f"--max-gpu-memory must be a percentage from 0 to 100, got {max_memory_used * 100:g}.")
     found, why = discover()
+    if why is not None and not why.endswith("not on PATH"):  # a broken driver or tool: say so once, use the CPU
+        print(f"warning: {why}: the jobs run on the CPU", file=sys.stderr)
     source = "--gpus"
     if spec is None and "CUDA_VISIBLE_DEVICES" in os.environ and found:
         spec, source = os.environ["CUDA_VISIBLE_DEVICES"], "CUDA_VISIBLE_DEVICES"

@@ -185,14 +185,16 @@ def run_local(
     every job a fresh `bin/train.py` process (the default where warm starts are impossible: src/runners/warm.py)."""
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}.")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be at least 1, got {threads}.")
     batch = Path(batch)
     all_jobs = read_batch(batch)
-    pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)
     todo = [job for job in all_jobs if status_of(job.run_dir) not in DONE]
     if not todo:
         print(f"nothing to do: all {len(all_jobs)} runs of {batch} are finished" if all_jobs else
               f"nothing to do: {batch} lists no runs")  # fmt: skip
         return 0
+    pool, cpu_devices = setup(gpus, gpus_per_job, jobs_per_gpu, max_gpu_memory)  # asks nvidia-smi: only with work
     jobs = jobs or (pool.slots if pool else 2)
     slots = min(jobs, pool.slots) if pool else jobs
     threads = threads or max(1, (os.cpu_count() or 1) // min(slots, len(todo)))

@@ -121,3 +121,45 @@ def test_the_job_log_header_masks_secrets(tmp_path, monkeypatch):
     running.log.close()
     header = (tmp_path / "logs" / "run.log").read_text()
     assert "mlflow.tracking_uri" in header and "pw789qqq" not in header
+
+
+@pytest.mark.parametrize(
+    "script, why",
+    [
+        ("#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate'\n", "printed no list of GPUs"),
+        (None, "nvidia-smi cannot be run"),  # there, but not executable
+        ("#!/bin/sh\nsleep 30\n", "took more than 10 s"),
+    ],
+)
+def test_a_broken_nvidia_smi_means_cpu_jobs_and_one_warning(tmp_path, monkeypatch, capsys, script, why):
+    """Garbage, a file that cannot run, a hang: the jobs run on the CPU with one warning saying why (a hang is cut
+    short), never a traceback; with nothing to do nvidia-smi is not asked at all."""
+    from src.runners import gpus
+
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text(script or "not a program\n")
+    smi.chmod(0o755 if script else 0o644)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{os.environ['PATH']}")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if "sleep" in (script or ""):
+        monkeypatch.setattr(gpus.subprocess, "run", timing_out)
+    pool, devices = gpus.setup(None, None, 1, 0.2)
+    assert pool is None and devices is None
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and why in warning[0] and warning[0].endswith("the jobs run on the CPU")
+
+
+def timing_out(*args, timeout=None, **kwargs):
+    raise subprocess.TimeoutExpired(args[0], timeout)
+
+
+def test_an_up_to_date_sweep_does_not_ask_nvidia_smi(tmp_path, monkeypatch, capsys):
+    from src.runners import local
+
+    batch = tmp_path / "batch.sh"
+    batch.write_text("job() { :; }\n")  # a batch file with no job lines: every run finished
+    monkeypatch.setattr(local, "setup", lambda *a: pytest.fail("nvidia-smi was asked with nothing to do"))
+    assert local.run_local(batch) == 0 and "nothing to do" in capsys.readouterr().out
+    with pytest.raises(UserError, match="--threads must be at least 1, got -3."):
+        local.run_local(batch, threads=-3)
