@@ -91,6 +91,22 @@ def download_main(argv: Sequence[str] | None = None) -> int:
     return run_main(main, parser, argv)
 
 
+def check_output_folder(folder: Path, option: str) -> None:
+    """A folder to write results into: not a file, not the repository or inside its code folders."""
+    from src.run import layout
+
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{option} {str(folder)!r} is a file, not a folder: choose another.")
+    path = folder.resolve()
+    if (
+        path == layout.CODE_ROOT
+        or path in layout.CODE_ROOT.parents
+        or any(path.is_relative_to(layout.CODE_ROOT / name) for name in layout.CODE_FOLDERS)
+    ):
+        raise UserError(f"{option} {str(folder)!r} lies in the repository's code: choose a folder under "
+                        f"{layout.results_root()}.")  # fmt: skip
+
+
 def find_lr_main(argv: Sequence[str] | None = None) -> int:
     parser = Parser(
         prog="bin/find_lr.py",
@@ -111,7 +127,10 @@ def find_lr_main(argv: Sequence[str] | None = None) -> int:
         from src.run import layout
 
         configs, bindings = config.split_joined(args.configs), config.split_joined(args.bindings)
+        if not configs:
+            raise UserError("No config file given: pass e.g. configs/cnn.gin (several joined with '#').")
         out = Path(args.out) if args.out else layout.results_root() / "find_lr" / Path(configs[0]).stem
+        check_output_folder(out, "--out")
         found = lr_range_test(configs, bindings, out, args.min_lr, args.max_lr, args.steps)
         print(f"plot: {out / 'lr_find.png'}; results: {out / 'lr_find.json'}")
         if found["binding"] is None:

@@ -8,6 +8,7 @@ in lr_find.json, with the gin binding that uses it.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,8 +37,10 @@ def lr_range_test(
     from src.training.parts import build_parts
     from src.training_loop import own_defaults
 
-    if not 0 < min_lr < max_lr:
-        raise UserError(f"the learning rates must satisfy 0 < min_lr < max_lr, got {min_lr!r} and {max_lr!r}.")
+    if not (math.isfinite(min_lr) and math.isfinite(max_lr) and 0 < min_lr < max_lr):
+        raise UserError(f"the learning rates must satisfy 0 < min_lr < max_lr < inf, got {min_lr!r} and {max_lr!r}.")
+    if num_training < 2:
+        raise UserError(f"the test needs at least 2 steps (--steps), got {num_training}.")
     config.parse(list(configs), list(bindings))
     args = {**trainer_defaults(), **own_defaults(), **gin.get_bindings("training_loop")}
     pl.seed_everything(args["seed"], verbose=False)

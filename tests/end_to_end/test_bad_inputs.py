@@ -167,6 +167,17 @@ CLI_CASES = [
     ),
     # bin/download_data.py
     ("download", ["imagenet"], "Unknown data set 'imagenet' (to download). Valid data set names: cifar10."),
+    # bin/find_lr.py
+    ("find_lr", [CNN, "--steps", "0", "--out", "{t}/lr"], "the test needs at least 2 steps (--steps), got 0."),
+    ("find_lr", [CNN, "--steps", "-5", "--out", "{t}/lr"], "the test needs at least 2 steps (--steps), got -5."),
+    (
+        "find_lr",
+        [CNN, "--max-lr", "inf", "--out", "{t}/lr"],
+        "must satisfy 0 < min_lr < max_lr < inf, got 1e-06 and inf",
+    ),
+    ("find_lr", ["#", "--out", "{t}/lr"], "No config file given"),
+    ("find_lr", [CNN, "--out", str(ROOT / "src")], "lies in the repository's code: choose a folder under"),
+    ("find_lr", [CNN, "--out", "{t}/a_file"], "is a file, not a folder: choose another."),
     # runners
     ("run_local", ["{t}/empty.sh"], "is not a batch file: it has no job lines and no `job` function."),
     ("run_local", ["{t}/missing.sh"], "does not exist"),
@@ -187,6 +198,7 @@ MAINS = {
     "train": training.train_main,
     "evaluate": training.evaluate_main,
     "download": training.download_main,
+    "find_lr": training.find_lr_main,
     "run_local": runners.run_local_main,
     "run_slurm": runners.run_slurm_main,
     "runs": runs.runs_main,
