@@ -109,8 +109,10 @@ def finished_results(save_dir: Path, n_epochs: int) -> dict | None:
     """The stored results of a run that finished at least n_epochs, or stopped early or was pruned by its Optuna
     study (ways to finish: more epochs do not restart it), else None."""
     results = save_dir / layout.EVAL_RESULTS
-    if (save_dir / layout.PRUNED).exists():
-        return json.loads(results.read_text()) if results.is_file() else {}
+    if (save_dir / layout.PRUNED).exists() and results.is_file():
+        if not (save_dir / layout.FINISHED).exists():  # killed between its two markers: complete them
+            finish(save_dir, (save_dir / layout.PRUNED).read_text().strip())
+        return json.loads(results.read_text())
     if not (save_dir / layout.FINISHED).exists() or not results.is_file():
         return None
     if layout.last_epoch(save_dir) >= n_epochs or layout.stopped_early(save_dir) is not None:

@@ -1,6 +1,8 @@
 """OptunaPruning: reports the monitored metric to the run's Optuna trial each epoch and stops the run when the study's
-pruner rejects it: PRUNED (why) is written, the trainer stops after this epoch and the run ends as usual (tested,
-FINISHED), with status `pruned`. The last epoch is reported but never pruned (the run is complete by then).
+pruner rejects it, the way early stopping does: the trainer stops after this epoch (whose checkpoint holds the
+decision), the run ends as usual (tested, eval_results.json), and then PRUNED (why) and FINISHED mark it, status
+`pruned`. A run killed anywhere on that way ends it when started again: resumed, it stops at once, or (killed
+between the two markers) it completes them. The last epoch is reported but never pruned (the run is complete).
 
 Added to every run of an optuna_search by `prepare` (src/searches/optuna_search.py), which binds the study's journal
 file, its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute). A
@@ -16,7 +18,6 @@ from typing import Any
 import pytorch_lightning as pl
 
 from src.errors import UserError, did_you_mean
-from src.run import status
 from src.training.callbacks.registry import CALLBACKS
 
 
@@ -29,6 +30,23 @@ class OptunaPruning(pl.Callback):
         self.metrics = metrics  # the module's declaration (src/run/metric_directions.py), if known
         self._trial: Any = None
         self._trial_id: int | None = None
+        self.pruned: str | None = None  # why the study pruned the run (kept in its checkpoints)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pruned": self.pruned}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.pruned = state_dict.get("pruned")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.pruned is not None:  # resumed from the checkpoint of the pruned epoch (killed before the end)
+            trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.pruned is not None and trainer.is_global_zero:
+            for callback in trainer.callbacks:  # type: ignore[attr-defined]  # set by Lightning's connector
+                if hasattr(callback, "record_stop"):  # the run's meta.json (src/training/callbacks/meta_saver.py)
+                    callback.record_stop({"reason": "pruned", "epoch": trainer.current_epoch, "message": self.pruned})
 
     def trial(self) -> Any:
         """The study's trial (optuna.trial.Trial), opened once; None if the study already closed it."""
@@ -74,11 +92,12 @@ class OptunaPruning(pl.Callback):
         prune = self.report(trainer) if trainer.is_global_zero else False
         if trainer.world_size > 1:
             prune = trainer.strategy.broadcast(prune, src=0)
+            self.pruned = trainer.strategy.broadcast(self.pruned, src=0)  # every process's checkpoint state agrees
         if prune:
             trainer.should_stop = True
 
     def report(self, trainer: pl.Trainer) -> bool:
-        """Report this epoch's value; True if the run is to stop (PRUNED written)."""
+        """Report this epoch's value; True if the run is to stop (why: `pruned`)."""
         logged_value = trainer.callback_metrics.get(self.monitor)
         if logged_value is None:
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing yet"
@@ -92,9 +111,8 @@ class OptunaPruning(pl.Callback):
             trial.report(value, epoch)
         if epoch >= (trainer.max_epochs or 0) or not trial.should_prune():
             return False
-        status.prune(
-            self.run_dir,
-            f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}",
+        self.pruned = (
+            f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}"
         )
         print(f"pruned by the study's pruner at epoch {epoch}: {self.monitor} = {value:.4g}")
         return True

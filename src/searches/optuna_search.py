@@ -120,9 +120,7 @@ class OptunaSearch:
 
     def study_direction(self, recorded: Sequence[str] = ()) -> Literal["maximize", "minimize"]:
         """'maximize' or 'minimize': given, else from the metric's name (*_acc up, *_loss down)."""
-        from src.run.metric_directions import direction
-
-        found = self.direction or direction(self.metric, {})
+        found = self.direction or {"_acc": "max", "_loss": "min"}.get(self.metric[self.metric.rfind("_") :])
         aliases: dict[str, Literal["maximize", "minimize"]] = {
             "max": "maximize",
             "min": "minimize",

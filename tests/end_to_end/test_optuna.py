@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import optuna
@@ -292,3 +293,36 @@ def test_study_of_another_experiment_or_search(experiment, tmp_path):
         search().prepare(other, "bayes")
     with pytest.raises(UserError, match="was made with another space; use a new search name"):
         search(space={"supervised.lr": ("log", 1e-4, 1.0)}).prepare(experiment, "bayes")
+
+
+@pytest.mark.parametrize("dies_at", ["eval_results.json", layout.PRUNED, layout.FINISHED])
+def test_a_run_interrupted_on_its_way_out_after_a_prune_ends_pruned_when_started_again(
+    experiment, train, monkeypatch, dies_at
+):
+    """Ctrl-C (or a kill) right after the study's pruner stopped the run, at each file it writes on its way out: the
+    same command ends it as an uninterrupted pruned run ends, tested, with every file and both markers (it used to
+    leave PRUNED alone, and the re-run said "nothing to do" for ever)."""
+    from src.run import layout as run_layout
+
+    always = search(n_trials=1, batch_size=1, pruner="threshold", pruner_options={"lower": 2.0})  # acc < 2: prune
+    done = always.prepare(experiment, "bayes")
+    (job,) = read_batch(done.batch)
+    config = [str(p) for p in job.args[1:]]
+    write = run_layout.write_atomic
+
+    def interrupted(path, text):
+        if Path(path).name == dies_at:
+            raise KeyboardInterrupt
+        write(path, text)
+
+    monkeypatch.setattr(run_layout, "write_atomic", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(job.run_dir, configs=config)
+    monkeypatch.setattr(run_layout, "write_atomic", write)
+    assert status_of(job.run_dir) != "pruned" or dies_at == layout.FINISHED
+    train(job.run_dir, configs=config)
+    assert status_of(job.run_dir) == "pruned" and (job.run_dir / layout.FINISHED).exists()
+    for name in (layout.EVAL_RESULTS, layout.LAST_CKPT, layout.BEST_CKPT):
+        assert (job.run_dir / name).is_file(), name
+    assert list(history(job.run_dir)["epoch"]) == [1]  # pruned after its first epoch, never trained further
+    assert "trial 0 pruned at epoch 1" in (job.run_dir / layout.PRUNED).read_text()

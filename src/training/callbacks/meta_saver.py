@@ -169,10 +169,14 @@ class MetaSaver(pl.Callback):
         self._save()
 
     def finish(self) -> None:
-        """Record the end of a successful run and touch FINISHED (last, so runners see a complete folder)."""
+        """Record the end of a successful run, then mark it: PRUNED if its study pruned it, and FINISHED (last, so
+        runners see a complete folder)."""
         self._end_attempt()
         self.meta["end_time"] = self.meta.get("attempts", [{}])[-1].get("end", now_iso())
         self._save()
+        stop = self.meta.get("stopped_early") or {}
+        if stop.get("reason") == "pruned":
+            status.prune(self.run_dir, str(stop.get("message", "pruned")))
         status.finish(self.run_dir, self.meta["end_time"])
 
 
