@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from src.config.bindings import parse_bindings
-from src.run import layout
+from src.run import checkpoints, layout
 
 TIMING = re.compile(r"(^|_)time$|_per_s$")  # epoch_time, examples_per_s: they vary from run to run
 CHECKPOINTS = (layout.BEST_CKPT, layout.LAST_CKPT)
@@ -113,7 +113,7 @@ def compare_weights(a: Path, b: Path, name: str, tolerance: float) -> list[Diffe
         return []
     if not (b / name).is_file():
         return [Difference(name, "file", "present", ABSENT, None)]
-    sa, sb = (torch.load(run / name, map_location="cpu", weights_only=True)["state_dict"] for run in (a, b))
+    sa, sb = (checkpoints.weights(run / name) for run in (a, b))
     found = []
     for key in sorted(set(sa) | set(sb)):
         ta, tb = sa.get(key), sb.get(key)

@@ -6,7 +6,8 @@ each is written, read, rotated and set aside. Every other module goes through he
     preempted.ckpt  saved mid-epoch on SLURM's preemption warning; superseded (removed) by the next last.ckpt
     *.unusable      a checkpoint that failed to load, set aside so that it is neither tried nor rotated again
 
-Checkpoints are loaded with `torch.load(weights_only=True)` only (a received one must not run code), and a
+Checkpoints are loaded with `torch.load(weights_only=True)` only (a received one must not run code), never
+allocating more than the file's own size (a received one must not exhaust memory: see `bounded`), and a
 checkpoint that is validated before use is read once: `load` keeps what it read for the one load that follows.
 Writes are atomic (temporary file in the same folder, fsync, rename): a crash never leaves half a checkpoint.
 No training code imported: analysis reads weights through `weights`.
@@ -18,6 +19,7 @@ import io
 import os
 import sys
 import tempfile
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,15 +41,32 @@ def load(path: str | os.PathLike, keep: bool = False) -> Any:
     path = Path(path)
     mtime = path.stat().st_mtime
     cached = _READ.pop(path, None)
-    content = (
-        cached[1]
-        if cached is not None and cached[0] == mtime
-        else torch.load(path, map_location="cpu", weights_only=True)
-    )
+    if cached is not None and cached[0] == mtime:
+        content = cached[1]
+    else:
+        bounded(path)
+        content = torch.load(path, map_location="cpu", weights_only=True)
     if keep:
         _READ.clear()  # one at a time: a checkpoint's tensors are the size of the model
         _READ[path] = (mtime, content)
     return content
+
+
+def bounded(path: Path) -> None:
+    """Raise ValueError unless `path` is an archive as torch.save writes it: a zip of stored (uncompressed) records
+    that add up to no more than the file. A deflated record would unpack to up to 1000 times its size (a 2 MB file
+    declaring a 2 GB tensor); a tensor declared larger than its record torch refuses before allocating."""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise ValueError(f"not an archive torch.save writes ({e})") from None
+    packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+    if packed:
+        raise ValueError(f"holds compressed records ({packed[0]}), which torch.save never writes")
+    if sum(r.file_size for r in records) > size:
+        raise ValueError(f"declares more bytes than its {size} (a damaged or forged archive)")
 
 
 def problem(path: Path, keep: bool = False) -> str | None:

@@ -106,3 +106,38 @@ def test_resuming_a_received_folder_with_a_link_writes_nothing_through_it(train,
     with pytest.raises(UserError, match=f"{name} is a link out of it: a run folder holds only plain files"):
         train(run, "training_loop.n_epochs = 2")
     assert victim.read_text() == "precious\n" and sorted(p.name for p in run.iterdir()) == before
+
+
+def deflated(checkpoint: Path, inflate_to: int) -> None:
+    """Rewrite `checkpoint` as a forged one: its records deflated, and its first tensor declared (and packed) as
+    `inflate_to` zero bytes: torch.load would unpack it, about 1000 bytes for each byte of the file."""
+    import zipfile
+
+    with zipfile.ZipFile(checkpoint) as source:
+        records = [(info.filename, source.read(info.filename)) for info in source.infolist()]
+    with zipfile.ZipFile(checkpoint, "w", zipfile.ZIP_DEFLATED) as forged:
+        for name, data in records:
+            forged.writestr(name, bytes(inflate_to) if name.endswith("/data/0") else data)
+
+
+def test_a_checkpoint_that_would_unpack_beyond_its_size_is_refused_before_loading(train, trained, tmp_path, capsys):
+    """Issue 27.8: a small received checkpoint must not allocate memory out of proportion to its size."""
+    from src.analysis.compare import compare_weights
+    from src.run import checkpoints
+
+    run = tmp_path / "received"
+    shutil.copytree(trained, run)
+    for name in (layout.BEST_CKPT, layout.LAST_CKPT):
+        deflated(run / name, 20_000_000)
+        assert (run / name).stat().st_size < 100_000
+    why = checkpoints.problem(run / layout.BEST_CKPT)
+    assert why is not None and "holds compressed records" in why and "torch.save never writes" in why
+    with pytest.raises(UserError, match=r"Cannot load .*best\.ckpt safely .*compressed records"):
+        checkpoints.weights(run / layout.BEST_CKPT)
+    with pytest.raises(UserError, match=r"best\.ckpt safely"):
+        compare_weights(trained, run, layout.BEST_CKPT, 0.0)
+    (run / layout.FINISHED).unlink()
+    train(run, "training_loop.n_epochs = 2")  # the forged last.ckpt is set aside: trained afresh, not loaded
+    assert "last.ckpt is unusable (holds compressed records" in capsys.readouterr().err
+    assert (run / (layout.LAST_CKPT + layout.UNUSABLE_SUFFIX)).is_file()
+    assert checkpoints.problem(run / layout.LAST_CKPT) is None
