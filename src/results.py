@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,7 +21,7 @@ import pandas as pd
 
 from src.config.bindings import parse_bindings
 from src.errors import UserError
-from src.run import layout, metric_directions
+from src.run import layout, metric_directions, reading
 from src.run.metric_directions import is_metric
 from src.run.status import status_of
 
@@ -42,7 +42,7 @@ def load_C(run_dir: PathLike) -> dict:
     """The run's operative gin bindings: {"scope/configurable.param": value}, macros resolved."""
     path = _require_run(run_dir) / layout.CONFIG
     try:
-        return parse_bindings(path.read_text())
+        return parse_bindings(reading.read_text(path))
     except Exception as e:  # gin's parser raises SyntaxError, ValueError and tokenize errors; bytes: decode errors
         raise UserError(
             f"{path} is damaged (not valid gin): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
@@ -55,7 +55,7 @@ def load_eval(run_dir: PathLike) -> dict:
     for path in sorted(Path(run_dir).glob("eval_results*.json")):
         prefix = "eval_" + path.stem[len("eval_results_") :] + "_" if path.stem != "eval_results" else "eval_"
         try:
-            values = json.loads(path.read_text())
+            values = reading.read_json(path)
         except (OSError, ValueError) as e:  # JSON or decode errors
             raise UserError(f"{path} is damaged: {e}") from e
         if not isinstance(values, dict):
@@ -69,7 +69,7 @@ def load_H(run_dir: PathLike) -> pd.DataFrame:
     run_dir = _require_run(run_dir)
     path = run_dir / layout.HISTORY
     try:
-        history = pd.read_csv(path)
+        history = pd.read_csv(io.StringIO(reading.read_text(path)))
     except (FileNotFoundError, pd.errors.EmptyDataError):
         history = pd.DataFrame({"epoch": pd.Series(dtype=int)})
     except (ValueError, pd.errors.ParserError) as e:
@@ -117,8 +117,8 @@ def summarize(run_dir: PathLike) -> dict:
     run_dir = Path(run_dir)
     path = run_dir / layout.HISTORY
     try:
-        with open(path, newline="") as f:
-            lines = [line for line in csv.reader(f) if line]  # blank lines skipped, as csv.DictReader does
+        text = io.StringIO(reading.read_text(path), newline="")
+        lines = [line for line in csv.reader(text) if line]  # blank lines skipped, as csv.DictReader does
     except FileNotFoundError:
         lines = []
     except (OSError, ValueError, csv.Error) as e:  # bytes that are no text, NUL characters
@@ -158,6 +158,9 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
     rows = []
     for run in find_runs(paths_or_glob):
         try:
+            why = layout.irregular(run)
+            if why is not None:
+                raise UserError(why)
             status = status_of(run, now)
             derived = {"run": str(run), "status": status, **summarize(run), **stop_columns(run)}
             rows.append({**load_C(run), **derived})  # a macro named like a column (`epochs = 3`) never hides it

@@ -9,14 +9,15 @@ No training code imported; torch only to read the checkpoints.
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from src.config.bindings import parse_bindings
-from src.run import checkpoints, layout
+from src.errors import UserError
+from src.results import load_C
+from src.run import checkpoints, layout, reading
 
 TIMING = re.compile(r"(^|_)time$|_per_s$")  # epoch_time, examples_per_s: they vary from run to run
 CHECKPOINTS = (layout.BEST_CKPT, layout.LAST_CKPT)
@@ -57,10 +58,11 @@ def beyond(difference: float | None, tolerance: float) -> bool:
 
 def read_history(run: Path) -> list[dict[str, str]]:
     try:
-        with open(run / layout.HISTORY, newline="") as f:
-            return list(csv.DictReader(f))
+        return list(csv.DictReader(io.StringIO(reading.read_text(run / layout.HISTORY), newline="")))
     except FileNotFoundError:
         return []
+    except (ValueError, csv.Error) as e:  # no text, no regular file, NUL characters
+        raise UserError(f"{run / layout.HISTORY} is damaged: {str(e).splitlines()[0]}") from e
 
 
 def compare_history(a: Path, b: Path, tolerance: float) -> list[Difference]:
@@ -84,9 +86,12 @@ def compare_history(a: Path, b: Path, tolerance: float) -> list[Difference]:
 
 def read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        value = reading.read_json(path)
+    except FileNotFoundError:
         return {}
+    except ValueError as e:  # no JSON, or no regular file
+        raise UserError(f"{path} is damaged: {str(e).splitlines()[0]}") from e
+    return value if isinstance(value, dict) else {}
 
 
 def compare_mapping(name: str, a: dict, b: dict, tolerance: float) -> list[Difference]:
@@ -101,7 +106,7 @@ def compare_mapping(name: str, a: dict, b: dict, tolerance: float) -> list[Diffe
 
 def compare_config(a: Path, b: Path) -> list[Difference]:
     """The operative configs must be the same: a difference here explains any other."""
-    ca, cb = (parse_bindings((run / layout.CONFIG).read_text()) for run in (a, b))
+    ca, cb = load_C(a), load_C(b)
     return compare_mapping(layout.CONFIG, ca, cb, 0.0)
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from src.config.bindings import same_kind
 from src.results import load_C, load_runs
-from src.run import environment, layout, metric_directions
+from src.run import environment, layout, metric_directions, reading
 
 ALWAYS = ["training_loop.model", "training_loop.data"]
 ALWAYS_METRICS = ["epochs", "stop_reason", "stop_epoch"]
@@ -26,6 +26,8 @@ def metric_columns(runs: pd.DataFrame) -> list[str]:
     metrics.json contributes each `best_valid_*` it has."""
     mains: list[str] = []
     for _, row in runs.iterrows():
+        if row["status"] == "damaged":  # its files are not read again
+            continue
         main = metric_directions.main_metric(row["run"])
         found = [main] if main is not None else [c.removeprefix("best_") for c in runs if c.startswith("best_valid_")]
         mains += [m for m in found if m not in mains and pd.notna(row.get(f"best_{m}"))]
@@ -84,7 +86,7 @@ def diff_bindings(a: str | Path, b: str | Path) -> list[tuple[str, object, objec
 def describe_diff(run: str | Path) -> str:
     """git_diff.patch in a few words: none, or its size and a hash to tell two apart."""
     path = Path(run) / layout.GIT_DIFF
-    text = path.read_text() if path.is_file() else ""
+    text = reading.read_text(path) if path.is_file() else ""
     if not text.strip():
         return "none" if path.is_file() else environment.MISSING
     return f"{len(text.splitlines())} lines, sha1 {hashlib.sha1(text.encode()).hexdigest()[:10]}"

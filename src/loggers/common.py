@@ -18,6 +18,7 @@ from typing import Any
 
 from src.errors import UserError
 from src.run import layout
+from src.run.reading import read_text
 
 INSTALL_HINT = "pip install -e '.[{extra}]' (or pip install -r requirements-extras.txt)"
 
@@ -56,7 +57,7 @@ def slug(name: str) -> str:
 def read_id(path: Path) -> str | None:
     """The tracker run id stored in the run folder by an earlier attempt, if any."""
     try:
-        text = path.read_text().strip()
+        text = read_text(path, 4096).strip()
     except FileNotFoundError:
         return None
     return text or None

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from src.run import layout
+from src.run.reading import read_text
 
 MISSING = "<none>"
 INFO_DIR = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+?)(-py\d[^-]*)?\.(dist|egg)-info$")
@@ -65,7 +66,7 @@ def recorded_packages(run: str | Path) -> tuple[dict[str, str], bool]:
     """(packages, complete): packages.txt, else the few versions in meta.json (older runs; complete=False)."""
     path = Path(run) / layout.PACKAGES
     if path.is_file():
-        return parse_packages(path.read_text()), True
+        return parse_packages(read_text(path)), True
     versions = layout.read_meta(run).get("versions", {})
     return {canonical(k): v for k, v in versions.items() if k != "python"}, False
 

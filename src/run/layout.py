@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from src.errors import UserError
+from src.run import reading
 
 CODE_ROOT = Path(__file__).resolve().parents[2]  # the repository: bin/, src/, configs/
 # The repository's own folders: no run folder may lie inside them (its files would overwrite or mix with code).
@@ -76,6 +77,29 @@ LOW_SPACE = 16 * 2**20  # bytes free under which a failed write is put down to a
 
 UMASK = os.umask(0o022)
 os.umask(UMASK)
+
+
+RECORDS = (CONFIG, BINDINGS, META, METRICS, HISTORY, EVAL_RESULTS, GIT_DIFF, PACKAGES, FINISHED, FAILED, PRUNED)
+
+
+def irregular(run_dir: str | os.PathLike) -> str | None:
+    """Why the run at `run_dir` is damaged if one of its records (RECORDS, eval_results_*.json) exists but is no
+    regular file or is larger than reading.LIMIT (readers would fail on it); None when all are fine."""
+    import stat
+
+    run_dir = Path(run_dir)
+    for path in [*(run_dir / name for name in RECORDS), *sorted(run_dir.glob("eval_results_*.json"))]:
+        try:
+            info = os.stat(path)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            return f"{path}: {e.strerror or e}"
+        if not stat.S_ISREG(info.st_mode):
+            return f"{path} is not a regular file"
+        if info.st_size > reading.LIMIT:
+            return f"{path} is larger than {reading.LIMIT // 2**20} MiB"
+    return None
 
 
 def results_root() -> Path:
@@ -170,12 +194,12 @@ def last_epoch(run_dir: str | os.PathLike) -> int:
     """The last epoch recorded in history.csv (0 if none, or if the file is damaged: a warning names it, and the
     resumed run rewrites it from its checkpoint, which holds every row)."""
     import csv
+    import io
     import sys
 
     path = Path(run_dir) / HISTORY
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        rows = list(csv.DictReader(io.StringIO(reading.read_text(path), newline="")))
         return int(rows[-1]["epoch"]) if rows else 0
     except FileNotFoundError:
         return 0
@@ -201,17 +225,18 @@ META_TYPES: dict[str, type] = {
 def read_meta(run_dir: str | os.PathLike, strict: bool = False) -> dict[str, Any]:
     """meta.json as a dict, {} if it is missing. Fields of the wrong type (META_TYPES) are left out, and so are
     attempts that are no objects, arguments and versions that are no text. A damaged file (unreadable, not JSON, not
-    an object) is {} as well, so that analysis goes on without it; with `strict`, a UserError naming it."""
-    import json
-
+    an object) is {} as well, so that analysis goes on without it; with `strict`, a UserError naming it. One that is
+    no regular file, too large or nested too deep (src/run/reading.py) is always a UserError naming it."""
     path = Path(run_dir) / META
     try:
-        meta = json.loads(path.read_text())
+        meta = reading.read_json(path)
         if not isinstance(meta, dict):
             raise ValueError(f"not a JSON object but {type(meta).__name__}")
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        if isinstance(e, reading.Unreadable):  # hostile (a FIFO, a device, nested deep): the run is damaged
+            raise UserError(str(e)) from e
         if strict:
             raise UserError(f"{path} is damaged ({str(e).splitlines()[0][:120]}): restore it from a backup.") from e
         return {}

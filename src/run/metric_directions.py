@@ -16,6 +16,7 @@ from typing import Any
 
 from src.errors import UserError
 from src.run.layout import METRICS as FILE
+from src.run.reading import Unreadable, read_json
 
 NOT_METRICS = ("epoch", "step", "lr", "epoch_time", "examples_per_s")  # history.csv columns that are no results
 
@@ -51,10 +52,13 @@ def write(run_dir: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def read(run_dir: str | os.PathLike) -> dict[str, str]:
     """The recorded directions {metric: 'min'|'max'}; {} when absent or unreadable (a damaged file must not stop
-    analysis: its metrics are shown by their final values then)."""
+    analysis: its metrics are shown by their final values then). A hostile one (no regular file, too large, nested
+    too deep) is a UserError naming it: its run is damaged."""
     try:
-        record = json.loads((Path(run_dir) / FILE).read_text())
+        record = read_json(Path(run_dir) / FILE)
         directions = record["directions"]
+    except Unreadable as e:  # hostile (a FIFO, a device, nested deep): the run is damaged
+        raise UserError(str(e)) from e
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     if not isinstance(directions, dict):
@@ -64,7 +68,9 @@ def read(run_dir: str | os.PathLike) -> dict[str, str]:
 
 def main_metric(run_dir: str | os.PathLike) -> str | None:
     try:
-        main = json.loads((Path(run_dir) / FILE).read_text())["main"]
+        main = read_json(Path(run_dir) / FILE)["main"]
+    except Unreadable as e:
+        raise UserError(str(e)) from e
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return main if isinstance(main, str) else None

@@ -16,7 +16,6 @@ Imports nothing heavy: analysis code and the runners read statuses too.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
@@ -26,6 +25,7 @@ from pathlib import Path
 from src.errors import RunInUse
 from src.run import layout, lock
 from src.run.layout import FAILED, FINISHED, HEARTBEAT, PRUNED
+from src.run.reading import read_json, read_text
 
 DONE = ("finished", "pruned")  # statuses of a run that is never trained again
 STALE_HEARTBEATS = 4  # a run whose HEARTBEAT is older than this many intervals (and MIN_STALE_SECONDS) is dead
@@ -41,7 +41,7 @@ def heartbeat_is_stale(run_dir: str | os.PathLike, now: float | None = None) -> 
         age = (time.time() if now is None else now) - beat.stat().st_mtime
         if not beat.is_file():  # damaged (a folder, a FIFO): reading could fail or hang
             return True
-        interval = float(beat.read_text().strip() or 0)
+        interval = float(read_text(beat, 64).strip() or 0)
     except (OSError, ValueError):
         return True
     return age > max(STALE_HEARTBEATS * interval, MIN_STALE_SECONDS)
@@ -111,13 +111,13 @@ def finished_results(save_dir: Path, n_epochs: int) -> dict | None:
     results = save_dir / layout.EVAL_RESULTS
     if (save_dir / layout.PRUNED).exists() and results.is_file():
         if not (save_dir / layout.FINISHED).exists():  # killed between its two markers: complete them
-            finish(save_dir, (save_dir / layout.PRUNED).read_text().strip())
-        return json.loads(results.read_text())
+            finish(save_dir, read_text(save_dir / layout.PRUNED, 4096).strip())
+        return read_json(results)
     if not (save_dir / layout.FINISHED).exists() or not results.is_file():
         return None
     if layout.last_epoch(save_dir) >= n_epochs or layout.stopped_early(save_dir) is not None:
         try:
-            stored = json.loads(results.read_text())
+            stored = read_json(results)
             if not isinstance(stored, dict):
                 raise ValueError("not a JSON object")
         except (OSError, ValueError) as e:  # damaged: the run tests its best checkpoint again and rewrites it
@@ -130,7 +130,7 @@ def finished_results(save_dir: Path, n_epochs: int) -> dict | None:
 def nothing_to_do(save_dir: Path, n_epochs: int) -> str:
     """What the same command says for a finished run."""
     if (save_dir / layout.PRUNED).exists():
-        return f"{save_dir} was pruned ({(save_dir / layout.PRUNED).read_text().strip()}); nothing to do."
+        return f"{save_dir} was pruned ({read_text(save_dir / layout.PRUNED, 4096).strip()}); nothing to do."
     stop = layout.stopped_early(save_dir)
     if stop is None:
         return f"{save_dir} already finished {n_epochs} epochs; nothing to do."

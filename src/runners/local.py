@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import heapq
-import json
 import os
 import shlex
 import signal
@@ -151,8 +150,8 @@ FINISHED_ELSEWHERE = "finished by another process"
 def trained_elsewhere(job: Job, pid: int) -> bool:
     """Whether a job that exited 0 found its run finished by another process (its last attempt is not `pid`'s)."""
     try:
-        attempts = json.loads((job.run_dir / layout.META).read_text()).get("attempts") or [{}]
-    except (OSError, ValueError):
+        attempts = layout.read_meta(job.run_dir).get("attempts") or [{}]
+    except OSError:
         return False
     return (attempts[-1].get("pid"), attempts[-1].get("hostname")) not in ((pid, socket.gethostname()), (None, None))
 

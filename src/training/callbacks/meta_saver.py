@@ -22,6 +22,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.run import code, environment, layout, status
+from src.run.reading import read_json
 from src.training.callbacks.registry import CALLBACKS
 from src.training.speed import compile_seconds
 
@@ -82,7 +83,7 @@ class MetaSaver(pl.Callback):
         if not self.path.is_file():
             return {}
         try:
-            meta = json.loads(self.path.read_text())
+            meta = read_json(self.path)
             if isinstance(meta, dict) and isinstance(meta.get("attempts", []), list):
                 return meta
             problem = "not a JSON object with a list of attempts"
