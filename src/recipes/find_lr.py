@@ -32,6 +32,7 @@ def lr_range_test(
     from pytorch_lightning.tuner import Tuner
 
     from src import config
+    from src.analysis.figures import select_backend
     from src.training.lightning_trainer import quiet_lightning, trainer_defaults
     from src.training.parts import build_parts
     from src.training_loop import own_defaults
@@ -72,6 +73,7 @@ def lr_range_test(
     lrs, losses = [float(v) for v in found.results["lr"]], [float(v) for v in found.results["loss"]]
     index = valley(losses)
     suggestion = lrs[index] if index is not None else None
+    select_backend()
     figure = found.plot(suggest=False)
     if index is not None:
         figure.axes[0].plot(lrs[index], losses[index], marker="o", markersize=10, color="red")  # type: ignore[union-attr]

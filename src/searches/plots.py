@@ -5,7 +5,6 @@ search's history and parameter importances. Matplotlib is imported only when a f
 from __future__ import annotations
 
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
+from src.analysis.figures import select_backend
 from src.errors import UserError
 from src.results import load_H
 from src.run import layout
@@ -33,11 +33,7 @@ def plot(
     table: pd.DataFrame, configs: Sequence[str], replicated: bool, metric: str, higher: bool, out: Path
 ) -> list[Path]:
     """learning_curves.{png,pdf} and <metric>_vs_<key>.{png,pdf}; inline too when MPLBACKEND is itermplot."""
-    import matplotlib
-
-    inline = "itermplot" in os.environ.get("MPLBACKEND", "")
-    if not inline:
-        matplotlib.use("Agg")
+    inline = select_backend()
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
@@ -171,14 +167,11 @@ def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list
     best.gin."""
     import warnings
 
-    import matplotlib
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.trial import TrialState
     from optuna.visualization import matplotlib as optuna_plots
 
-    inline = "itermplot" in os.environ.get("MPLBACKEND", "")
-    if not inline:
-        matplotlib.use("Agg")
+    inline = select_backend()
     counts = {s.name.lower(): len(study.get_trials(deepcopy=False, states=(s,))) for s in TrialState}
     print("study: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
     written = []
