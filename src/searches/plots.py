@@ -161,7 +161,7 @@ def save(fig: Figure, stem: Path, inline: bool) -> list[Path]:
     return paths
 
 
-def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list[Path]:
+def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any], metric: str) -> list[Path]:
     """An optuna_search's additions (src/searches/optuna_search.py): Optuna's optimization history and parameter
     importances (optuna.visualization.matplotlib) as PNG and PDF, and the best trial's bindings, printed and as
     best.gin."""
@@ -179,7 +179,8 @@ def optuna_report(study: optuna.Study, out: Path, fixed: dict[str, Any]) -> list
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna.visualization.matplotlib is marked experimental
         if complete:
-            history = cast("Figure", optuna_plots.plot_optimization_history(study).figure)
+            target = f"{metric} (best epoch of each trial)"
+            history = cast("Figure", optuna_plots.plot_optimization_history(study, target_name=target).figure)
             written += save(history, out / "optuna_history", inline)
         if complete >= 2:
             evaluator = FanovaImportanceEvaluator(seed=0)  # a random forest: seeded, the same plot every time
