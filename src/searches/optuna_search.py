@@ -316,7 +316,12 @@ class OptunaSearch:
         return OptunaPrepared(done.batch, storage, told, asked_runs, done.todo, left)
 
     def report(
-        self, experiment_dir: Path, name: str, metric: str | None = None, replicates: Sequence[str] = REPLICATES
+        self,
+        experiment_dir: Path,
+        name: str,
+        metric: str | None = None,
+        replicates: Sequence[str] = REPLICATES,
+        plots: Sequence[str] = (),
     ) -> pd.DataFrame:
         """The grid report over every trial's run, then the study's optimization history, parameter importances
         (PNG and PDF) and best trial's bindings (printed, and as best.gin)."""
@@ -338,7 +343,10 @@ class OptunaSearch:
         names = [self.run_of(t) for t in trials]
         if not trials:
             raise UserError(f"The study {study_name!r} has no trials yet: run `main.py prepare --name {name}` first.")
-        table = report(experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names)
+        log_keys = [k for k, spec in self.space.items() if isinstance(spec, tuple) and str(spec[0]).startswith("log")]
+        table = report(
+            experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names, plots, log_keys
+        )
         optuna_report(study, experiment_dir / name, {**self.fixed}, self.metric)
         return table
 
