@@ -58,6 +58,33 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_slurm_main(argv: Sequence[str] | None = None) -> int:
+    parser = slurm_parser()
+
+    def main(args: argparse.Namespace) -> None:
+        from src.runners.slurm import SlurmOptions, submit
+
+        options = SlurmOptions(
+            max_jobs=args.max_jobs,
+            nodes=args.nodes,
+            tasks_per_node=args.tasks_per_node,
+            gpus_per_node=args.gpus_per_node,
+            partition=args.partition,
+            time=args.time,
+            mem=args.mem,
+            cpus=args.cpus,
+            account=args.account,
+            job_name=args.job_name,
+            extra=tuple(args.sbatch),
+            setup=tuple(args.setup),
+            max_array_size=args.max_array_size,
+        )
+        submit(args.batch, options, dry_run=args.dry_run, test_only=args.test_only)
+
+    return run_main(main, parser, argv)
+
+
+def slurm_parser() -> Parser:
+    """bin/run_slurm.py's options (SlurmOptions, src/runners/slurm.py)."""
     parser = Parser(
         prog="bin/run_slurm.py",
         description="Submit a batch file's unfinished jobs as a SLURM job array (several, one after another, where "
@@ -98,25 +125,4 @@ def run_slurm_main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="write the scripts and ask sbatch --test-only about them; submit nothing",
     )
-
-    def main(args: argparse.Namespace) -> None:
-        from src.runners.slurm import SlurmOptions, submit
-
-        options = SlurmOptions(
-            max_jobs=args.max_jobs,
-            nodes=args.nodes,
-            tasks_per_node=args.tasks_per_node,
-            gpus_per_node=args.gpus_per_node,
-            partition=args.partition,
-            time=args.time,
-            mem=args.mem,
-            cpus=args.cpus,
-            account=args.account,
-            job_name=args.job_name,
-            extra=tuple(args.sbatch),
-            setup=tuple(args.setup),
-            max_array_size=args.max_array_size,
-        )
-        submit(args.batch, options, dry_run=args.dry_run, test_only=args.test_only)
-
-    return run_main(main, parser, argv)
+    return parser

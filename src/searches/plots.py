@@ -214,15 +214,16 @@ def value_vs_key(
     inline: bool,
 ) -> list[Path]:
     """`column` (best_<metric>, or at_best_<metric>) of each run against `key`: the runs as points (pruned ones ▼),
-    and lines only through runs that differ in `key` alone, one per combination of the other swept values, their
-    replicates averaged (±1 std band). Never a mean over runs that differ in another value."""
+    and lines only through runs that differ in `key` alone (pruned ones left out), one per combination of the other
+    swept values, their replicates averaged (±1 std band). Never a mean over runs that differ in another value."""
     import matplotlib.pyplot as plt
 
     if column not in started or key not in started or not pd.api.types.is_numeric_dtype(started[key]):
         return []
     fig, ax = plt.subplots(figsize=(6, 4))
     others = [k for k in configs if k != key]
-    groups = list(started.groupby(others, dropna=False, sort=True)) if others else [((), started)]
+    ended = started[started["status"] != "pruned"]  # a pruned run's best is not comparable: a point, on no line
+    groups = list(ended.groupby(others, dropna=False, sort=True)) if others else [((), ended)]
     lines = [(name, g) for name, g in groups if g[key].nunique() > 1]
     drawn = len(lines) <= 10 and bool(lines)  # more would be noise: the points alone
     styles = line_styles(len(lines))
