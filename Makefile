@@ -26,7 +26,7 @@ $(EXTRAS): $(STAMP) requirements-extras.txt
 
 setup: $(STAMP)  ## create .venv with the pinned packages (once)
 
-extras: $(EXTRAS)  ## install the optional trackers mlflow, neptune, wandb (exact pins)
+extras: $(EXTRAS)  ## install the optional packages: trackers mlflow, neptune, wandb; itermplot (exact pins)
 
 train: $(STAMP)  ## train configs/cnn.gin on the embedded digits data into RESULTS_DIR/cnn
 	$(PY) bin/train.py $(RESULTS_DIR)/cnn configs/cnn.gin
@@ -48,9 +48,8 @@ lint: $(STAMP)  ## ruff lint and format check, mypy type check of src/ (CI runs 
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(STAMP)  ## apply ruff's fixes and formatting
-	$(VENV)/bin/ruff check --fix .
-	$(VENV)/bin/ruff format .
+format: $(STAMP)  ## apply ruff's fixes and formatting (formats even when a lint error is left to fix by hand)
+	status=0; $(VENV)/bin/ruff check --fix . || status=$$?; $(VENV)/bin/ruff format . && exit $$status
 
 clean-venv:  ## delete .venv
 	rm -rf $(VENV)

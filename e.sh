@@ -1,17 +1,6 @@
 # Source me: `source e.sh`. Activates the environment and exports the project's variables.
-# Variables already set (e.g. by .env or your shell) win over the defaults below.
+# Variables already set (by your shell or .env) win over the defaults below.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")" && pwd)"
-
-# Machine-specific paths and secrets (git-ignored; NAME=value lines, see .env.example). A variable already exported
-# in your shell wins over its .env line, as in the Python loader (src/cli/).
-if [ -f "$_root/.env" ]; then
-    while IFS= read -r _line || [ -n "$_line" ]; do
-        _line="${_line#export }"
-        case "$_line" in [A-Za-z_]*=*) ;; *) continue ;; esac   # comments, blank lines
-        printenv "${_line%%=*}" >/dev/null || eval "export $_line"
-    done <"$_root/.env"
-    unset _line
-fi
 
 if [ -f "$_root/.venv/bin/activate" ]; then
     . "$_root/.venv/bin/activate"
@@ -21,11 +10,35 @@ else
     echo "e.sh: no environment yet; run 'make setup' (pip) or 'conda env create -f e.yml'" >&2
 fi
 
+# Machine-specific paths and secrets (git-ignored; NAME=value lines, see .env.example), read by python-dotenv as
+# every bin/ script reads them (src/cli/common.py): values are taken literally ($, spaces and $(...) are never
+# expanded or run; only ${NAME} is replaced, as dotenv does), and a variable already exported wins over its line.
+if [ -f "$_root/.env" ]; then
+    _exports="$(python3 - "$_root/.env" <<'PYTHON'
+import os, re, shlex, sys
+try:
+    from dotenv import dotenv_values, load_dotenv
+except ImportError:
+    sys.exit("e.sh: .env not loaded: python-dotenv is not installed here (run 'make setup')")
+before = set(os.environ)
+load_dotenv(sys.argv[1], override=False)
+for name in dotenv_values(sys.argv[1], interpolate=False):
+    if name in before or name not in os.environ:
+        continue
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        print(f"export {name}={shlex.quote(os.environ[name])}")
+    else:
+        print(f"e.sh: .env: {name!r} is not a shell variable name; skipped", file=sys.stderr)
+PYTHON
+)" && eval "$_exports"
+    unset _exports
+fi
+
 export PYTHONPATH="$_root${PYTHONPATH:+:$PYTHONPATH}"
 export DATA_DIR="${DATA_DIR:-$_root/data}"
 export RESULTS_DIR="${RESULTS_DIR:-$_root/results}"
 
-# Inline plots in iTerm2 (pip package itermplot): uncomment.
+# Inline plots in iTerm2: `pip install -e '.[iterm]'` (itermplot), then uncomment.
 # export MPLBACKEND="module://itermplot" ITERMPLOT=rv
 
 unset _root

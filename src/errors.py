@@ -41,8 +41,22 @@ def did_you_mean(name: object, valid: Iterable[str]) -> str:
     """` Did you mean 'x'?` for the valid name closest to a misspelt one, or nothing."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), list(valid), n=1)
+    valid = list(valid)
+    swapped = [v for v in valid if transposed(str(name), v)]  # 'valid_mea' is 'valid_mae', not 'valid_mse'
+    close = swapped or difflib.get_close_matches(str(name), valid, n=1)
     return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def transposed(a: str, b: str) -> bool:
+    """b is a with two adjacent characters swapped (the commonest typo, which difflib's ratio underrates)."""
+    diff = [i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y]
+    return (
+        len(a) == len(b)
+        and len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and a[diff[0]] == b[diff[1]]
+        and a[diff[1]] == b[diff[0]]
+    )
 
 
 def unknown(kind: str, name: object, valid: Iterable[str], where: str = "") -> str:

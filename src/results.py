@@ -2,7 +2,7 @@
 
 C = load_C(run)            # {"supervised.lr": 0.003, "training_loop.model": "cnn", ...}
 H = load_H(run)            # history.csv as a DataFrame, plus eval_* columns from eval_results*.json
-df = load_runs("results/tune_lr/**")   # one row per run: status, config, best_/final_ of every metric
+df = load_runs("results/tune_lr/**")   # one row per run: status, config, best_/final_/at_best_ of every metric
 module = load_model(run)   # the trained LightningModule, eval mode
 data = load_data(run)      # its data module: data.batches("test") as the model saw them
 """
@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import glob
 import io
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,10 +111,13 @@ def higher_is_better(metric: str, run_dir: PathLike | None = None) -> bool:
     return metric_directions.direction(metric, recorded) != "min"
 
 
-def summarize(run_dir: PathLike) -> dict:
-    """epochs, best_<metric> (in the metric's direction, when it has one) and final_<metric> of every metric column
-    of history.csv, and the eval_* results. Read with the csv module: ten times faster than a DataFrame per run,
-    for thousands of runs. A damaged file is a UserError naming it."""
+def summarize(run_dir: PathLike, monitor: str | None = None, mode: str | None = None) -> dict:
+    """epochs, best_<metric> (the best epoch's value, in the metric's direction, when it has one) and final_<metric>
+    of every metric column of history.csv; at_best_epoch, the epoch best.ckpt holds (the best of `monitor`, by default
+    the main metric recorded in metrics.json, in `mode`, by default its direction), and at_best_<metric>, every
+    metric at that epoch: what the selected checkpoint scored (a multi-term loss's terms at the checkpoint, not each
+    term's best of any epoch); the eval_* results. Read with the csv module: ten times faster than a DataFrame per
+    run, for thousands of runs. A damaged file is a UserError naming it."""
     run_dir = Path(run_dir)
     path = run_dir / layout.HISTORY
     try:
@@ -130,18 +134,44 @@ def summarize(run_dir: PathLike) -> dict:
     try:
         summary: dict = {"epochs": int(columns["epoch"][-1]) if rows and "epoch" in columns else 0}
         recorded = metric_directions.read(run_dir)
+        monitor = monitor or metric_directions.main_metric(run_dir)
+        selected = best_row(
+            columns.get(monitor or "", ()), mode or metric_directions.direction(monitor or "", recorded)
+        )
+        if selected is not None and "epoch" in columns:
+            summary["at_best_epoch"] = int(columns["epoch"][selected])
         for name, texts in columns.items():
-            if not is_metric(name):
-                continue
-            values = [v for text in texts if text and (v := float(text)) == v]  # v == v drops NaN
-            if values:
-                direction = metric_directions.direction(name, recorded)
-                if direction is not None:
-                    summary[f"best_{name}"] = max(values) if direction == "max" else min(values)
-                summary[f"final_{name}"] = values[-1]
+            if is_metric(name):
+                summary.update(metric_summary(name, texts, metric_directions.direction(name, recorded), selected))
     except ValueError as e:
         raise UserError(f"{path} is damaged: {e}") from e
     return {**summary, **load_eval(run_dir)}
+
+
+def metric_summary(name: str, texts: Sequence[str], direction: str | None, selected: int | None) -> dict[str, float]:
+    """best_<name> (with a direction), final_<name>, at_best_<name> (the value at row `selected`), of the finite
+    values."""
+    values = [v for text in texts if text and (v := float(text)) == v]  # v == v drops NaN
+    found = {}
+    if values and direction is not None:
+        found[f"best_{name}"] = max(values) if direction == "max" else min(values)
+    if values:
+        found[f"final_{name}"] = values[-1]
+    if selected is not None and texts[selected] and (at := float(texts[selected])) == at:
+        found[f"at_best_{name}"] = at
+    return found
+
+
+def best_row(texts: Sequence[str], mode: str | None) -> int | None:
+    """The row whose epoch best.ckpt holds: the first with the best finite value in `mode` (Lightning's
+    ModelCheckpoint replaces best.ckpt only on a strict improvement, and never by a NaN); None without values."""
+    best: tuple[int, float] | None = None
+    for i, text in enumerate(texts):
+        value = float(text) if text else math.nan
+        if mode in ("min", "max") and math.isfinite(value):
+            if best is None or (value > best[1] if mode == "max" else value < best[1]):
+                best = (i, value)
+    return best[0] if best is not None else None
 
 
 def stop_columns(run_dir: PathLike) -> dict:
@@ -162,8 +192,10 @@ def load_runs(paths_or_glob: PathLike | Iterable[PathLike], now: float | None = 
             if why is not None:
                 raise UserError(why)
             status = status_of(run, now)
-            derived = {"run": str(run), "status": status, **summarize(run), **stop_columns(run)}
-            rows.append({**load_C(run), **derived})  # a macro named like a column (`epochs = 3`) never hides it
+            config = load_C(run)
+            selection = config.get("checkpoint.monitor"), config.get("checkpoint.mode")  # if bound: best.ckpt's
+            derived = {"run": str(run), "status": status, **summarize(run, *selection), **stop_columns(run)}
+            rows.append({**config, **derived})  # a macro named like a column (`epochs = 3`) never hides it
         except UserError as e:
             rows.append({"run": str(run), "status": "damaged", "damaged": str(e)})
         except OSError as e:  # a file that cannot be read (a folder, a FIFO, a link, no permission)

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping
 
 from src.callbacks.registry import CALLBACKS
-from src.errors import UserError, integer, number
+from src.errors import UserError, did_you_mean, integer, number
 
 
 class RunEarlyStopping(EarlyStopping):
@@ -77,7 +77,7 @@ def early_stopping(
     if monitor not in metrics["directions"]:  # with or without `mode`: Lightning would fail only after an epoch
         raise UserError(
             f"early_stopping.monitor {monitor!r} is not a metric the module logs; it logs: "
-            f"{', '.join(metrics['directions'])}."
+            f"{', '.join(metrics['directions'])}.{did_you_mean(monitor, metrics['directions'])}"
         )
     mode = mode or metrics["directions"][monitor]
     if mode not in ("min", "max"):

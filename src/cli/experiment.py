@@ -33,6 +33,14 @@ def experiment_main(
     parser = Parser(prog=f"{Path(experiment_dir).name}/main.py")
     parser.add_argument("command", choices=["prepare", "report"])
     parser.add_argument("--name", default=next(iter(searches)), help=f"search space: {', '.join(searches)}")
+    parser.add_argument(
+        "--plot",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="report: plot this recorded metric too (e.g. valid_loss; repeatable): its learning curves, and its value "
+        "at each run's selected checkpoint against each swept value",
+    )
 
     def main(args: argparse.Namespace) -> None:
         if args.name not in searches:
@@ -45,7 +53,7 @@ def experiment_main(
                 points.distributions()  # the space's syntax first: its own messages say what Optuna can express
             check_bindings(args.name, bindings_of(points))
         if not isinstance(points, list):  # adaptive (src/searches/optuna_search.py): its points come from its study
-            return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates)
+            return adaptive(points, Path(experiment_dir), args.name, args.command, metric, replicates, args.plot)
         if args.command == "prepare":
             done = prepare(Path(experiment_dir), args.name, points, swept)
             for run in done.changed:
@@ -54,7 +62,7 @@ def experiment_main(
         else:
             from src.searches.report import report  # pandas, matplotlib: only when reporting
 
-            report(Path(experiment_dir), args.name, points, swept, metric, replicates)
+            report(Path(experiment_dir), args.name, points, swept, metric, replicates, plots=args.plot)
 
     return run_main(main, parser, argv)
 
@@ -71,10 +79,16 @@ def bindings_of(search: list[Point] | OptunaSearch) -> list[tuple[str, object]]:
 
 
 def adaptive(
-    search: OptunaSearch, experiment_dir: Path, name: str, command: str, metric: str | None, replicates: Sequence[str]
+    search: OptunaSearch,
+    experiment_dir: Path,
+    name: str,
+    command: str,
+    metric: str | None,
+    replicates: Sequence[str],
+    plots: Sequence[str] = (),
 ) -> None:
     if command == "report":
-        search.report(experiment_dir, name, metric, replicates)
+        search.report(experiment_dir, name, metric, replicates, plots)
         return
     done = search.prepare(experiment_dir, name)
     for state, runs in (("complete", done.told.complete), ("pruned", done.told.pruned), ("failed", done.told.failed)):
@@ -92,9 +106,9 @@ def adaptive(
 
 
 def first_line(experiment_dir: Path, name: str, run: str) -> str:
-    from src.run import layout
+    from src.run import layout, reading
     from src.searches.experiment import experiment_runs_dir
 
     failed = experiment_runs_dir(experiment_dir, name) / run / layout.FAILED
-    text = failed.read_text().strip() if failed.is_file() else ""
+    text = reading.read_text(failed, 4096).strip() if failed.is_file() else ""
     return text.splitlines()[0] if text else "(no reason recorded)"

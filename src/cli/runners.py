@@ -58,10 +58,38 @@ def run_local_main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_slurm_main(argv: Sequence[str] | None = None) -> int:
+    parser = slurm_parser()
+
+    def main(args: argparse.Namespace) -> None:
+        from src.runners.slurm import SlurmOptions, submit
+
+        options = SlurmOptions(
+            max_jobs=args.max_jobs,
+            nodes=args.nodes,
+            tasks_per_node=args.tasks_per_node,
+            gpus_per_node=args.gpus_per_node,
+            partition=args.partition,
+            time=args.time,
+            mem=args.mem,
+            cpus=args.cpus,
+            account=args.account,
+            job_name=args.job_name,
+            extra=tuple(args.sbatch),
+            setup=tuple(args.setup),
+            max_array_size=args.max_array_size,
+        )
+        submit(args.batch, options, dry_run=args.dry_run, test_only=args.test_only)
+
+    return run_main(main, parser, argv)
+
+
+def slurm_parser() -> Parser:
+    """bin/run_slurm.py's options (SlurmOptions, src/runners/slurm.py)."""
     parser = Parser(
         prog="bin/run_slurm.py",
-        description="Submit a batch file's unfinished jobs as one SLURM job array; each task is one run, on "
-        "--nodes x --tasks-per-node processes started by srun.",
+        description="Submit a batch file's unfinished jobs as a SLURM job array (several, one after another, where "
+        "they outnumber the cluster's MaxArraySize); each task is one run, on --nodes x --tasks-per-node processes "
+        "started by srun.",
         epilog="example: bin/run_slurm.py experiments/tune_lr/small/batch.sh --gpus-per-node 4 --time 4:00:00",
     )
     parser.add_argument("batch", metavar="BATCH", help="a batch.sh written by an experiment's `main.py prepare`")
@@ -80,24 +108,21 @@ def run_slurm_main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--account")
     parser.add_argument("--job-name")
     parser.add_argument("--sbatch", action="append", default=[], help="extra sbatch option, e.g. --sbatch=--qos=high")
-    parser.add_argument("--dry-run", action="store_true", help="print the array script, submit nothing")
-
-    def main(args: argparse.Namespace) -> None:
-        from src.runners.slurm import SlurmOptions, submit
-
-        options = SlurmOptions(
-            max_jobs=args.max_jobs,
-            nodes=args.nodes,
-            tasks_per_node=args.tasks_per_node,
-            gpus_per_node=args.gpus_per_node,
-            partition=args.partition,
-            time=args.time,
-            mem=args.mem,
-            cpus=args.cpus,
-            account=args.account,
-            job_name=args.job_name,
-            extra=tuple(args.sbatch),
-        )
-        submit(args.batch, options, dry_run=args.dry_run)
-
-    return run_main(main, parser, argv)
+    parser.add_argument(
+        "--setup",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="a shell line each task runs before training, e.g. --setup 'module load cuda/12.4' (repeatable; a "
+        "failing one fails the run)",
+    )
+    parser.add_argument(
+        "--max-array-size", type=int, help="task ids per array (default: the cluster's MaxArraySize, scontrol)"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the array scripts, submit nothing")
+    parser.add_argument(
+        "--test-only",
+        action="store_true",
+        help="write the scripts and ask sbatch --test-only about them; submit nothing",
+    )
+    return parser

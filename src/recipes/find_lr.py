@@ -30,10 +30,9 @@ def lr_range_test(
 ) -> dict[str, Any]:
     """Run the test; write lr_find.png and lr_find.json into `out`; return what lr_find.json holds."""
     import pytorch_lightning as pl
-    from pytorch_lightning.tuner import Tuner
 
     from src import config
-    from src.training.lightning_trainer import quiet_lightning, trainer_defaults
+    from src.training.lightning_trainer import trainer_defaults
     from src.training.parts import build_parts
     from src.training_loop import own_defaults
 
@@ -49,6 +48,30 @@ def lr_range_test(
         raise UserError(f"module {args['module']!r} has no `lr` attribute: lr_find needs one to vary.")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    found = range_test(parts, args, out, min_lr, max_lr, num_training)
+    lrs, losses = [float(v) for v in found.results["lr"]], [float(v) for v in found.results["loss"]]
+    index = valley(losses)
+    suggestion = lrs[index] if index is not None else None
+    write_plot(found, out / "lr_find.png", configs, index)
+    result = {
+        "suggested_lr": suggestion,
+        "binding": f"{args['module']}.lr = {suggestion:.3g}" if suggestion is not None else None,
+        "configs": list(configs),
+        "bindings": list(bindings),
+        "lr": lrs,
+        "loss": losses,
+    }
+    layout.write_atomic(out / "lr_find.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def range_test(parts: Any, args: dict[str, Any], out: Path, min_lr: float, max_lr: float, num_training: int) -> Any:
+    """Lightning's Tuner.lr_find on the built parts, its temporary checkpoint in `out` (removed)."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.tuner import Tuner
+
+    from src.training.lightning_trainer import quiet_lightning
+
     with quiet_lightning():
         trainer = pl.Trainer(
             default_root_dir=out,  # lr_find's temporary checkpoint goes here, and is removed
@@ -72,23 +95,28 @@ def lr_range_test(
         )
     if found is None:  # only on processes other than rank 0
         raise UserError("the learning-rate range test found nothing (a process other than rank 0?)")
-    lrs, losses = [float(v) for v in found.results["lr"]], [float(v) for v in found.results["loss"]]
-    index = valley(losses)
-    suggestion = lrs[index] if index is not None else None
+    return found
+
+
+def write_plot(found: Any, path: Path, configs: Sequence[str], index: int | None) -> None:
+    """The loss against the learning rate (Lightning's plot, log axis), titled with the configs, the suggested
+    learning rate a labelled red dot (or the title says there is none)."""
+    from src.analysis.figures import select_backend
+
+    select_backend()
+    import matplotlib.pyplot as plt
+
     figure = found.plot(suggest=False)
+    ax = figure.axes[0]
+    names = ", ".join(Path(c).name for c in configs) or "bindings only"
     if index is not None:
-        figure.axes[0].plot(lrs[index], losses[index], marker="o", markersize=10, color="red")  # type: ignore[union-attr]
-    figure.savefig(out / "lr_find.png", dpi=120)  # type: ignore[union-attr]  # a Figure: plot() creates one
-    result = {
-        "suggested_lr": suggestion,
-        "binding": f"{args['module']}.lr = {suggestion:.3g}" if suggestion is not None else None,
-        "configs": list(configs),
-        "bindings": list(bindings),
-        "lr": lrs,
-        "loss": losses,
-    }
-    layout.write_atomic(out / "lr_find.json", json.dumps(result, indent=2) + "\n")
-    return result
+        lr, loss = float(found.results["lr"][index]), float(found.results["loss"][index])
+        ax.plot(lr, loss, marker="o", markersize=10, color="red", linestyle="none", label=f"suggested: lr = {lr:.3g}")
+        ax.annotate(f"{lr:.3g}", (lr, loss), xytext=(12, 12), textcoords="offset points", color="red")
+        ax.legend()
+    ax.set_title(f"learning-rate range test ({names})" + ("" if index is not None else ": the loss never fell"))
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(figure)
 
 
 def valley(losses: Sequence[float]) -> int | None:

@@ -38,3 +38,25 @@ def build_module(run_dir: str | Path, checkpoint: str = "best") -> tuple[Parts, 
         raise UserError(f"{path} does not fit the model its run's {layout.CONFIG} builds: {reason[:300]}") from e
     parts.module.eval()
     return parts, args
+
+
+def declared_metrics(config_text: str) -> dict[str, Any]:
+    """The metrics.json a run of this config would write (the module's declaration: {"main": ..., "directions":
+    {...}}), from its module built untrained (no data loaded, nothing written; gin cleared after)."""
+    import tempfile
+
+    from src import config
+    from src.run import metric_directions
+    from src.training.parts import build_parts
+    from src.training_loop import own_defaults
+
+    with tempfile.NamedTemporaryFile("w", suffix=".gin") as file:
+        file.write(config_text)
+        file.flush()
+        try:
+            config.parse([file.name])
+            args = {**own_defaults(), **gin.get_bindings("training_loop")}
+            parts = build_parts(args["data"], args["model"], args["module"], args["seed"])
+            return metric_directions.declared(parts.module, args["module"])
+        finally:
+            gin.clear_config()

@@ -23,15 +23,16 @@ sequence of prepare/run/prepare gives the same trials, and later batches never r
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from src.errors import UserError, did_you_mean, integer, unknown
-from src.run import layout
+from src.run import layout, reading
 from src.run.metric_directions import is_metric
 from src.run.status import status_of
 from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
+STUDY_DIRECTIONS: dict[str, Literal["maximize", "minimize"]] = {
+    "max": "maximize", "min": "minimize", "maximize": "maximize", "minimize": "minimize"
+}  # fmt: skip
 STUDY_FILE = "optuna.journal"  # in the search's results folder, next to its run folders
 CALLBACK = "optuna_pruning"  # src/searches/optuna_pruning.py
 
@@ -87,8 +91,10 @@ class OptunaSearch:
 
     # -- checks (inside the command, so that a bad search is one line, not a traceback at import) --
 
-    def check(self, recorded: Sequence[str] = ()) -> None:
-        """`recorded`: the metrics the search's runs record so far (recorded_metrics), for the metric's check."""
+    def check(self, recorded: Sequence[str] = (), directions: Mapping[str, str] | None = None) -> None:
+        """`recorded`: the metrics the search's runs record so far (recorded_metrics), for the metric's check;
+        `directions`: the metrics' directions as the runs recorded them or the module declares them (see
+        `directions`), None when not known here (the direction is then not checked)."""
         for what, value in (("n_trials", self.n_trials), ("batch_size", self.batch_size)):
             integer(f"optuna_search {what}", value)
         if self.sampler not in SAMPLERS:
@@ -99,7 +105,8 @@ class OptunaSearch:
             raise UserError("optuna_search needs a non-empty space.")
         self.distributions()
         self.check_metric(recorded)
-        self.study_direction(recorded)
+        if directions is not None or self.direction is not None:
+            self.study_direction(directions)
 
     def check_metric(self, recorded: Sequence[str]) -> None:
         """A test metric never: the study would tune on the test set, and no run logs it while training. Once runs
@@ -118,28 +125,51 @@ class OptunaSearch:
     def distributions(self) -> dict[str, Any]:
         return {key: distribution(key, spec) for key, spec in self.space.items()}
 
-    def study_direction(self, recorded: Sequence[str] = ()) -> Literal["maximize", "minimize"]:
-        """'maximize' or 'minimize': given, else from the metric's name (*_acc up, *_loss down)."""
-        found = self.direction or {"_acc": "max", "_loss": "min"}.get(self.metric[self.metric.rfind("_") :])
-        aliases: dict[str, Literal["maximize", "minimize"]] = {
-            "max": "maximize",
-            "min": "minimize",
-            "maximize": "maximize",
-            "minimize": "minimize",
-        }
-        if found not in aliases and self.direction:
-            raise UserError(f"optuna_search(direction=...) must be 'max' or 'min', not {self.direction!r}.")
-        if found not in aliases:
-            runs = (
-                f"the runs of this search record {', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
-                if recorded
-                else "known without runs: names ending in _acc (max) or _loss (min)."
-            )
-            raise UserError(
-                f"Cannot tell which way {self.metric!r} is better: if the name is misspelt, fix "
-                f"optuna_search(metric=...) ({runs}); else give optuna_search(direction='max' or 'min')."
-            )
-        return aliases[found]
+    def study_direction(self, directions: Mapping[str, str] | None = None) -> Literal["maximize", "minimize"]:
+        """'maximize' or 'minimize': given (direction='max'/'min'), else the metric's direction in `directions` (as the
+        runs recorded it in metrics.json, or as the module declares it). A given direction that contradicts the
+        recorded one is refused: the study would hunt for the worst runs."""
+        directions = directions or {}
+        found = directions.get(self.metric)
+        if self.direction is not None:
+            if self.direction not in STUDY_DIRECTIONS:
+                raise UserError(f"optuna_search(direction=...) must be 'max' or 'min', not {self.direction!r}.")
+            if found is not None and STUDY_DIRECTIONS[found] != STUDY_DIRECTIONS[self.direction]:
+                raise UserError(
+                    f"optuna_search(direction={self.direction!r}) contradicts the direction of {self.metric!r} that "
+                    f"the module declares ({found!r}): leave direction out to use it."
+                )
+            return STUDY_DIRECTIONS[self.direction]
+        if found is not None:
+            return STUDY_DIRECTIONS[found]
+        known = [m for m in directions if not m.startswith("test_")]
+        where = (
+            f"the module declares {', '.join(known)}.{did_you_mean(self.metric, known)}"
+            if known
+            else "the module's declaration is not known here"
+        )
+        raise UserError(
+            f"Cannot tell which way {self.metric!r} is better: if the name is misspelt, fix "
+            f"optuna_search(metric=...) ({where}); else give optuna_search(direction='max' or 'min')."
+        )
+
+    def directions(self, experiment_dir: Path, runs_dir: Path) -> dict[str, str]:
+        """The metrics' directions: as the search's runs recorded them (metrics.json), else, before any run has,
+        as the module of the template's config declares them (built untrained for a representative point: a few
+        seconds). Not needed (empty) when the direction is given."""
+        if self.direction is not None:
+            return recorded_directions(runs_dir)
+        return recorded_directions(runs_dir) or self.declared_directions(experiment_dir)
+
+    def declared_directions(self, experiment_dir: Path) -> dict[str, str]:
+        """The directions the module built from the template and a point of the space (first choices, low ends)
+        declares."""
+        from src.recipes.reload import declared_metrics
+        from src.searches.experiment import config_text
+
+        point = {k: spec[0] if isinstance(spec, list) else spec[1] for k, spec in self.space.items()}
+        template = (Path(experiment_dir) / "template_config.gin").read_text()
+        return dict(declared_metrics(config_text(template, {**point, **self.fixed}))["directions"])
 
     def settings(self) -> dict[str, Any]:
         """Stored in the study: what must not change between prepares."""
@@ -152,9 +182,16 @@ class OptunaSearch:
 
     # -- the study --
 
-    def open_study(self, runs_dir: Path, study_name: str, create: bool) -> optuna.Study:
-        """The study in runs_dir's journal; created (with its settings) if `create`. A journal of another search,
-        or one made with another metric, direction or space, is refused in one line."""
+    def open_study(
+        self,
+        runs_dir: Path,
+        study_name: str,
+        create: bool,
+        direction: Literal["maximize", "minimize"] | None = None,
+    ) -> optuna.Study:
+        """The study in runs_dir's journal; created (with its settings, in `direction`) if `create`. A journal of
+        another search, or one made with another metric, direction or space, is refused in one line; `direction`
+        None (a report): the study's own."""
         import optuna
 
         path = storage_path(runs_dir)
@@ -165,14 +202,13 @@ class OptunaSearch:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if names and study_name not in names:
             raise UserError(f"{path} holds the study {names[0]!r} of another experiment, not {study_name!r}.")
-        direction = self.study_direction()
         study = optuna.create_study(
             storage=storage, study_name=study_name, direction=direction, load_if_exists=True, pruner=self.make_pruner()
         )
         stored = study.user_attrs.get("settings")
         if stored is None:
             study.set_user_attr("settings", self.settings())
-        elif (mine := self.settings()) != stored or study.direction.name.lower() != direction:
+        elif (mine := self.settings()) != stored or direction not in (None, study.direction.name.lower()):
             changed = [k for k in mine if mine[k] != stored.get(k)] or ["direction"]
             raise UserError(
                 f"The study in {path} was made with another {', '.join(changed)}; use a new search name, or delete "
@@ -180,6 +216,10 @@ class OptunaSearch:
             )
         if study.user_attrs.get(PRUNER) != (pruner := {"name": self.pruner, "options": self.pruner_options}):
             study.set_user_attr(PRUNER, pruner)  # the runs' callbacks build it from here
+        if study.metric_names != [self.metric]:  # optuna-dashboard and the importances plot name the metric
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ExperimentalWarning
+                study.set_metric_names([self.metric])
         return study
 
     def make_sampler(self, offset: int) -> optuna.samplers.BaseSampler:
@@ -194,7 +234,7 @@ class OptunaSearch:
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner, self.pruner_options)
 
-    def run_of(self, trial: optuna.trial.FrozenTrial) -> str:
+    def run_of(self, trial: optuna.trial.FrozenTrial | optuna.trial.Trial) -> str:
         """The run folder's name of a trial: its number, then its values ('003_lr=0.0012')."""
         values = {k: name_value(trial.params[k]) for k in self.space if k in trial.params}
         return f"{trial.number:03d}_{run_name(values, list(values))}"
@@ -245,9 +285,12 @@ class OptunaSearch:
 
         experiment_dir = Path(experiment_dir).resolve()
         runs_dir = experiment_runs_dir(experiment_dir, name, results_dir)
-        self.check(recorded_metrics(runs_dir))
+        recorded = recorded_metrics(runs_dir)
+        self.check_metric(recorded)  # a misspelt metric the runs show: before building the module
+        directions = self.directions(experiment_dir, runs_dir)
+        self.check(recorded, directions)
         study_name = f"{experiment_dir.name}/{name}"
-        study = self.open_study(runs_dir, study_name, create=True)
+        study = self.open_study(runs_dir, study_name, create=True, direction=self.study_direction(directions))
         told = self.tell(study, runs_dir)
         trials = study.get_trials(deepcopy=False)
         open_ = [t for t in trials if t.state == TrialState.RUNNING]
@@ -258,6 +301,9 @@ class OptunaSearch:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning of some samplers' options
             asked = [study.ask(distributions) for _ in range(n_new)]
+        for trial in asked:  # the dashboard and study.trials_dataframe() show which run folder is whose
+            trial.set_user_attr("run", self.run_of(trial))  # its name, next to the study file
+            trial.set_user_attr("run_dir", str(runs_dir / self.run_of(trial)))
         open_ = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
         callbacks = template_callbacks(experiment_dir / "template_config.gin")
         storage = storage_path(runs_dir)
@@ -271,18 +317,26 @@ class OptunaSearch:
         return OptunaPrepared(done.batch, storage, told, asked_runs, done.todo, left)
 
     def report(
-        self, experiment_dir: Path, name: str, metric: str | None = None, replicates: Sequence[str] = REPLICATES
+        self,
+        experiment_dir: Path,
+        name: str,
+        metric: str | None = None,
+        replicates: Sequence[str] = REPLICATES,
+        plots: Sequence[str] = (),
     ) -> pd.DataFrame:
         """The grid report over every trial's run, then the study's optimization history, parameter importances
         (PNG and PDF) and best trial's bindings (printed, and as best.gin)."""
         from src.searches.plots import optuna_report
         from src.searches.report import report
 
-        self.check()
         experiment_dir = Path(experiment_dir).resolve()
         runs_dir = experiment_runs_dir(experiment_dir, name)
+        directions = recorded_directions(runs_dir)
+        known = bool(directions) or self.direction is not None  # else: the study's own
+        self.check(directions=directions if known else None)
         study_name = f"{experiment_dir.name}/{name}"
-        study = self.open_study(runs_dir, study_name, create=False)
+        direction = self.study_direction(directions) if known else None
+        study = self.open_study(runs_dir, study_name, create=False, direction=direction)
         self.tell(study, runs_dir)
         trials = study.get_trials(deepcopy=False)
         callbacks = template_callbacks(experiment_dir / "template_config.gin")
@@ -290,8 +344,11 @@ class OptunaSearch:
         names = [self.run_of(t) for t in trials]
         if not trials:
             raise UserError(f"The study {study_name!r} has no trials yet: run `main.py prepare --name {name}` first.")
-        table = report(experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names)
-        optuna_report(study, experiment_dir / name, {**self.fixed})
+        log_keys = [k for k, spec in self.space.items() if isinstance(spec, tuple) and str(spec[0]).startswith("log")]
+        table = report(
+            experiment_dir, name, points, list(self.space), metric or self.metric, replicates, names, plots, log_keys
+        )
+        optuna_report(study, experiment_dir / name, {**self.fixed}, self.metric)
         return table
 
 
@@ -318,6 +375,17 @@ def optuna_search(
     )  # fmt: skip
 
 
+def recorded_directions(runs_dir: Path) -> dict[str, str]:
+    """{metric: 'min'|'max'} as the search's run folders recorded them (metrics.json); {} before any run has."""
+    from src.run import metric_directions
+
+    found: dict[str, str] = {}
+    runs = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
+    for run in runs:
+        found.update(metric_directions.read(run))
+    return found
+
+
 def recorded_metrics(runs_dir: Path) -> list[str]:
     """The metrics a search's runs record while training, from any run folder's metrics.json (written when a run
     starts: the module's declaration, test metrics left out) and history.csv header; unreadable files are skipped
@@ -326,13 +394,12 @@ def recorded_metrics(runs_dir: Path) -> list[str]:
     runs = sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()) if Path(runs_dir).is_dir() else []
     for run in runs:
         try:
-            declared = json.loads((run / layout.METRICS).read_text()).get("directions", {})
+            declared = reading.read_json(run / layout.METRICS).get("directions", {})
             found.update((m, None) for m in declared if isinstance(m, str) and not m.startswith("test_"))
         except (OSError, ValueError, AttributeError):
             pass
         try:
-            with open(run / layout.HISTORY, newline="") as f:
-                header = next(csv.reader(f), [])
+            header = next(csv.reader(io.StringIO(reading.read_text(run / layout.HISTORY), newline="")), [])
             found.update((c, None) for c in header if is_metric(c))
         except (OSError, ValueError, csv.Error):
             pass
@@ -349,10 +416,9 @@ def best_value(run_dir: Path, metric: str, maximize: bool) -> float:
     a history without a finite value of it NoValue (why, naming the file)."""
     path = run_dir / layout.HISTORY
     try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
+        reader = csv.DictReader(io.StringIO(reading.read_text(path), newline=""))
+        rows = list(reader)
+        columns = list(reader.fieldnames or [])
         texts = [row[metric] for row in rows if row.get(metric) not in (None, "")]
         values = [v for v in map(float, texts) if v == v]
     except FileNotFoundError as e:

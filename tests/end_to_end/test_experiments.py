@@ -427,7 +427,8 @@ def test_report_plot_helpers():
     labels = ["lr=0.03 (n=3)", "lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(labels, key=natural_key) == ["lr=0.0003 (n=3)", "lr=0.003 (n=3)", "lr=0.03 (n=3)", "lr=0.3 (n=3)"]
     assert sorted(["width=16, lr=0.1", "width=8, lr=0.1"], key=natural_key) == ["width=8, lr=0.1", "width=16, lr=0.1"]
-    assert log_spaced([0.0003, 0.003, 0.03]) and not log_spaced([8, 16, 32]) and not log_spaced([0, 0.1, 10])
+    assert log_spaced([0.0003, 0.003, 0.03]) and log_spaced([8, 16, 32]) and not log_spaced([0, 0.1, 10])
+    assert log_spaced([0.001, 0.003, 0.01]) and not log_spaced([10, 20, 30])  # a factor 10: log; constant steps: not
 
 
 def test_report_refuses_a_metric_the_runs_do_not_record(experiment, tmp_path, capsys):

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 import optuna
 import pytest
+from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from src.cli.experiment import experiment_main
@@ -20,7 +21,7 @@ from src.runners.batch import read_batch
 from src.runners.local import run_local
 from src.searches.experiment import random_search
 from src.searches.optuna_search import STUDY_FILE, journal_storage, optuna_search
-from tests.helpers import FAST, ROOT, history, wait_for
+from tests.helpers import FAST, ROOT, experiment_folder, history, wait_for
 
 TEMPLATE = "include 'configs/cnn.gin'\n" + "\n".join(FAST) + "\n"
 
@@ -236,10 +237,11 @@ def test_a_misspelt_metric_fails_the_run_before_training_then_prepare_refuses_it
     del settings["direction"]
     with pytest.raises(UserError, match=r"not recorded by the runs of this search; they record: valid_loss, valid_acc"):
         search(**settings).check(["valid_loss", "valid_acc"])
+    declared = {"valid_loss": "min", "valid_acc": "max"}
     with pytest.raises(UserError, match=r"Cannot tell which way 'valid_acuracy' is better: if the name is misspelt"):
-        search(**settings).check()  # no run yet
-    with pytest.raises(UserError, match=r"runs of this search record valid_loss, valid_acc. Did you mean 'valid_acc'"):
-        search(**settings).study_direction(["valid_loss", "valid_acc"])
+        search(**settings).check(directions={})
+    with pytest.raises(UserError, match=r"the module declares valid_loss, valid_acc. Did you mean 'valid_acc'"):
+        search(**settings).study_direction(declared)
 
 
 def test_metric_of_the_test_set_or_unlogged_is_refused(experiment):
@@ -326,3 +328,30 @@ def test_a_run_interrupted_on_its_way_out_after_a_prune_ends_pruned_when_started
         assert (job.run_dir / name).is_file(), name
     assert list(history(job.run_dir)["epoch"]) == [1]  # pruned after its first epoch, never trained further
     assert "trial 0 pruned at epoch 1" in (job.run_dir / layout.PRUNED).read_text()
+
+
+def test_the_direction_the_module_declares_and_the_runs_record_and_what_the_study_names(tmp_path, monkeypatch):
+    """metric='valid_mae' without a direction: before any run, the module the template's config builds (untrained)
+    declares mae: min, so the study minimizes; it names its metric (optuna-dashboard, plots), and each trial names its
+    run folder. A misspelt metric is refused at once with the close name; once runs have recorded their directions
+    (metrics.json), those are used, and a direction given against them is refused."""
+    experiment = experiment_folder(tmp_path, monkeypatch, "include 'configs/regression.gin'\n" + "\n".join(FAST))
+    settings = dict(metric="valid_mae", n_trials=4, batch_size=2, pruner="none", pruner_options={})
+    done = search(**settings).prepare(experiment, "bayes")
+    study = load_study(experiment)
+    assert study.direction == StudyDirection.MINIMIZE and study.metric_names == ["valid_mae"]
+    assert [t.user_attrs["run"] for t in study.trials] == done.asked
+    assert [t.user_attrs["run_dir"] for t in study.trials] == [str(job.run_dir) for job in read_batch(done.batch)]
+    with pytest.raises(UserError, match=r"Cannot tell which way 'valid_mea' is better: .*Did you mean 'valid_mae'\?"):
+        search(**{**settings, "metric": "valid_mea"}).prepare(experiment, "typo")
+    assert not (experiment / "typo").exists()
+    # once a run has recorded its metrics (metrics.json), those directions count, without building the module
+    run = read_batch(done.batch)[0].run_dir
+    fake_end(run, "finished", (0.9, 0.4))
+    (run / layout.METRICS).write_text(
+        json.dumps({"main": "valid_f1", "directions": {"valid_mae": "min", "valid_f1": "max"}})
+    )
+    f1 = search(**{**settings, "metric": "valid_f1"})
+    assert f1.study_direction(f1.directions(experiment, run.parent)) == "maximize"
+    with pytest.raises(UserError, match=r"direction='max'\) contradicts the direction of 'valid_mae' .* \('min'\)"):
+        search(**settings, direction="max").prepare(experiment, "bayes")

@@ -39,14 +39,17 @@ def test_tune_lr_small_grid_as_a_job_array(slurm, tmp_path, monkeypatch):
     job_id = submit(batch, SlurmOptions(max_jobs=2, cpus=1))
     assert job_id and job_id.isdigit()
     script = (batch.parent / "slurm" / "array.sh").read_text()
-    assert "#SBATCH --array=0,1,2,3%2" in script and "#SBATCH --requeue" in script
+    assert "#SBATCH --array=0-3%2" in script and "#SBATCH --requeue" in script
     assert "#SBATCH --signal=B:USR1@90" in script
     wait_for(job_id)
-    for job in read_batch(batch):
+    for i, job in enumerate(read_batch(batch)):
         assert status_of(job.run_dir) == "finished", (job.run_dir / layout.STDERR).read_text()[-2000:]
         assert list(pd.read_csv(job.run_dir / layout.HISTORY)["epoch"]) == [1, 2, 3]
-        logs = list(job.run_dir.glob(f"slurm-{job_id}_*.out"))
-        assert len(logs) == 1 and "epoch 3/3" in logs[0].read_text()
+        # the task's log (the script's lines), and the training process's own (rank 0), unbuffered
+        logs = sorted(p.name for p in job.run_dir.glob(f"slurm-{job_id}_*.out"))
+        assert logs == [f"slurm-{job_id}_{i}-rank0.out", f"slurm-{job_id}_{i}.out"]
+        assert "epoch 3/3" in (job.run_dir / logs[0]).read_text()
+        assert f"task {job_id}_{i} on " in (job.run_dir / logs[1]).read_text()
     # everything is finished: nothing is submitted again
     assert submit(batch, SlurmOptions()) is None
 
@@ -110,3 +113,24 @@ def test_preempted_task_checkpoints_requeues_itself_and_finishes(slurm, tmp_path
     assert status_of(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == list(range(1, 61))
     assert len(json.loads((run / layout.META).read_text())["attempts"]) == 2
+
+
+def test_more_runs_than_the_cluster_s_max_array_size_are_several_arrays_sbatch_accepts(slurm, tmp_path, capsys):
+    """1,100 runs, MaxArraySize 1001 (scontrol show config): two arrays, task ids from 0 each, that sbatch
+    --test-only accepts (one array of 1,100 tasks it refuses: "Invalid job array specification")."""
+    from src.runners.batch import Job, write_batch
+    from src.runners.slurm import max_array_size
+
+    assert max_array_size() == 1001
+    jobs = [Job((str(tmp_path / "results" / f"run{i:04d}"), "configs/cnn.gin")) for i in range(1100)]
+    (tmp_path / "exp" / "big").mkdir(parents=True)
+    batch = write_batch(tmp_path / "exp" / "big" / "batch.sh", jobs, "1,100 runs")
+    assert submit(batch, SlurmOptions(max_jobs=8, setup=("true",)), test_only=True) is None
+    out = capsys.readouterr().out
+    slurm = batch.parent / "slurm"
+    assert out.count("sbatch would accept") == 2 and f"sbatch would accept {slurm / 'array-1.sh'}" in out
+    assert "#SBATCH --array=0-1000%8\n" in (slurm / "array.sh").read_text()
+    assert "#SBATCH --array=0-98%8\n" in (slurm / "array-1.sh").read_text()
+    assert f"    0) set -- {tmp_path}/results/run1001 " in (slurm / "array-1.sh").read_text()
+    one = subprocess.run(["sbatch", "--test-only", "--array=0-1099", "--wrap", "true"], capture_output=True, text=True)
+    assert one.returncode != 0 and "Invalid job array specification" in one.stderr

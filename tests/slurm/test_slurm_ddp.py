@@ -113,6 +113,8 @@ def test_two_processes_under_srun_equal_the_local_ddp_run(slurm, local_ddp, tmp_
     assert attempt["slurm"]["array_job_id"] == job_id and attempt["slurm"]["array_task_id"] == "0"
     log = slurm_log(run, job_id)
     assert "2 process(es) on 1 node(s)" in log and "Starting with 2 processes" in log
+    ranks = sorted(p.name for p in run.glob(f"slurm-{job_id}_0-rank*.out"))  # one log per process
+    assert ranks == [f"slurm-{job_id}_0-rank0.out", f"slurm-{job_id}_0-rank1.out"]
     assert log.count("test (best checkpoint)") == 1  # rank 0 reports; both processes tested
     table = runs_table(tmp_path / "results")
     assert list(table["status"]) == ["finished"]  # one run, not one per process

@@ -38,6 +38,11 @@ def build(name, tmp_path, *bindings):
             ["early_stopping.monitor = 'nosuch'", "early_stopping.mode = 'min'"],
             "early_stopping.monitor 'nosuch' is not a metric the module logs; it logs: valid_loss, valid_acc.",
         ),
+        (
+            "early_stopping",
+            ["early_stopping.monitor = 'valid_aac'"],
+            "early_stopping.monitor 'valid_aac' is not a metric the module logs; it logs: valid_loss, valid_acc. Did you mean 'valid_acc'?",
+        ),
     ],
 )
 def test_a_bad_option_is_one_line_naming_it_when_the_callback_is_built(tmp_path, name, bindings, message):
@@ -88,3 +93,15 @@ def test_two_averages_given_without_gin_are_refused_before_the_first_step(tmp_pa
     with pytest.raises(UserError, match=r"Two weight averages in one run \(RunEMA and RunSWA\)"):
         trainer.fit(Counting())
     assert Counting.steps == 0
+
+
+def test_a_misspelt_monitor_suggests_the_metric_meant(tmp_path):
+    """A swap of two letters ('valid_mea') suggests the metric meant ('valid_mae'), not the closest by difflib's
+    ratio ('valid_mse')."""
+    from src.callbacks import CALLBACKS
+
+    metrics = {"main": "valid_mse", "directions": {"valid_loss": "min", "valid_mse": "min", "valid_mae": "min"}}
+    config.parse([], ["early_stopping.monitor = 'valid_mea'"])
+    with pytest.raises(UserError) as error:
+        CALLBACKS.build("early_stopping", run_dir=str(tmp_path), metrics=metrics)
+    assert one_line(error.value).endswith("it logs: valid_loss, valid_mse, valid_mae. Did you mean 'valid_mae'?")

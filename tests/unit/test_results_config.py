@@ -120,10 +120,12 @@ def test_summarize_reads_best_and_final_metrics(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": directions}))
     assert summarize(tmp_path) == {
         "epochs": 4,
+        "at_best_epoch": 2,  # the best valid_acc: best.ckpt's epoch
         "best_train_loss": 0.4,
         "final_train_loss": 0.6,
         "best_valid_acc": 0.75,
         "final_valid_acc": 0.75,
+        "at_best_valid_acc": 0.75,  # train_loss is NaN at epoch 2: no at_best_train_loss
         "eval_test_acc": 0.7,
     }
     (tmp_path / "history.csv").write_text("")  # a run killed before its first epoch
@@ -135,4 +137,24 @@ def test_summarize_skips_blank_lines(tmp_path):
 
     (tmp_path / "history.csv").write_text("\nepoch,valid_acc\n1,0.5\n\n2,0.6\n\n")
     (tmp_path / "metrics.json").write_text(json.dumps({"main": "valid_acc", "directions": {"valid_acc": "max"}}))
-    assert summarize(tmp_path) == {"epochs": 2, "best_valid_acc": 0.6, "final_valid_acc": 0.6}
+    assert summarize(tmp_path) == {
+        "epochs": 2, "at_best_epoch": 2, "best_valid_acc": 0.6, "final_valid_acc": 0.6, "at_best_valid_acc": 0.6
+    }  # fmt: skip
+
+
+def test_at_best_is_every_metric_at_the_selected_checkpoint_s_epoch(tmp_path):
+    """A multi-term loss (a VAE): best.ckpt follows valid_loss, so the checkpoint's KL is the KL of valid_loss's best
+    epoch (the first of equal values, as Lightning keeps it), not the best KL of any epoch; a bound checkpoint.monitor
+    and mode choose the epoch instead; load_runs reads them from config.gin."""
+    from src.results import load_runs, summarize
+    from tests.helpers import fake_run
+
+    history = {"epoch": [1, 2, 3, 4], "valid_loss": [3.0, 2.0, 2.0, 2.5], "valid_kl": [0.078, 1.5, 2.86, 3.0]}
+    run = fake_run(tmp_path / "vae", {"training_loop.module": "vae"}, history, {"valid_loss": "min", "valid_kl": "min"})
+    summary = summarize(run)
+    assert summary["best_valid_kl"] == 0.078 and summary["at_best_epoch"] == 2
+    assert summary["at_best_valid_kl"] == 1.5 and summary["at_best_valid_loss"] == 2.0
+    assert summarize(run, monitor="valid_kl", mode="max")["at_best_valid_loss"] == 2.5
+    (run / "config.gin").write_text("checkpoint.monitor = 'valid_kl'\ncheckpoint.mode = 'max'\n")
+    row = load_runs(run).iloc[0]
+    assert row["at_best_epoch"] == 4 and row["at_best_valid_kl"] == 3.0

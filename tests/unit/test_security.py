@@ -177,13 +177,16 @@ def test_a_results_dir_with_a_line_break_writes_no_batch_file(tmp_path, monkeypa
 
 def test_no_line_break_reaches_a_slurm_header(tmp_path):
     from src.runners.batch import Job, write_batch
-    from src.runners.slurm import SlurmOptions, array_script
+    from src.runners.slurm import Array, SlurmOptions, array_script
 
     batch = write_batch(tmp_path / "batch.sh", [Job((str(tmp_path / "run"), "configs/cnn.gin"))], "t")
-    assert "#SBATCH --job-name=fine\n" in array_script(batch, [Job(("r", "c"))], [0], SlurmOptions(job_name="fine"))
+    one = Array(0, 0, [0])
+    assert "#SBATCH --job-name=fine\n" in array_script(batch, [Job(("r", "c"))], one, SlurmOptions(job_name="fine"))
     for options in (SlurmOptions(job_name="x\n#SBATCH --wrap=evil"), SlurmOptions(partition="gpu\rx")):
         with pytest.raises(UserError, match="The SLURM option .* contains a line break"):
-            array_script(batch, [Job(("r", "c"))], [0], options)
+            array_script(batch, [Job(("r", "c"))], one, options)
+    with pytest.raises(UserError, match="The setup line .* contains a line break"):
+        array_script(batch, [Job(("r", "c"))], one, SlurmOptions(setup=("module load x\ntouch PWNED",)))
 
 
 def test_a_secret_in_a_bad_value_is_masked_in_the_error_line(tmp_path, monkeypatch, capsys):
