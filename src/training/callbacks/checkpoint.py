@@ -56,6 +56,16 @@ class RunCheckpoint(ModelCheckpoint):
             enable_version_counter=False,
         )
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Resumed: the checkpoint loaded holds this step already. An epoch that trains no step (a run resumed from
+        # the checkpoint of its stopping epoch, which stops at once) must not save it again with the next epoch's
+        # number: the run would end unlike an uninterrupted one.
+        self._last_global_step_saved = trainer.global_step
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._last_global_step_saved != trainer.global_step:  # Lightning's last save, unless nothing is new
+            super().on_train_end(trainer, pl_module)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: STEP_OUTPUT, batch: Any, batch_idx: int
     ) -> None:
