@@ -92,6 +92,18 @@ def fresh_gin_config():
     gin.clear_config()
 
 
+@pytest.fixture(autouse=True)
+def same_threads():
+    """A run trained in this process may set torch's thread count (training_loop.num_threads, or a resume keeping
+    its first attempt's): the next test's runs must start from the process's own count, as a new process would."""
+    torch = sys.modules.get("torch")
+    count = torch.get_num_threads() if torch is not None else None
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None and count is not None and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         folder = item.path.parent.name

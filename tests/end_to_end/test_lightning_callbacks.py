@@ -105,7 +105,7 @@ def test_max_time_stops_resumably_and_the_next_start_finishes_identically(train,
     bindings = ("training_loop.n_epochs = 2", "cnn.dropout = 0.2")
     train(tmp_path / "reference", *bindings)
     run = tmp_path / "run"
-    interrupted(train, run, *bindings, "training_loop.max_time = {'seconds': 0}")  # up after the first step
+    interrupted(train, run, *bindings, "training_loop.max_time = {'milliseconds': 1}")  # up after the first step
     assert "time limit: training_loop.max_time (0 s) is up: saved" in (run / layout.STDERR).read_text()
     assert status_of(run) == "dead" and not (run / layout.EVAL_RESULTS).exists()
     assert torch.load(run / layout.PREEMPTED_CKPT, weights_only=True)["global_step"] == 1
