@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING
 
 from src.config.bindings import INCLUDE, parse_bindings
 from src.errors import UserError, one_line
-from src.run import environment, layout
+from src.run import environment, layout, reading
 from src.run.secrets import MASK
+from src.run.session import check_save_dir
 from src.run.status import status_of
 
 if TYPE_CHECKING:
@@ -82,9 +83,46 @@ def input_configs(run: Path, meta: dict) -> tuple[list[Path], list[str]]:
     return stored, caveat if len(stored) > 1 else []
 
 
+def text(path: Path) -> str:
+    """A file of the run folder (src/run/reading.py: a regular file of bounded size); one line if it is damaged."""
+    try:
+        return reading.read_text(path)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path} is damaged ({str(e).splitlines()[0]}): the run cannot be reproduced from it.") from e
+
+
+def recorded_patch(run: Path, meta: dict, caveats: list[str]) -> Path | None:
+    """The run's git_diff.patch if it holds a change (None without one), checked against meta.json: a patch is
+    code that the reproduction runs, so one the record says the run did not have is refused, not applied."""
+    path = run / layout.GIT_DIFF
+    if not path.exists() and not path.is_symlink():
+        if meta.get("git_dirty"):
+            caveats.append(f"the run's code had uncommitted changes but {layout.GIT_DIFF} is missing")
+        return None
+    if not text(path).strip():
+        return None
+    if meta.get("git_dirty") is False:
+        raise UserError(
+            f"{path} changes {', '.join(patched_files(path)) or 'files'}, but {run / layout.META} says the run's code "
+            "was clean (git_dirty false): refusing to run code the run did not record. Remove the patch to "
+            "reproduce the clean commit."
+        )
+    return path
+
+
+def patched_files(patch: Path) -> list[str]:
+    """The files a patch changes (its `+++ b/` and `rename to` lines; `--- a/` of deleted ones)."""
+    found: dict[str, None] = {}
+    for line in text(patch).splitlines():
+        for prefix in ("+++ b/", "--- a/", "rename to "):
+            if line.startswith(prefix):
+                found[line.removeprefix(prefix).strip()] = None
+    return list(found)
+
+
 def patch_caveats(patch: Path) -> list[str]:
     """Masked secrets in git_diff.patch cannot be restored: the code would hold '***' where the secret was."""
-    lines = [i for i, line in enumerate(patch.read_text().splitlines(), 1) if MASK in line and line[:1] in "+- "]
+    lines = [i for i, line in enumerate(text(patch).splitlines(), 1) if MASK in line and line[:1] in "+- "]
     if not lines:
         return []
     return [f"{patch} has a masked secret ({MASK}) on line(s) {', '.join(map(str, lines[:5]))}: it cannot be restored"]
@@ -92,7 +130,7 @@ def patch_caveats(patch: Path) -> list[str]:
 
 def includes(configs: list[Path]) -> list[tuple[Path, str]]:
     """(config, included path) for every `include` line of the input configs."""
-    return [(config, match["path"]) for config in configs for match in INCLUDE.finditer(config.read_text())]
+    return [(config, match["path"]) for config in configs for match in INCLUDE.finditer(text(config))]
 
 
 def environment_caveats(run: Path, meta: dict) -> list[str]:
@@ -109,7 +147,7 @@ def environment_caveats(run: Path, meta: dict) -> list[str]:
     python = meta.get("versions", {}).get("python")
     if python and python != platform.python_version():
         caveats.append(f"Python differs (run -> here): {python} -> {platform.python_version()}")
-    accelerator = parse_bindings((run / layout.CONFIG).read_text()).get("training_loop.accelerator", "auto")
+    accelerator = parse_bindings(text(run / layout.CONFIG)).get("training_loop.accelerator", "auto")
     device = environment.expected_device(str(accelerator))
     if meta.get("device") is None:
         caveats.append(f"the run did not record its device kind; here: {device}")
@@ -128,22 +166,25 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
     into = Path(into) if into else run.with_name(run.name + ".repro")
     if into.resolve() == run.resolve():
         raise UserError(f"--into {str(into)!r} is the run itself: choose another folder.")
-    if into.exists() and not layout.is_run_dir(into) and (into.is_file() or any(into.iterdir())):
-        raise UserError(f"{str(into)!r} exists and is not a run folder: choose another --into.")
+    if into.is_symlink() or (into.exists() and (not into.is_dir() or any(into.iterdir()))):
+        raise UserError(
+            f"{str(into)!r} already exists: a reproduction trains into a new folder (a run found there would be "
+            "compared as it is, which proves nothing). Delete it, or choose another --into."
+        )
     repo = repository(repo)
+    check_save_dir(into)  # as bin/train.py would: the code of this repository and of the run's are no place for it
+    if any(into.resolve().is_relative_to(repo / name) for name in layout.CODE_FOLDERS):
+        raise UserError(f"--into {str(into)!r} lies in the code of the repository {repo}: choose a folder outside it.")
     meta = layout.read_meta(run, strict=True)
     commit = meta.get("git_commit")
     if not commit:
         raise UserError(f"{run / layout.META} records no git commit: the code that trained the run is unknown.")
     if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise UserError(f"Commit {commit} (from {run / layout.META}) is not in the repository {repo}: fetch it first.")
-    diff_file = run / layout.GIT_DIFF
     caveats = []
-    if not diff_file.is_file() and meta.get("git_dirty"):
-        caveats.append(f"the run's code had uncommitted changes but {layout.GIT_DIFF} is missing")
-    patch = diff_file if diff_file.is_file() and diff_file.read_text().strip() else None
+    patch = recorded_patch(run, meta, caveats)
     configs, order = input_configs(run, meta)
-    stored_bindings = (run / layout.BINDINGS).read_text() if (run / layout.BINDINGS).is_file() else ""
+    stored_bindings = text(run / layout.BINDINGS) if (run / layout.BINDINGS).exists() else ""
     bindings = [line for line in stored_bindings.splitlines() if line.strip()]
     changes = [a for a in meta.get("attempts", []) if a.get("config_changes")]
     if changes:
@@ -153,7 +194,7 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
         for config, path in includes(configs)
         if Path(path).is_absolute()
     ]
-    masked = [p.name for p in configs if MASK in p.read_text()] + [layout.BINDINGS] * any(MASK in b for b in bindings)
+    masked = [p.name for p in configs if MASK in text(p)] + [layout.BINDINGS] * any(MASK in b for b in bindings)
     if masked:
         verb = "holds" if len(masked) == 1 else "hold"
         caveats.append(f"{', '.join(masked)} {verb} a masked secret ({MASK}): it cannot be restored")
@@ -224,6 +265,10 @@ def reproduce(
     reproduction = plan(run, into, repo)
     described = f"commit {reproduction.commit[:12]}" + (f" + {layout.GIT_DIFF}" if reproduction.patch else "")
     print(f"reproducing {reproduction.run} ({described}) into {reproduction.into}", flush=True)
+    if reproduction.patch is not None:
+        files = patched_files(reproduction.patch)
+        listed = ", ".join(files)
+        print(f"{layout.GIT_DIFF} changes {len(files)} file(s), run as part of the code: {listed}", flush=True)
     for caveat in reproduction.caveats:
         print(f"warning: may not be identical: {caveat}", file=sys.stderr, flush=True)
     with checkout(reproduction) as tree:

@@ -74,6 +74,13 @@ def copy_run(run, to):
     return to
 
 
+def dirty(run):
+    """The run's meta.json says its code had uncommitted changes (so that a git_diff.patch written here is its)."""
+    meta = json.loads((run / layout.META).read_text())
+    (run / layout.META).write_text(json.dumps({**meta, "git_dirty": True}))
+    return run
+
+
 def worktrees(repo):
     return [line for line in git(repo, "worktree", "list", "--porcelain").splitlines() if line.startswith("worktree ")]
 
@@ -95,7 +102,7 @@ def test_a_finished_run_is_reproduced_identically(repo, clean_run, tmp_path):
 
 
 @pytest.mark.slow
-def test_an_uncommitted_change_is_applied(repo, tmp_path):
+def test_an_uncommitted_change_is_applied(repo, tmp_path, capsys):
     """The run's code differs from its commit in configs/cnn.gin, which its input config includes: the reproduction
     gets that change from git_diff.patch alone (the working tree is reverted before reproducing)."""
     from src.analysis.reproduce import reproduce
@@ -111,6 +118,7 @@ def test_an_uncommitted_change_is_applied(repo, tmp_path):
 
     plan, found = reproduce(tmp_path / "run", into=tmp_path / "repro", repo=clone)
     assert plan.patch is not None and "supervised.lr = 0.02" in plan.patch.read_text()
+    assert "git_diff.patch changes 1 file(s), run as part of the code: configs/cnn.gin\n" in capsys.readouterr().out
     assert found == []
     assert_same_runs(tmp_path / "run", tmp_path / "repro")
     for run in ("run", "repro"):
@@ -136,7 +144,7 @@ def test_an_unknown_commit_or_a_diff_that_does_not_apply_is_one_line(repo, clean
         "fetch it first."
     ]
 
-    bad = copy_run(clean_run, tmp_path / "bad")
+    bad = dirty(copy_run(clean_run, tmp_path / "bad"))
     (bad / layout.GIT_DIFF).write_text(
         "diff --git a/configs/cnn.gin b/configs/cnn.gin\n--- a/configs/cnn.gin\n+++ b/configs/cnn.gin\n"
         "@@ -1,2 +1,2 @@\n-a line that is not there\n+another\n context\n"
@@ -164,7 +172,7 @@ def test_an_unknown_commit_or_a_diff_that_does_not_apply_is_one_line(repo, clean
 def test_a_masked_secret_in_the_diff_is_said_before_training(clean_run, repo, tmp_path):
     from src.analysis.reproduce import plan
 
-    run = copy_run(clean_run, tmp_path / "run")
+    run = dirty(copy_run(clean_run, tmp_path / "run"))
     (run / layout.GIT_DIFF).write_text(
         "diff --git a/configs/cnn.gin b/configs/cnn.gin\n--- a/configs/cnn.gin\n+++ b/configs/cnn.gin\n"
         "@@ -1 +1,2 @@\n # A small CNN\n+# token: ***\n"
@@ -283,3 +291,58 @@ def test_a_damaged_meta_json_is_named_or_read_as_empty(tmp_path, capsys, content
     assert code == 2 and len(out.err.splitlines()) == 1 and "Traceback" not in out.err
     assert f"error: {runs[0] / layout.META} " in out.err
     assert ("is damaged" in out.err) == (content != DAMAGED_META["versions of the wrong type"])
+
+
+CHANGE = (
+    "diff --git a/configs/cnn.gin b/configs/cnn.gin\n--- a/configs/cnn.gin\n+++ b/configs/cnn.gin\n"
+    "@@ -1 +1,2 @@\n # A small CNN\n+import os\n"
+)
+
+
+def test_a_reproduction_trains_into_a_new_folder_outside_the_code(repo, clean_run, tmp_path, capsys):
+    """Issue 27.5: a received folder that brings its own finished `.repro` (or any folder at --into) is never
+    compared as it is: that would call a run identical without training it; --into in the code is refused as
+    bin/train.py refuses it; a training that fails before its folder exists names no log file that is not there."""
+    run = copy_run(clean_run, tmp_path / "received")
+    copy_run(clean_run, tmp_path / "received.repro")  # "identical" to the run, trained by nobody here
+    code, out = reproduce_cli(capsys, run, "--repo", repo)
+    assert code == 2 and out.err.splitlines() == [
+        f"error: {str(tmp_path / 'received.repro')!r} already exists: a reproduction trains into a new folder (a run "
+        "found there would be compared as it is, which proves nothing). Delete it, or choose another --into."
+    ]
+    assert "identical" not in out.out
+    for inside in (ROOT / "src" / "repro", repo / "configs" / "repro"):
+        code, out = reproduce_cli(capsys, run, "--repo", repo, "--into", inside)
+        assert code == 2 and len(out.err.splitlines()) == 1 and "repository" in out.err, out.err
+        assert not inside.exists()
+
+    broken = copy_run(clean_run, tmp_path / "broken")
+    (broken / layout.BINDINGS).write_text("no_such_configurable.x = 1\n")
+    code, out = reproduce_cli(capsys, broken, "--repo", repo)
+    error = out.err.splitlines()[-1]
+    assert code == 2 and error.startswith("error: The reproduction's training failed (exit code 2): error: ")
+    assert "no_such_configurable" in error and layout.STDERR not in error
+    assert not (tmp_path / "broken.repro").exists()
+
+
+def test_a_patch_the_record_does_not_know_or_that_is_no_file_is_refused(repo, clean_run, tmp_path, capsys):
+    """Issue 27.13: a git_diff.patch is code the reproduction runs: in a run whose meta.json says its code was clean
+    it is refused, naming the files it would change; one that is no regular file is damaged, never skipped."""
+    forged = copy_run(clean_run, tmp_path / "forged")
+    (forged / layout.GIT_DIFF).write_text(CHANGE)
+    code, out = reproduce_cli(capsys, forged, "--repo", repo)
+    assert code == 2 and out.err.splitlines() == [
+        f"error: {forged / layout.GIT_DIFF} changes configs/cnn.gin, but {forged / layout.META} says the run's code "
+        "was clean (git_dirty false): refusing to run code the run did not record. Remove the patch to reproduce "
+        "the clean commit."
+    ]
+    fifo = dirty(copy_run(clean_run, tmp_path / "fifo"))
+    (fifo / layout.GIT_DIFF).unlink(missing_ok=True)
+    os.mkfifo(fifo / layout.GIT_DIFF)
+    code, out = reproduce_cli(capsys, fifo, "--repo", repo)
+    assert code == 2 and out.err.splitlines() == [
+        f"error: {fifo / layout.GIT_DIFF} is damaged ({fifo / layout.GIT_DIFF} is not a regular file): the run "
+        "cannot be reproduced from it."
+    ]
+    assert not any((tmp_path / f"{name}.repro").exists() for name in ("forged", "fifo"))
+    assert len(worktrees(repo)) == 1
