@@ -76,7 +76,6 @@ class EpochBatchesIterator(Iterator[list[int]]):
 
     def __next__(self) -> list[int]:
         if self._batches is None:
-            self.epoch = self.sampler.order.epoch if self.position == 0 else self.epoch
             self._batches = self.sampler.batches(self.epoch)
         if self.position >= len(self._batches):
             raise StopIteration
@@ -92,6 +91,28 @@ class EpochBatchesIterator(Iterator[list[int]]):
             self.epoch, self.position = self.epoch + 1, 0
         self.sampler.order.set_epoch(self.epoch)
         self._batches = self.sampler.batches(self.epoch)
+
+
+class FilesLoader(StatefulDataLoader):
+    """torchdata's StatefulDataLoader whose workers start on the first batch asked for, not when `iter()` is called:
+    Lightning calls it before `set_epoch` (at the start of a training, and of an epoch resumed at its end, for which
+    it hands back no loader state), and the workers ask the sampler for their first batches at once."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return StartsOnFirstBatch(self)
+
+
+class StartsOnFirstBatch(Iterator[Any]):
+    def __init__(self, loader: FilesLoader) -> None:
+        self.loader, self.iterator = loader, None
+
+    def __iter__(self) -> StartsOnFirstBatch:
+        return self
+
+    def __next__(self) -> Any:
+        if self.iterator is None:
+            self.iterator = StatefulDataLoader.__iter__(self.loader)
+        return next(self.iterator)
 
 
 def whole_batch(batch: Any) -> Any:
@@ -145,7 +166,7 @@ class FilesDataModule(pl.LightningDataModule):
         if self.num_workers < 0:
             raise UserError(f"num_workers must be 0 or more, got {num_workers}.")
         self.seed, self.toy, self.root = seed, toy, root
-        self._loaders: list[StatefulDataLoader] = []
+        self._loaders: list[FilesLoader] = []
 
     @property
     def model_kwargs(self) -> dict[str, Any]:
@@ -210,13 +231,13 @@ class FilesDataModule(pl.LightningDataModule):
                     iterator._shutdown_workers()
             raise failure from exception
 
-    def _loader(self, split: str, shuffle: bool) -> StatefulDataLoader:
+    def _loader(self, split: str, shuffle: bool) -> FilesLoader:
         # A generator of its own: otherwise each new iterator draws its workers' seed from the global RNG, and a run
         # resumed mid-epoch (one iterator more) would draw other dropout masks than an uninterrupted one.
         data = array_shards.ShardedSplit(self.folder, split, self.index)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*set_vital.*")  # torchdata 0.11 calls a deprecated torch API
-            loader = StatefulDataLoader(
+            loader = FilesLoader(
                 data,
                 sampler=EpochBatches(len(data), self.batch_size, shuffle=shuffle, seed=self.seed),
                 batch_size=None,
@@ -228,13 +249,13 @@ class FilesDataModule(pl.LightningDataModule):
         self._loaders.append(loader)
         return loader
 
-    def train_dataloader(self) -> StatefulDataLoader:
+    def train_dataloader(self) -> FilesLoader:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> StatefulDataLoader:
+    def val_dataloader(self) -> FilesLoader:
         return self._loader("valid", shuffle=False)
 
-    def test_dataloader(self) -> StatefulDataLoader:
+    def test_dataloader(self) -> FilesLoader:
         return self._loader("test", shuffle=False)
 
 

@@ -18,10 +18,12 @@ the free disk).
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,39 @@ def read_remote_marker(url: str, cache_dir: str | None, storage_options: dict | 
         except Exception as e:  # no such object, no credentials, no network: the client's own words
             raise problem(url, f"cannot be read ({type(e).__name__}: {e})", remedy) from None
     return check_marker(url, text, MARKER, FORMAT, VERSION, remedy)
+
+
+@functools.cache
+def epoch_following_loader() -> type:
+    """litdata's StreamingDataLoader as Lightning drives it (a class made on first use: importing litdata takes
+    ~0.15 s, which only runs that stream should pay):
+
+    - its epoch (its shuffle's) is the training's when an epoch starts: litdata counts its own (one per `iter`), and
+      a run resumed at an epoch's end gets no loader state from Lightning (only one stopped mid-epoch does), so its
+      count would restart at 1;
+    - a loaded state resumes the next iteration only: litdata clears its `restore` flag when an iteration runs to
+      its end, which Lightning never asks for (it stops after `len` batches), so the epoch after a resumed one would
+      try to resume again (and fail: "num_samples_yielded ... greater than the dataset length")."""
+    from litdata import StreamingDataLoader
+
+    class EpochFollowingLoader(StreamingDataLoader):
+        epoch_of: Callable[[], int | None] = staticmethod(lambda: None)
+        _loaded = False  # a state was loaded that no iteration has used yet
+
+        def load_state_dict(self, obj: dict[str, Any]) -> None:
+            super().load_state_dict(obj)
+            self._loaded = True
+
+        def __iter__(self) -> Any:  # a generator: this runs at the first batch, after Lightning's epoch set-up
+            if self.restore and not self._loaded:
+                self.restore = False  # left over from a resumed iteration that Lightning did not run to its end
+            self._loaded = False
+            epoch = self.epoch_of()
+            if not self.restore and epoch is not None:  # (restoring: the epoch of the loaded state)
+                self.current_epoch = epoch  # litdata adds 1 as the iteration starts
+            yield from super().__iter__()
+
+    return EpochFollowingLoader
 
 
 class StreamDataModule(pl.LightningDataModule):
@@ -204,8 +239,11 @@ class StreamDataModule(pl.LightningDataModule):
                     iterator._shutdown_workers()
             raise failure from exception
 
+    def training_epoch(self) -> int | None:
+        return self.trainer.current_epoch if self.trainer is not None else None
+
     def _loader(self, split: str, train: bool) -> Any:
-        from litdata import StreamingDataLoader, StreamingDataset
+        from litdata import StreamingDataset
 
         self.marker  # noqa: B018
         dataset = StreamingDataset(
@@ -218,9 +256,10 @@ class StreamDataModule(pl.LightningDataModule):
             storage_options=self.storage_options,
         )
         # A generator of its own: see FilesDataModule._loader.
-        loader = StreamingDataLoader(
+        loader = epoch_following_loader()(
             dataset, batch_size=self.batch_size, num_workers=self.num_workers, generator=torch.Generator()
         )
+        loader.epoch_of = self.training_epoch
         self._loaders.append(loader)
         return loader
 
