@@ -81,7 +81,9 @@ def weights(run, name: str = layout.LAST_CKPT) -> dict:
 def assert_same_run(reference, run) -> None:
     """history.csv (all but timing), the test metrics and last.ckpt's weights, bit for bit."""
     pd.testing.assert_frame_equal(history(reference), history(run), check_exact=True)
-    assert json.loads((reference / layout.EVAL_RESULTS).read_text()) == json.loads((run / layout.EVAL_RESULTS).read_text())
+    assert json.loads((reference / layout.EVAL_RESULTS).read_text()) == json.loads(
+        (run / layout.EVAL_RESULTS).read_text()
+    )
     expected, found = weights(reference), weights(run)
     assert expected.keys() == found.keys()
     assert all(torch.equal(expected[k], found[k]) for k in expected)

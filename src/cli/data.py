@@ -17,7 +17,9 @@ def preparable() -> dict[str, type]:
     from src.data.streaming import StreamDataModule
 
     found = {name: DATA.get(name) for name in DATA.names()}
-    return {n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, (FilesDataModule, StreamDataModule))}
+    return {
+        n: c for n, c in found.items() if isinstance(c, type) and issubclass(c, (FilesDataModule, StreamDataModule))
+    }
 
 
 def prepare_main(argv: Sequence[str] | None = None) -> int:

@@ -42,8 +42,8 @@ def write(folder: Path, arrays: Arrays, source: dict[str, Any], shard_size: int 
             names = {part: f"{split}-{i:05d}.{part}.npy" for part in ("x", "y")}
             for part, array in (("x", x), ("y", y)):
                 np.save(folder / names[part], array[start : start + shard_size])
-            shards.append({**names, "n": len(y[start : start + shard_size]),
-                           **{f"{p}_bytes": (folder / names[p]).stat().st_size for p in ("x", "y")}})  # fmt: skip
+            sizes = {f"{p}_bytes": (folder / names[p]).stat().st_size for p in ("x", "y")}
+            shards.append({**names, "n": len(y[start : start + shard_size]), **sizes})
         splits[split] = {
             "n": len(y),
             "x": {"dtype": x.dtype.str, "shape": list(x.shape[1:])},
@@ -58,17 +58,17 @@ def read_index(folder: Path, remedy: str) -> dict[str, Any]:
     """index.json of a whole folder of this format and version: every shard present with the size it was written
     with (a cheap check: sizes only), else one line naming the folder and `remedy`."""
     index = read_marker(folder, INDEX, FORMAT, VERSION, remedy)
+    again = f"delete it, then {remedy}"
     try:
-        for split in SPLITS:
-            for shard in index["splits"][split]["shards"]:
-                for part in ("x", "y"):
-                    path = folder / shard[part]
-                    size = path.stat().st_size if path.is_file() else None
-                    if size != shard[f"{part}_bytes"]:
-                        found = "is missing" if size is None else f"has {size} bytes, {INDEX} says {shard[part + '_bytes']}"
-                        raise problem(folder, f"is incomplete or damaged ({shard[part]} {found})", f"delete it, then {remedy}")
+        shards = [(shard, part) for split in SPLITS for shard in index["splits"][split]["shards"] for part in "xy"]
+        for shard, part in shards:
+            path, written = folder / shard[part], shard[f"{part}_bytes"]
+            size = path.stat().st_size if path.is_file() else None
+            if size != written:
+                found = "is missing" if size is None else f"has {size} bytes, {INDEX} says {written}"
+                raise problem(folder, f"is incomplete or damaged ({shard[part]} {found})", again)
     except (KeyError, TypeError) as e:
-        raise problem(folder, f"has a damaged {INDEX} (no {e})", f"delete it, then {remedy}") from None
+        raise problem(folder, f"has a damaged {INDEX} (no {e})", again) from None
     return index
 
 
@@ -120,8 +120,8 @@ class ShardedSplit(torch.utils.data.Dataset):
                 fd, offset = self._file(shard, part)
                 where = offset + (row - int(self.starts[shard])) * size
                 if os.preadv(fd, [view[j * size : (j + 1) * size]], where) != size:
-                    raise problem(self.folder, f"is damaged ({self.shards[shard][part]} is shorter than it was "
-                                  "written)", "delete it and prepare it again")  # fmt: skip
+                    short = f"is damaged ({self.shards[shard][part]} is shorter than it was written)"
+                    raise problem(self.folder, short, "delete it and prepare it again")
             array = np.frombuffer(buffer, dtype=dtype).reshape(len(rows), *shape)
             out.append(torch.from_numpy(array[0] if single else array))
         return out[0], out[1]

@@ -104,7 +104,8 @@ class FilesLoader(StatefulDataLoader):
 
 class StartsOnFirstBatch(Iterator[Any]):
     def __init__(self, loader: FilesLoader) -> None:
-        self.loader, self.iterator = loader, None
+        self.loader = loader
+        self.iterator: Iterator[Any] | None = None
 
     def __iter__(self) -> StartsOnFirstBatch:
         return self
@@ -328,4 +329,3 @@ class Cifar10Files(FilesDataModule):
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         return self._normalise.transform(x, train)
-

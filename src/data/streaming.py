@@ -75,17 +75,18 @@ def write(folder: Path, arrays: Arrays, source: dict[str, Any], chunk_bytes: str
 def check_local(folder: Path, remedy: str) -> dict[str, Any]:
     """prepared.json and every split's litdata index and chunk files (their sizes), else one line."""
     found = read_marker(folder, MARKER, FORMAT, VERSION, remedy)
+    again = f"delete it, then {remedy}"
     for split in SPLITS:
-        index = folder / split / "index.json"
         try:
-            chunks = json.loads(index.read_text())["chunks"]
-            for chunk in chunks:
-                path = folder / split / chunk["filename"]
-                if not path.is_file() or path.stat().st_size != chunk["chunk_bytes"]:
-                    raise problem(folder, f"is incomplete or damaged ({split}/{chunk['filename']} is missing or of "
-                                  "another size than its index says)", f"delete it, then {remedy}")  # fmt: skip
+            chunks = json.loads((folder / split / "index.json").read_text())["chunks"]
+            sizes = {chunk["filename"]: chunk["chunk_bytes"] for chunk in chunks}
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise problem(folder, f"is incomplete or damaged ({split}/index.json: {e})", f"delete it, then {remedy}")
+            raise problem(folder, f"is incomplete or damaged ({split}/index.json: {e})", again) from None
+        for name, size in sizes.items():
+            path = folder / split / name
+            if not path.is_file() or path.stat().st_size != size:
+                raise problem(folder, f"is incomplete or damaged ({split}/{name}: missing, or not as big as its index "
+                              "says)", again)  # fmt: skip
     return found
 
 
@@ -119,6 +120,7 @@ def epoch_following_loader() -> type:
     class EpochFollowingLoader(StreamingDataLoader):
         epoch_of: Callable[[], int | None] = staticmethod(lambda: None)
         _loaded = False  # a state was loaded that no iteration has used yet
+        restore: bool  # litdata's: the next iteration resumes from a loaded state
 
         def load_state_dict(self, obj: dict[str, Any]) -> None:
             super().load_state_dict(obj)
