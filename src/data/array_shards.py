@@ -36,18 +36,17 @@ def write(folder: Path, arrays: Arrays, source: dict[str, Any], shard_size: int 
     for split, (x, y) in arrays.items():
         if len(x) != len(y):
             raise ValueError(f"{split}: {len(x)} inputs but {len(y)} targets")
-        x, y = np.ascontiguousarray(x), np.ascontiguousarray(y)
-        shards = []
+        shards = []  # shard by shard: memory-mapped inputs are never loaded whole
         for i, start in enumerate(range(0, max(len(y), 1), shard_size)):
             names = {part: f"{split}-{i:05d}.{part}.npy" for part in ("x", "y")}
             for part, array in (("x", x), ("y", y)):
-                np.save(folder / names[part], array[start : start + shard_size])
+                np.save(folder / names[part], np.ascontiguousarray(array[start : start + shard_size]))
             sizes = {f"{p}_bytes": (folder / names[p]).stat().st_size for p in ("x", "y")}
             shards.append({**names, "n": len(y[start : start + shard_size]), **sizes})
         splits[split] = {
             "n": len(y),
-            "x": {"dtype": x.dtype.str, "shape": list(x.shape[1:])},
-            "y": {"dtype": y.dtype.str, "shape": list(y.shape[1:])},
+            "x": {"dtype": np.dtype(x.dtype).str, "shape": list(x.shape[1:])},
+            "y": {"dtype": np.dtype(y.dtype).str, "shape": list(y.shape[1:])},
             "shards": shards,
         }
     index = {"format": FORMAT, "version": VERSION, "source": source, "splits": splits}

@@ -163,9 +163,7 @@ class FilesDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.batch_size = integer("batch_size", batch_size)
-        self.num_workers = integer("num_workers", num_workers)
-        if self.num_workers < 0:
-            raise UserError(f"num_workers must be 0 or more, got {num_workers}.")
+        self.num_workers = integer("num_workers", num_workers, at_least=0)
         self.seed, self.toy, self.root = seed, toy, root
         self._loaders: list[FilesLoader] = []
 

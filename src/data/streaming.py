@@ -164,9 +164,7 @@ class StreamDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.batch_size = integer("batch_size", batch_size)
-        self.num_workers = integer("num_workers", num_workers)
-        if self.num_workers < 0:
-            raise UserError(f"num_workers must be 0 or more, got {num_workers}.")
+        self.num_workers = integer("num_workers", num_workers, at_least=0)
         self.seed, self.toy, self.input_dir = seed, toy, input_dir
         self.cache_dir, self.max_cache_size, self.storage_options = cache_dir, max_cache_size, storage_options
         self._loaders: list[Any] = []
