@@ -18,6 +18,7 @@ from `arrays()` (or write the folder with your own tool in this format), registe
 from __future__ import annotations
 
 import re
+import sys
 import warnings
 from collections.abc import Iterator
 from functools import cached_property
@@ -146,6 +147,14 @@ def loader_failure(exception: BaseException, folder: str, remedy: str) -> UserEr
 RERUN = "run the same command again to resume"
 
 
+def worker_start(num_workers: int) -> str | None:
+    """How workers start: forked from the training process on Linux, whatever the default start method of the
+    process is (a job started warm by bin/run_local.py has forkserver's): a forked worker starts at once, with the
+    data module as it is, and notices within seconds when its training process is killed (a worker started by a
+    forkserver is that server's child and would wait forever)."""
+    return "fork" if num_workers > 0 and sys.platform.startswith("linux") else None
+
+
 class FilesDataModule(pl.LightningDataModule):
     """Splits read from a prepared array-shards folder by `num_workers` worker processes (0: in this process).
 
@@ -244,6 +253,7 @@ class FilesDataModule(pl.LightningDataModule):
                 num_workers=self.num_workers,
                 generator=torch.Generator(),
                 in_order=True,
+                multiprocessing_context=worker_start(self.num_workers),
             )
         self._loaders.append(loader)
         return loader

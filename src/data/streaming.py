@@ -33,7 +33,7 @@ import torch
 
 from src.checks import integer
 from src.data.download import data_dir
-from src.data.files import RERUN, cifar10_arrays, digits_arrays, loader_failure
+from src.data.files import RERUN, cifar10_arrays, digits_arrays, loader_failure, worker_start
 from src.data.prepared import (
     SPLITS,
     Arrays,
@@ -257,7 +257,11 @@ class StreamDataModule(pl.LightningDataModule):
         )
         # A generator of its own: see FilesDataModule._loader.
         loader = epoch_following_loader()(
-            dataset, batch_size=self.batch_size, num_workers=self.num_workers, generator=torch.Generator()
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            generator=torch.Generator(),
+            multiprocessing_context=worker_start(self.num_workers),
         )
         loader.epoch_of = self.training_epoch
         self._loaders.append(loader)
