@@ -56,14 +56,18 @@ VERSION = 1
 MARKER = "prepared.json"
 
 
-def write(folder: Path, arrays: Arrays, source: dict[str, Any], chunk_bytes: str = "4MB") -> None:
+def write(
+    folder: Path, arrays: Arrays, source: dict[str, Any], chunk_bytes: str | None = "4MB", chunk_size: int | None = None
+) -> None:
     """Each split as a litdata optimised data set (items (input array, target)), then prepared.json. litdata's
     BinaryWriter is what `litdata.optimize` writes with, here in this process (no worker pool)."""
     import litdata
     from litdata.streaming.writer import BinaryWriter
 
     for split, (x, y) in arrays.items():
-        writer = BinaryWriter(str(folder / split), chunk_bytes=chunk_bytes)
+        writer = BinaryWriter(
+            str(folder / split), chunk_bytes=None if chunk_size else chunk_bytes, chunk_size=chunk_size
+        )
         for i in range(len(y)):
             writer.add_item(i, (x[i], y[i].item()))
         writer.done()
@@ -289,7 +293,9 @@ class DigitsStream(StreamDataModule):
         return digits_arrays(self.toy)
 
     def write(self, folder: Path) -> None:
-        write(folder, self.arrays(), self.source(), chunk_bytes="8KB")  # several chunks even for the toy set
+        # chunks of 8 examples: enough of them in the toy set's 50-example splits for 2 processes x 2 workers (litdata
+        # gives each its own chunks)
+        write(folder, self.arrays(), self.source(), chunk_size=8)
 
     def transform(self, x: torch.Tensor, train: bool) -> torch.Tensor:
         return x.float() / 16.0
