@@ -170,16 +170,16 @@ def memory_section(n: int) -> None:
         for label, name in MODULES.items():
             for size in sizes:
                 folder = root / str(size)
-                where = {
-                    "cifar10": f"cifar10.n_valid={n_valid}",
-                    "cifar10_files": f"cifar10_files.root='{folder / 'files'}'#cifar10_files.n_valid={n_valid}",
-                    "cifar10_stream": f"cifar10_stream.input_dir='{folder / 'stream'}'#cifar10_stream.n_valid={n_valid}",
-                }[name]
+                location = {
+                    "cifar10_files": f"root='{folder / 'files'}'",
+                    "cifar10_stream": f"input_dir='{folder / 'stream'}'",
+                }
+                where = f"{name}.n_valid={n_valid}" + (f"#{name}.{location[name]}" if name in location else "")
                 batch = f"{name}.batch_size=256"
                 cmd = [PY, "bin/train.py", f"{root}/run-{label}-{size}", "configs/cnn.gin", "-b",
                        "#".join([bindings(name, extra), where, batch])]  # fmt: skip
                 runs[label, size] = []
-                for i in range(n):
+                for _ in range(n):
                     shutil.rmtree(f"{root}/run-{label}-{size}", ignore_errors=True)
                     runs[label, size].append(peak_memory(cmd, env(DATA_DIR=str(folder))))
     finally:

@@ -254,6 +254,7 @@ class FilesDataModule(pl.LightningDataModule):
                 generator=torch.Generator(),
                 in_order=True,
                 multiprocessing_context=worker_start(self.num_workers),
+                persistent_workers=self.num_workers > 0,  # no new workers each epoch
             )
         self._loaders.append(loader)
         return loader
