@@ -16,7 +16,7 @@ from common import machine
 m = machine()
 print(f"\n{m['cpu']}, {m['cores']} cores; Python {m['python']}, torch {m['torch']}, pytorch-lightning {m['pytorch-lightning']}")
 PYEOF
-    for script in harness_overhead startup results_scale sweep memory; do
+    for script in harness_overhead startup results_scale sweep memory data_throughput; do
         echo
         echo "## $script"
         echo

@@ -7,7 +7,7 @@ PY="${PY:-.venv/bin/python}"
 export PYTHONPATH="$PWD" PYTHONUNBUFFERED=1 BENCH_SMOKE=1 MPLBACKEND=Agg
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-for script in harness_overhead startup results_scale sweep memory; do
+for script in harness_overhead startup results_scale sweep memory data_throughput; do
     echo "== bench/$script.py"
     "$PY" "bench/$script.py" >"$out/$script.log" 2>&1 || { tail -n 30 "$out/$script.log"; exit 1; }
     grep '^|' "$out/$script.log" | tail -n 2

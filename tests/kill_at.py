@@ -7,6 +7,7 @@ POINT is one of
     save:N:after    right after the N-th checkpoint was renamed into place
     write:NAME:N    during the N-th write of the run file NAME (history.csv, meta.json, eval_results.json...)
     step:N          at the N-th optimizer step
+    usr1:N          not a kill: SIGUSR1 (SLURM's preemption warning) to itself at the N-th optimizer step
     finish          just before FINISHED is touched
 """
 
@@ -80,6 +81,16 @@ def install(point: str) -> None:
                 die()
 
         register_optimizer_step_pre_hook(hook)
+    elif kind == "usr1":
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        hit = counter(int(rest[0]))
+
+        def warn(optimizer, args, kwargs):
+            if hit():
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+        register_optimizer_step_pre_hook(warn)
     elif kind == "finish":
         from src.training.callbacks.meta_saver import MetaSaver
 
@@ -88,8 +99,13 @@ def install(point: str) -> None:
         raise SystemExit(f"unknown kill point {point!r}")
 
 
-if __name__ == "__main__":
-    install(sys.argv[1])
+def main(argv: list[str]) -> int:
+    """POINT, then bin/train.py's arguments (also the entry of a warm process: src/runners/warm.py)."""
+    install(argv[0])
     from src.cli.training import train_main
 
-    sys.exit(train_main(sys.argv[2:]))
+    return train_main(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

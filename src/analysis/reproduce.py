@@ -70,7 +70,7 @@ def input_configs(run: Path, meta: dict) -> tuple[list[Path], list[str]]:
         )
     argv = meta.get("argv") or []
     if len(stored) > 1 and len(argv) > 2 and Path(argv[0]).name == "train.py":
-        # Named as src/run_dir.save_inputs names them: a repeated file name gets its index as a prefix.
+        # Named as src/run/layout.save_inputs names them: a repeated file name gets its index as a prefix.
         names, used = [], set()
         for i, path in enumerate(part for part in argv[2].split("#") if part.strip()):
             name = Path(path.strip()).name

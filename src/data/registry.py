@@ -15,7 +15,9 @@ Batches are whatever the module's steps expect; the shipped `supervised` module 
 Exact resume: InMemoryDataModule resumes bit-identically, also mid-epoch (its sampler's position is checkpointed and
 its shuffle depends on (seed, epoch) only). A plain DataLoader-based module resumes exactly at epoch boundaries
 when its shuffle is seeded per epoch (DistributedSampler is; the global RNG state travels in the checkpoint too);
-a resume in the middle of an epoch (a SLURM preemption) restarts that epoch's loader.
+a resume in the middle of an epoch (a SLURM preemption) restarts that epoch's loader. For data that does not fit in
+memory, FilesDataModule (src/data/files.py: files on disk, torchdata's StatefulDataLoader) and StreamDataModule
+(src/data/streaming.py: litdata, local or object store) read with worker processes and resume exactly mid-epoch too.
 """
 
 from src.registry import Registry

@@ -1,7 +1,9 @@
 """One writer per run folder: an fcntl lock on `<run>/LOCK`, held for the life of the process.
 
 The kernel releases the lock when the holder dies, so a lock left by a killed process never blocks; the file
-itself only records who held it last (pid and host), for the error message.
+itself only records who held it last (pid and host), for the error message. A flock belongs to the open file, which
+a forked child (a DataLoader worker) shares: children close their copy at once, so that workers outliving a killed
+training (they notice within seconds) do not hold its folder meanwhile.
 """
 
 from __future__ import annotations
@@ -17,6 +19,19 @@ from src.errors import RunInUse
 
 LOCK = "LOCK"
 _held: dict[str, int] = {}  # run folder -> open file descriptor, kept open while we hold the lock
+
+
+def _close_in_child() -> None:
+    """After a fork, in the child: close its copies of the lock files (the parent's lock stays: it holds its own)."""
+    for fd in _held.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_in_child)
 
 
 def acquire(run_dir: str | Path) -> None:

@@ -21,7 +21,7 @@ def test_conda_environment_lists_the_pinned_requirements():
     """conda-lock cannot read `-r requirements.txt`: e.yml spells the pins out, and they must not drift."""
     dependencies = yaml.safe_load((ROOT / "e.yml").read_text())["dependencies"]
     pip = next(d["pip"] for d in dependencies if isinstance(d, dict))
-    assert pip == pins("requirements.txt") + pins("requirements-dev.txt")
+    assert pip == pins("requirements.txt") + pins("requirements-nodeps.txt") + pins("requirements-dev.txt")
     assert all("==" in p for p in pip)
 
 
@@ -95,7 +95,7 @@ def test_requires_python_claims_only_pythons_every_pin_installs_on():
     versions = [f"3.{minor}" for minor in range(6, 30)]
     assert "3.10" not in claimed and platform.python_version() in claimed
     assert [v for v in versions if v in claimed][-1] != versions[-1], "an upper bound: later Pythons are unchecked"
-    for name in exact_pins("requirements.txt", "requirements-dev.txt"):
+    for name in exact_pins("requirements.txt", "requirements-nodeps.txt", "requirements-dev.txt"):
         needs = importlib.metadata.metadata(name).get("Requires-Python")
         refused = [v for v in versions if v in claimed and needs and v not in SpecifierSet(needs)]
         assert not refused, f"{name} needs Python {needs}; pyproject claims {claimed}"
@@ -110,7 +110,9 @@ def test_pyproject_has_ranges_that_admit_the_exact_pins():
     fine), each admitting the pin, none admitting the pytorch-lightning releases that were malware."""
     from packaging.requirements import Requirement
 
-    pinned = exact_pins("requirements.txt", "requirements-dev.txt", "requirements-extras.txt")
+    pinned = exact_pins(
+        "requirements.txt", "requirements-nodeps.txt", "requirements-dev.txt", "requirements-extras.txt"
+    )
     required = [Requirement(r) for r in project()["dependencies"]]
     required += [Requirement(r) for extra in project()["optional-dependencies"].values() for r in extra]
     for requirement in required:
@@ -121,7 +123,8 @@ def test_pyproject_has_ranges_that_admit_the_exact_pins():
     lightning = next(r for r in required if r.name == "pytorch-lightning")
     assert not any(lightning.specifier.contains(v) for v in ("2.6.2", "2.6.3"))
     core = {Requirement(r).name.lower() for r in project()["dependencies"]}
-    assert set(exact_pins("requirements.txt")) == core  # the same packages, pinned and ranged
+    # the same packages, pinned and ranged; litdata's own dependencies are pinned because it is installed without them
+    assert set(exact_pins("requirements.txt", "requirements-nodeps.txt")) == core | {"boto3", "obstore", "tifffile"}
 
 
 def test_itermplot_is_an_optional_extra_and_plots_work_without_it(tmp_path):
@@ -183,7 +186,7 @@ def test_best_gin_written_by_a_report_is_git_ignored():
 
 def test_make_format_formats_even_when_a_lint_error_is_left(tmp_path):
     """`ruff check --fix` cannot fix an undefined name: make format still formats every file, then fails."""
-    for name in ("Makefile", "pyproject.toml", "requirements.txt", "requirements-dev.txt"):
+    for name in ("Makefile", "pyproject.toml", "requirements.txt", "requirements-nodeps.txt", "requirements-dev.txt"):
         shutil.copy(ROOT / name, tmp_path / name)
     venv = tmp_path / ".venv"
     (venv / "bin").mkdir(parents=True)

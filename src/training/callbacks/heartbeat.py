@@ -1,6 +1,6 @@
 """Heartbeat: touches `HEARTBEAT` every `interval` seconds from a background thread while the run is alive.
 
-The file holds the interval, so readers (src/run_dir.status) can tell a live run from a dead one.
+The file holds the interval, so readers (src/run/status.py) can tell a live run from a dead one.
 """
 
 from __future__ import annotations
