@@ -37,6 +37,24 @@ def one_line(error: BaseException | str, sep: str = " ") -> str:
     return sep.join(lines) or (type(error).__name__ if not isinstance(error, str) else "")
 
 
+# How running out of memory shows besides MemoryError: a shared library that cannot be mapped (an import under
+# `ulimit -v`), and the allocators of torch, oneDNN, CUDA and OpenBLAS.
+OUT_OF_MEMORY = (
+    "failed to map segment",
+    "cannot allocate memory",
+    "can't allocate memory",
+    "out of memory",
+    "could not create a primitive",
+    "memory allocation",
+)
+MEMORY_ADVICE = "give the process more memory (ulimit -v, the job's --mem) or use less (a smaller batch or model)"
+
+
+def out_of_memory(error: BaseException) -> bool:
+    """Whether `error` is the process running out of memory rather than a mistake in the code that raised it."""
+    return isinstance(error, MemoryError) or any(text in str(error).lower() for text in OUT_OF_MEMORY)
+
+
 def did_you_mean(name: object, valid: Iterable[str]) -> str:
     """` Did you mean 'x'?` for the valid name closest to a misspelt one, or nothing."""
     import difflib

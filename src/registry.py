@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import gin
 
-from src.errors import UserError, unknown
+from src.errors import MEMORY_ADVICE, UserError, out_of_memory, unknown
 
 T = TypeVar("T", bound=Callable)
 
@@ -243,6 +243,9 @@ def import_submodules(package: str, path: list[str]) -> None:
             folder = Path(getattr(info.module_finder, "path", path[0]))
             file = shown(folder / info.name if info.ispkg else folder / f"{info.name}.py")
             message = " ".join(str(e).split()) or type(e).__name__
+            if out_of_memory(e):  # the process's memory limit, not the file: torch's libraries did not fit
+                why = f"{type(e).__name__}: {message}"
+                raise UserError(f"Out of memory while importing {file} ({why}): {MEMORY_ADVICE}.") from e
             raise UserError(
                 f"{file} cannot be imported: {type(e).__name__}: {message} (every file in {shown(folder)}/ is "
                 "imported at start: fix or remove it)"

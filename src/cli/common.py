@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from src.errors import UserError, did_you_mean, one_line
+from src.errors import MEMORY_ADVICE, UserError, did_you_mean, one_line, out_of_memory
 from src.run.secrets import redact
 
 
@@ -65,6 +65,10 @@ def run_main(
         if message := call_error(e):  # a config mistake gin finds only when the run starts
             print(redact(f"error: {message}"), file=sys.stderr)
             return UserError.exit_code
+        if out_of_memory(e):
+            why = f"{type(e).__name__}: {one_line(e)}"
+            print(redact(f"error: out of memory ({why}): {MEMORY_ADVICE}."), file=sys.stderr)
+            return 1
         print(redact(f"error: {type(e).__name__}: {one_line(e)} (run with --debug for the traceback)"), file=sys.stderr)
         return 1
     return result if isinstance(result, int) else 0

@@ -11,6 +11,7 @@ import gin
 
 from src.config.gin_errors import explain
 from src.errors import UserError, one_line
+from src.run import reading
 from src.run.layout import CODE_ROOT
 
 
@@ -59,9 +60,50 @@ def parse(config_files: Sequence[str], bindings: Sequence[str] = ()) -> None:
                 gin.parse_config(binding)
             except Exception as e:
                 raise UserError(f"Bad gin config in binding {binding!r}: {explain(e, binding)}") from e
+        refuse_circular_macros()
     except UserError:
         gin.clear_config()
         raise
+
+
+def refuse_circular_macros() -> None:
+    """One line for macros that refer to each other in a circle (`a = %b`, `b = %a`): gin would recurse until Python
+    gives up, with a RecursionError naming nothing, when the run starts."""
+    from gin import config as gin_config
+
+    refers: dict[str, list[str]] = {}
+    for (scope, selector), values in gin_config._CONFIG.items():  # gin keeps macros as scoped gin.macro bindings
+        if selector == "gin.macro" and scope:
+            refers[scope] = [name for value in values.values() for name in macro_references(value)]
+    cleared: set[str] = set()  # macros whose references end without a circle
+
+    def circle_from(path: list[str]) -> list[str] | None:
+        for following in refers.get(path[-1], []):
+            if following in path:
+                return path[path.index(following) :] + [following]
+            if following in refers and following not in cleared and (found := circle_from([*path, following])):
+                return found
+        cleared.add(path[-1])
+        return None
+
+    for start in refers:
+        if (circle := circle_from([start])) is not None:
+            shown = ", ".join(f"{a} = %{b}" for a, b in zip(circle, circle[1:], strict=False))
+            raise UserError(f"The config's macros refer to each other in a circle ({shown}): give one a value.")
+
+
+def macro_references(value: object) -> list[str]:
+    """The names of the macros a bound value refers to (`%b`, also inside lists, tuples and dicts)."""
+    from gin import config as gin_config
+
+    if isinstance(value, gin_config.ConfigurableReference):
+        selector = value._scoped_selector  # 'b/gin.macro' for %b
+        return [selector.removesuffix("/gin.macro")] if selector.endswith("/gin.macro") else []
+    if isinstance(value, (list, tuple, set)):
+        return [name for item in value for name in macro_references(item)]
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in macro_references(item)]
+    return []
 
 
 def where(error: BaseException, path: str) -> str:
@@ -81,7 +123,10 @@ def parse_run_config(path: str | Path) -> None:
 
     register_everything()
     path = Path(path)
-    text = path.read_text(errors="replace")
+    try:
+        text = reading.read_bytes(path).decode(errors="replace")  # received: a regular file of bounded size
+    except (OSError, ValueError) as e:
+        raise UserError(f"Cannot read {path}: {one_line(e)}") from e
     check_run_config(text, path, known_configurable)
     gin.clear_config()
     try:

@@ -17,6 +17,7 @@ import torch
 from src.data.prepared import DataFolderError
 from src.errors import UserError, one_line
 from src.run import layout
+from src.run.status import status_of
 from tests.helpers import FAST, ROOT
 
 TIMING = ["epoch_time", "examples_per_s"]  # the only columns that may differ between equal runs
@@ -128,7 +129,7 @@ def test_preempted_and_killed_runs_with_workers_end_as_an_uninterrupted_one(refe
         code = warm_train(point, args, tmp_path / "kill.log")  # resumed mid-epoch, then killed
         assert code == -signal.SIGKILL, (tmp_path / "kill.log").read_text()[-3000:]
     assert warm_train("step:1000", args, tmp_path / "final.log") == 0, (tmp_path / "final.log").read_text()[-3000:]
-    assert layout.status(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
+    assert status_of(run) == "finished" and not (run / layout.PREEMPTED_CKPT).exists()
     assert_same_run(references[kind], run)
     starts = [a["start_epoch"] for a in json.loads((run / layout.META).read_text())["attempts"]]
     assert len(starts) == 4 and starts[1] == 1  # the first re-run resumed inside the second epoch
@@ -250,11 +251,11 @@ def test_a_worker_that_dies_is_one_line_and_the_rerun_resumes(references, train,
     message = one_line(error.value)
     assert "a data loader worker reading" in message and f"{name}_toy died (DataLoader worker (pid" in message
     assert "run the same command again to resume" in message
-    assert layout.status(run) == "failed" and not list(run.glob(".*.tmp"))
+    assert status_of(run) == "failed" and not list(run.glob(".*.tmp"))
     monkeypatch.undo()
     trigger.unlink()
     train(run, *bindings, configs=(MODULES[kind][0],))
-    assert layout.status(run) == "finished"
+    assert status_of(run) == "finished"
     assert list(pd.read_csv(run / layout.HISTORY)["epoch"]) == [1, 2]
 
 

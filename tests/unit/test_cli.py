@@ -28,6 +28,8 @@ def one_error_line(capsys) -> str:
         (["-b", "training_loop.n_epochs = -3"], "got -3"),
         (["-b", "digits.batch_size = 0"], "batch_size must be a positive integer, got 0"),
         (["-b", "supervised.optimizer = 'adamm'"], "Unknown optimizer 'adamm'"),
+        (["-b", "a = %b#b = %a#supervised.lr = %a"], "macros refer to each other in a circle (a = %b, b = %a)"),
+        (["-b", "a = [%b]#b = {'x': %c}#c = %a"], "in a circle (a = %b, b = %c, c = %a): give one a value."),
     ],
 )
 def test_train_bad_input_is_one_line(tmp_path, capsys, extra, expected):
@@ -88,3 +90,19 @@ def test_download_reads_data_dir_from_env_file(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(common, "load_env_file", lambda: monkeypatch.setenv("DATA_DIR", str(tmp_path)))
     assert download_main(["cifar10"]) == 0
     assert f"cifar10 ready in {tmp_path / 'cifar-10-batches-py'}" in capsys.readouterr().out
+
+
+def test_running_out_of_memory_is_one_line_saying_so(capsys):
+    """Issue 27.14: an allocator's failure (here oneDNN's, as under `ulimit -v`) is no bug of the code that hit it."""
+    import argparse
+
+    from src.cli.common import run_main
+
+    def main(args):
+        raise RuntimeError("could not create a primitive")
+
+    assert run_main(main, argparse.ArgumentParser(), []) == 1
+    assert one_error_line(capsys) == (
+        "error: out of memory (RuntimeError: could not create a primitive): give the process more memory "
+        "(ulimit -v, the job's --mem) or use less (a smaller batch or model)."
+    )

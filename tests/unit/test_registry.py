@@ -65,6 +65,24 @@ def test_a_broken_file_in_a_registry_package_is_named(package):
     )
 
 
+@pytest.mark.parametrize(
+    "raised",
+    ["MemoryError()", "ImportError('libtorch_cpu.so: failed to map segment from shared object')"],
+)
+def test_an_import_out_of_memory_blames_the_memory_limit_not_the_file(package, raised):
+    """Issue 27.14: under `ulimit -v` torch's libraries fail to load in whichever file imports torch first; that file
+    is not the mistake."""
+    name, path = package({"uses_torch.py": f"raise {raised}\n"})
+    with pytest.raises(UserError) as error:
+        import_submodules(name, path)
+    message = str(error.value)
+    assert message.startswith(f"Out of memory while importing {path[0]}/uses_torch.py (")
+    assert message.endswith(
+        "give the process more memory (ulimit -v, the job's --mem) or use less (a smaller batch or model)."
+    )
+    assert "fix or remove it" not in message
+
+
 def test_a_name_registered_in_two_files_names_both(package):
     register = "from {0} import THINGS\n\n@THINGS.register('test_twice_{1}')\ndef f():\n    return 1\n"
     name, path = package({})
