@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run the regression guards of bench/ (< 10 min on 2 idle cores), printing markdown tables; a copy goes to
-# bench/last_run.md. The finished investigations (bench/investigations/) are not run; see bench/README.md.
+# bench/last_run.md. gpu.py (a GPU machine: bench/gpu.sh) and compare_commits.py are not run; see bench/README.md.
 #   bash bench/run_all.sh                 # from the repository root, with .venv set up (make setup)
 #   BENCH_REPEATS=5 bash bench/run_all.sh # more repetitions (default here 3; the sweeps do SWEEP_REPEATS=2)
 set -euo pipefail
