@@ -45,6 +45,13 @@ BF16 = ["training_loop.precision='bf16-mixed'", "training_loop.channels_last=Tru
 WORKLOADS = {  # name -> bindings after configs/cnn_full.gin (the shipped config: its callbacks, logger, data)
     "ResNet-20, batch 128, fp32 (launch-bound)": [*SHORT, "training_loop.limit_train_batches=100"],
     "ResNet-20, batch 128, bf16-mixed + channels_last": [*SHORT, *BF16, "training_loop.limit_train_batches=100"],
+    # ~10 kernels a step: the step time is the CPU's per-step work of the way that drives it (its fixed cost)
+    "tiny MLP (hidden 16), batch 128, fp32 (per-step fixed cost)": [
+        *SHORT,
+        "training_loop.model='mlp'",
+        "mlp.hidden=[16]",
+        "training_loop.limit_train_batches=200",
+    ],
     "ResNet-18-sized (width 64, 4 stages), batch 512, bf16-mixed + channels_last (compute-bound)": [
         *SHORT,
         *BF16,
@@ -127,6 +134,7 @@ def ways_section(workloads: dict[str, list[str]], rounds: int, data: list[str]) 
     )
     say("|---|---|---|---|---|---|---|")
     found: dict[str, dict[str, list[float]]] = {}
+    steps: list[str] = []
     for name, bindings in workloads.items():
         got: dict[str, list[float]] = {way: [] for way in WAYS}
         try:
@@ -142,8 +150,12 @@ def ways_section(workloads: dict[str, list[str]], rounds: int, data: list[str]) 
         t, lt, fl = got.values()
         ratios = [cell([a / b for a, b in zip(x, y, strict=True)], 3) for x, y in ((t, lt), (t, fl), (lt, fl))]
         say(f"| {name} | {cell(t)} | {cell(lt)} | {cell(fl)} | {' | '.join(ratios)} |")
+        sizes = [b.split("=")[1] for b in [*bindings, *data] if b.startswith("cifar10.batch_size=")]
+        batch = int(sizes[-1]) if sizes else 128
+        per_step = ", ".join(f"{way} {1000 * batch / statistics.median(v):.2f}" for way, v in got.items())
+        steps.append(f"- {name}: ms per step (median): {per_step}")
         found[name] = got
-    say("")
+    say("", *steps, "")
     return found
 
 
@@ -425,7 +437,7 @@ def main() -> None:
         profile_section(data, *((2, 4) if small else (40, 90)))
         say(f"(profile section done at {time.perf_counter() - started:.0f} s)", "")
     if "ways" in sections:
-        workloads = {k: v for k, v in WORKLOADS.items() if not small or "ResNet-20" in k}
+        workloads = {k: v for k, v in WORKLOADS.items() if not small or "ResNet-20" in k or "tiny" in k}
         found = ways_section(workloads, 1 if small else args.rounds, data)
         eager = found.get("ResNet-20, batch 128, fp32 (launch-bound)", {}).get("template")
         say(f"(ways section done at {time.perf_counter() - started:.0f} s)", "")
