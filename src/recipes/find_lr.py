@@ -101,7 +101,7 @@ def range_test(parts: Any, args: dict[str, Any], out: Path, min_lr: float, max_l
 def write_plot(found: Any, path: Path, configs: Sequence[str], index: int | None) -> None:
     """The loss against the learning rate (Lightning's plot, log axis), titled with the configs, the suggested
     learning rate a labelled red dot (or the title says there is none)."""
-    from src.analysis.figures import select_backend
+    from src.figures import select_backend
 
     select_backend()
     import matplotlib.pyplot as plt

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from src.analysis.figures import select_backend
+from src.figures import select_backend
 from src.errors import UserError
 from src.results import load_H
 from src.run import layout
