@@ -63,7 +63,9 @@ def training_loop(
     """Train `model` on `data` with `module` into `save_dir`, resuming from its last checkpoint; return the final
     metrics (last epoch's history row and the test metrics of the best checkpoint). `dry_run`: build everything,
     print the operative config the run would use, write nothing (`bin/train.py ... --print-config`). The speed
-    switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/training/speed.py's."""
+    switches (`compile`, `channels_last`, `matmul_precision`, `cudnn_benchmark`) are src/training/speed.py's.
+    Longer than this codebase's 60 lines only by its signature, which is the run's gin interface (every run-level
+    binding); the body is the recipe: check the options, assemble, plan the resume under the lock, run the attempt."""
     check_types({name: value for name, value in locals().items() if name not in INTERNAL and name != "trainer_flags"})
     n_epochs = integer("training_loop.n_epochs", n_epochs)
     if num_threads is not None:
