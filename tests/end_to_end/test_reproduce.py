@@ -36,9 +36,9 @@ def git(repo, *args):
     ).stdout
 
 
-def train_in(repo, run, config):
+def train_in(repo, run, config, extra_env=None):
     """Train with the repository's own bin/train.py, from its root, as a user would."""
-    env = {**os.environ, "PYTHONPATH": str(repo)}
+    env = {**os.environ, "PYTHONPATH": str(repo), **(extra_env or {})}
     subprocess.run(
         [sys.executable, "bin/train.py", str(run), str(config), "-b", FAST],
         cwd=repo,
@@ -346,3 +346,23 @@ def test_a_patch_the_record_does_not_know_or_that_is_no_file_is_refused(repo, cl
     ]
     assert not any((tmp_path / f"{name}.repro").exists() for name in ("forged", "fifo"))
     assert len(worktrees(repo)) == 1
+
+
+@pytest.mark.slow
+def test_a_sweep_job_with_one_thread_reproduces_identically_in_a_shell_with_more(repo, tmp_path, monkeypatch):
+    """Issue 26.1: the local runner gives each job OMP_NUM_THREADS=1 (cores // jobs); reproduced in a shell that
+    says 2 (or nothing), the run is trained with the 1 thread it recorded, so the result is identical (it used to
+    differ in every metric)."""
+    from src.analysis.reproduce import reproduce
+
+    run = tmp_path / "job"
+    train_in(repo, run, "configs/cnn.gin", {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+    meta = json.loads((run / layout.META).read_text())
+    assert meta["attempts"][0]["threads"]["torch"] == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setenv("MKL_NUM_THREADS", "2")
+    plan, found = reproduce(run, into=tmp_path / "repro", repo=repo)
+    assert found == []
+    assert_same_runs(run, tmp_path / "repro")
+    repro = json.loads((tmp_path / "repro" / layout.META).read_text())
+    assert repro["attempts"][0]["threads"]["torch"] == 1
