@@ -96,6 +96,9 @@ def adaptive(
             print(f"told the study {len(runs)} {state}: {', '.join(runs)}")
     for run in done.told.failed:
         print(f"  failed: {run}: {done.told.reasons.get(run) or first_line(experiment_dir, name, run)}")
+    for number in done.told.discarded:
+        print(f"discarded trial {number}: a prepare was killed while asking for it (no run folder; a new trial "
+              "takes its place)")  # fmt: skip
     if not done.todo:
         print(f"the budget of {search.n_trials} trials is spent: nothing to run ({done.batch} is empty)")
         return

@@ -1,10 +1,16 @@
 """Optuna's parts by name, for src/searches/optuna_search.py and the pruning callback: the search-space syntax (that of
-random_search) as Optuna distributions, samplers and pruners by name, and the study's journal file storage. Optuna
-is imported only when one is built."""
+random_search) as Optuna distributions, samplers and pruners by name, the study's journal file storage
+(src/searches/optuna_journal.py) and the lock under which a `prepare` plans its batch. Optuna is imported only when
+one is built."""
 
 from __future__ import annotations
 
+import fcntl
 import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +31,37 @@ PRUNERS = {
 }
 KINDS = ("log", "uniform", "int", "log_int")
 SPACE_HELP = "a list of choices, ('log', lo, hi), ('uniform', lo, hi), ('int', lo, hi) or ('log_int', lo, hi)"
+PLAN_LOCK = "optuna.prepare.lock"  # next to the study's journal: held while a prepare reads the study and asks
 
 
 def journal_storage(path: Path) -> optuna.storages.BaseStorage:
+    """The study's storage: Optuna's journal in the file `path`, a torn last record repaired
+    (src/searches/optuna_journal.py)."""
     import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    from optuna.storages.journal import JournalStorage
+
+    from src.searches.optuna_journal import Journal
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(Journal(str(path)))
+
+
+@contextmanager
+def planning(folder: Path) -> Iterator[None]:
+    """Held by a `prepare` from reading the study to writing its batch: two prepares at once (two people, a script
+    on two nodes) plan one after the other, so that together they never ask for more than batch_size trials. An
+    fcntl lock: the kernel (or the NFS lock manager) releases it when its holder dies, so a killed prepare never
+    blocks the next one."""
+    fd = os.open(Path(folder) / PLAN_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another prepare of this search to finish ({folder / PLAN_LOCK})", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def distribution(key: str, spec: Any) -> optuna.distributions.BaseDistribution:
