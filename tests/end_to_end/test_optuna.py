@@ -546,3 +546,29 @@ def test_concurrent_prepares_on_slow_storage_never_ask_more_than_batch_size(expe
     trials = load_study(experiment).get_trials()
     assert len(trials) == 3 and sorted(len(r.asked) for r in results) == [0, 3]
     assert results[0].todo == results[1].todo == [t.user_attrs["run"] for t in trials]
+
+
+@pytest.mark.parametrize("old, now, pruned", [(0.1, 0.8, False), (0.9, 0.1, True)])
+def test_a_trial_restarted_from_scratch_is_judged_on_its_current_epoch(experiment, old, now, pruned):
+    """A trial whose run reported epochs 1-3 (value `old` each) and then lost its folder trains again from epoch 1:
+    the pruner judges this run's epoch 1 (value `now`, against the median 0.5 of the completed trials at step 1),
+    not the old attempt's epoch 3, and epoch 1's stored value is the current one."""
+    from src.searches.optuna_parts import PRUNER
+    from src.searches.optuna_pruning import OptunaPruning
+
+    journal = journal_of(experiment)
+    journal.parent.mkdir(parents=True)
+    study = optuna.create_study(storage=journal_storage(journal), study_name="exp/bayes", direction="maximize")
+    study.set_user_attr(PRUNER, {"name": "median", "options": {"n_startup_trials": 1}})
+    for _ in range(3):
+        steps = {1: 0.5, 2: 0.6, 3: 0.7}
+        study.add_trial(optuna.trial.create_trial(value=0.7, intermediate_values=steps))
+    restarted = study.ask()
+    for step in (1, 2, 3):
+        restarted.report(old, step)
+    callback = OptunaPruning(experiment, str(journal), "exp/bayes", restarted.number, "valid_acc")
+    trainer = SimpleNamespace(callback_metrics={"valid_acc": now}, current_epoch=0, max_epochs=3, is_global_zero=True)
+    assert callback.report(trainer) is pruned
+    assert load_study(experiment).trials[restarted.number].intermediate_values == {1: now, 2: old, 3: old}
+    if pruned:
+        assert "pruned at epoch 1 of 3: valid_acc = 0.1" in callback.pruned
