@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from src.errors import UserError, did_you_mean, integer, unknown
+from src.errors import UserError, did_you_mean, integer, one_line, unknown
 from src.run import layout, reading
 from src.run.metric_directions import is_metric
 from src.run.status import status_of
@@ -120,6 +120,9 @@ class OptunaSearch:
         if not self.space:
             raise UserError("optuna_search needs a non-empty space.")
         self.distributions()
+        self.check_fixed()
+        self.make_pruner()  # its options: before the study's journal or any folder exists
+        self.make_sampler(0)
         self.check_metric(recorded)
         if directions is not None or self.direction is not None:
             self.study_direction(directions)
@@ -136,6 +139,27 @@ class OptunaSearch:
             raise UserError(
                 f"optuna_search metric {self.metric!r} is not recorded by the runs of this search; they record: "
                 f"{', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+            )
+
+    def check_fixed(self) -> None:
+        """`fixed` may not bind what the space searches (every trial would get the fixed value) nor the pruning
+        callback's options (the search binds them); its training_loop.callbacks, if any, must be callback names:
+        the runs get those and the pruning callback."""
+        if clash := [key for key in self.fixed if key in self.space]:
+            raise UserError(
+                f"optuna_search binds {clash[0]} in both space and fixed: the fixed value would replace every "
+                "trial's; keep one of them."
+            )
+        if own := [key for key in self.fixed if key.startswith(f"{CALLBACK}.")]:
+            raise UserError(
+                f"optuna_search(fixed=...) binds {own[0]}, which the search binds itself for each run (its study, "
+                "trial and metric): remove it."
+            )
+        callbacks = self.fixed.get("training_loop.callbacks", [])
+        if not isinstance(callbacks, (list, tuple)) or not all(isinstance(c, str) for c in callbacks):
+            raise UserError(
+                f"optuna_search(fixed=...) binds training_loop.callbacks to {callbacks!r}: give a list of callback "
+                "names (the search adds optuna_pruning to them)."
             )
 
     def distributions(self) -> dict[str, Any]:
@@ -250,9 +274,11 @@ class OptunaSearch:
 
         options = {"seed": self.seed + offset, **self.sampler_options}
         try:
-            return getattr(optuna.samplers, SAMPLERS[self.sampler])(**options)
-        except TypeError as e:
-            raise UserError(f"Bad sampler_options for {self.sampler!r}: {e}.") from e
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ExperimentalWarning of some samplers' options
+                return getattr(optuna.samplers, SAMPLERS[self.sampler])(**options)
+        except (TypeError, ValueError) as e:  # an unknown keyword; a value Optuna refuses
+            raise UserError(f"Bad sampler_options for {self.sampler!r}: {one_line(e)}.") from e
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner, self.pruner_options)
@@ -263,10 +289,13 @@ class OptunaSearch:
         return f"{trial.number:03d}_{run_name(values, list(values))}"
 
     def point_of(self, trial: optuna.trial.FrozenTrial, storage: Path, study_name: str, callbacks: list[str]) -> Point:
+        """A trial's bindings: its values, `fixed`, and the pruning callback added to the callbacks (fixed's
+        training_loop.callbacks if given, else the template's, `callbacks`)."""
+        chosen = list(self.fixed.get("training_loop.callbacks", callbacks))
         return {
             **{k: trial.params[k] for k in self.space},
             **self.fixed,
-            "training_loop.callbacks": [*[c for c in callbacks if c != CALLBACK], CALLBACK],
+            "training_loop.callbacks": [*[c for c in chosen if c != CALLBACK], CALLBACK],
             f"{CALLBACK}.storage": str(storage),
             f"{CALLBACK}.study": study_name,
             f"{CALLBACK}.trial": trial.number,
@@ -337,7 +366,7 @@ class OptunaSearch:
         experiment_dir = Path(experiment_dir).resolve()
         runs_dir = experiment_runs_dir(experiment_dir, name, results_dir)
         recorded = recorded_metrics(runs_dir)
-        self.check_metric(recorded)  # a misspelt metric the runs show: before building the module
+        self.check(recorded)  # all but the direction (a misspelt metric the runs show...): before building the module
         directions = self.directions(experiment_dir, runs_dir)
         self.check(recorded, directions)
         study_name = f"{experiment_dir.name}/{name}"

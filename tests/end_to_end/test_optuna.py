@@ -572,3 +572,36 @@ def test_a_trial_restarted_from_scratch_is_judged_on_its_current_epoch(experimen
     assert load_study(experiment).trials[restarted.number].intermediate_values == {1: now, 2: old, 3: old}
     if pruned:
         assert "pruned at epoch 1 of 3: valid_acc = 0.1" in callback.pruned
+
+
+def test_fixed_callbacks_are_kept_and_get_the_pruning_callback(experiment):
+    """fixed={'training_loop.callbacks': [...]}: the runs get those callbacks and optuna_pruning (the fixed list used
+    to be dropped silently for the template's)."""
+    done = search(**QUICK, fixed={"training_loop.callbacks": ["progress_log", "ema"]}).prepare(experiment, "bayes")
+    for job in read_batch(done.batch):
+        config = Path(job.args[1]).read_text()
+        assert "training_loop.callbacks = ['progress_log', 'ema', 'optuna_pruning']" in config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"space": {"cnn.width": ("int", 1, 548813503928)}}, "proposes integers beyond 2147483647 (2**31 - 1)"),
+        ({"space": {"cnn.width": ("int", -4, 8)}}, "proposes -4: cnn.width is a size, at least 1."),
+        ({"space": {"cnn.width": [0, 8]}}, "proposes 0: cnn.width is a size, at least 1."),
+        ({"space": {"cnn.width": ("int", 16, 8)}}, "('int', 16, 8) is empty: lo must be below hi"),
+        ({"space": {"training_loop.val_check_interval": ("uniform", 0.5, 1.5)}}, "val_check_interval = 1.5 is not"),
+        ({"pruner_options": {"n_startup_trial": 3}}, "Bad pruner_options for 'median': "),
+        ({"pruner_options": {"n_startup_trials": -1}}, "Bad pruner_options for 'median': "),
+        ({"sampler_options": {"n_startup_trial": 3}}, "Bad sampler_options for 'tpe': "),
+        ({"fixed": {"supervised.lr": 0.1}}, "binds supervised.lr in both space and fixed"),
+        ({"fixed": {"optuna_pruning.monitor": "valid_loss"}}, "binds optuna_pruning.monitor, which the search binds"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_is_written(experiment, capsys, changes, message):
+    """Refused by the first prepare, before the study's journal or any folder exists (a bad pruner option used to
+    be refused after the journal was written; the others passed and failed the runs, or proposed absurd values)."""
+    code = experiment_main(experiment, {"bayes": search(**changes)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (experiment / "bayes").exists() and not (experiment.parent / "results").exists()
