@@ -68,12 +68,15 @@ def experiment_main(
 
 
 def bindings_of(search: list[Point] | OptunaSearch) -> list[tuple[str, object]]:
-    """Every (key, value) a search binds; of an adaptive search's space, each choice or the low end of a range."""
+    """Every (key, value) a search binds; of an adaptive search's space, each choice or both ends of a range (the
+    checks a run applies to its values, at the values furthest apart)."""
     if isinstance(search, list):
         return [item for point in search for item in point.items()]
     space = []
     for key, spec in search.space.items():  # a malformed spec: its key only here, the spec checked by prepare
-        values = spec if isinstance(spec, list) else [spec[1]] if isinstance(spec, tuple) and len(spec) == 3 else [None]
+        values = (
+            spec if isinstance(spec, list) else [*spec[1:]] if isinstance(spec, tuple) and len(spec) == 3 else [None]
+        )
         space += [(key, value) for value in values]
     return [*space, *search.fixed.items()]
 
@@ -96,6 +99,9 @@ def adaptive(
             print(f"told the study {len(runs)} {state}: {', '.join(runs)}")
     for run in done.told.failed:
         print(f"  failed: {run}: {done.told.reasons.get(run) or first_line(experiment_dir, name, run)}")
+    for number in done.told.discarded:
+        print(f"discarded trial {number}: a prepare was killed while asking for it (no run folder; a new trial "
+              "takes its place)")  # fmt: skip
     if not done.todo:
         print(f"the budget of {search.n_trials} trials is spent: nothing to run ({done.batch} is empty)")
         return

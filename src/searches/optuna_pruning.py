@@ -3,6 +3,9 @@ pruner rejects it, the way early stopping does: the trainer stops after this epo
 decision), the run ends as usual (tested, eval_results.json), and then PRUNED (why) and FINISHED mark it, status
 `pruned`. A run killed anywhere on that way ends it when started again: resumed, it stops at once, or (killed
 between the two markers) it completes them. The last epoch is reported but never pruned (the run is complete).
+The pruner judges the run as it is: its values up to the current epoch, this epoch's last. A trial restarted from
+scratch (its run folder deleted, its checkpoints unusable) replaces its earlier attempt's value of each epoch it
+reaches, and is never judged on that attempt's later epochs.
 
 Added to every run of an optuna_search by `prepare` (src/searches/optuna_search.py), which binds the study's journal
 file, its name, the trial number and the metric; the pruner is the one the study names (its `pruner` user attribute). A
@@ -28,7 +31,7 @@ class OptunaPruning(pl.Callback):
         self.run_dir = Path(run_dir)
         self.storage, self.study_name, self.number, self.monitor = storage, study, trial, monitor
         self.metrics = metrics  # the module's declaration (src/run/metric_directions.py), if known
-        self._trial: Any = None
+        self._study: Any = None
         self._trial_id: int | None = None
         self.pruned: str | None = None  # why the study pruned the run (kept in its checkpoints)
 
@@ -48,9 +51,10 @@ class OptunaPruning(pl.Callback):
                 if hasattr(callback, "record_stop"):  # the run's meta.json (src/training/callbacks/meta_saver.py)
                     callback.record_stop({"reason": "pruned", "epoch": trainer.current_epoch, "message": self.pruned})
 
-    def trial(self) -> Any:
-        """The study's trial (optuna.trial.Trial), opened once; None if the study already closed it."""
-        if self._trial is None:
+    def study(self) -> Any:
+        """The study (optuna.Study, with its pruner), opened once, for the trial; None if the study already closed
+        the trial."""
+        if self._study is None:
             import optuna
 
             from src.searches.optuna_parts import PRUNER, journal_storage, make_pruner
@@ -69,8 +73,8 @@ class OptunaPruning(pl.Callback):
             study = optuna.load_study(
                 study_name=self.study_name, storage=storage, pruner=make_pruner(pruner["name"], pruner["options"])
             )
-            self._trial, self._trial_id = optuna.trial.Trial(study, trial_id), trial_id
-        return self._trial
+            self._study, self._trial_id = study, trial_id
+        return self._study
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check_monitor()
@@ -103,19 +107,52 @@ class OptunaPruning(pl.Callback):
             logged = ", ".join(sorted(trainer.callback_metrics)) or "nothing yet"
             raise UserError(f"optuna_pruning.monitor {self.monitor!r} is not logged by this run (it logs {logged}).")
         value, epoch = float(logged_value), trainer.current_epoch + 1
-        trial = self.trial()
-        if trial is None:
+        study = self.study()
+        if study is None or not self.record(study, epoch, value):
             print(f"warning: trial {self.number} of {self.study_name} was already told; not reporting to it")
             return False
-        if epoch not in trial.storage.get_trial(self._trial_id).intermediate_values:  # resumed: reported before
-            trial.report(value, epoch)
-        if epoch >= (trainer.max_epochs or 0) or not trial.should_prune():
+        if epoch >= (trainer.max_epochs or 0) or not self.should_prune(study, epoch, value):
             return False
         self.pruned = (
             f"trial {self.number} pruned at epoch {epoch} of {trainer.max_epochs}: {self.monitor} = {value:.4g}"
         )
         print(f"pruned by the study's pruner at epoch {epoch}: {self.monitor} = {value:.4g}")
         return True
+
+    def record(self, study: Any, epoch: int, value: float) -> bool:
+        """Store this epoch's value as the trial's intermediate value of step `epoch`: written when the trial has no
+        value for it yet, or another one (a trial restarted from scratch, its run folder deleted or its checkpoints
+        unusable: its earlier attempt's value is replaced); nothing is written for the same value (a run resumed
+        after it had reported this epoch). False if the study closed the trial meanwhile."""
+        from optuna.exceptions import UpdateFinishedTrialError
+
+        stored = study._storage.get_trial(self._trial_id)
+        if stored.state.is_finished():
+            return False
+        if not same(stored.intermediate_values.get(epoch), value):
+            try:
+                study._storage.set_trial_intermediate_value(self._trial_id, epoch, value)
+            except UpdateFinishedTrialError:
+                return False
+        return True
+
+    def should_prune(self, study: Any, epoch: int, value: float) -> bool:
+        """The pruner's decision on the trial as this run has it: its values up to this epoch, this one's value
+        last. Optuna's Trial.should_prune would judge the trial's last reported step, which for a trial restarted
+        from scratch is a step of its earlier attempt (its value at epoch 3 while this run is at epoch 1)."""
+        import copy
+
+        trial = copy.copy(study._storage.get_trial(self._trial_id))
+        trial.intermediate_values = {
+            **{step: v for step, v in trial.intermediate_values.items() if step < epoch},
+            epoch: value,
+        }
+        return bool(study.pruner.prune(study, trial))
+
+
+def same(a: float | None, b: float) -> bool:
+    """Equal values, NaN equal to NaN (a NaN reported again is no new value)."""
+    return a is not None and (a == b or a != a and b != b)
 
 
 @CALLBACKS.register("optuna_pruning", denylist=("metrics",))

@@ -13,6 +13,12 @@ run is told COMPLETE with its best value of the metric, a pruned one PRUNED, a f
 takes its place in the budget), as is a finished one without a readable history or a finite value of the metric.
 Telling twice is harmless (skip_if_finished).
 
+What a full disk or a kill leaves is repaired by the next prepare: a torn last record of the journal is cut off
+(src/searches/optuna_journal.py), and a trial a prepare killed inside study.ask left without all its values is told
+FAIL (no run folder; a new trial takes its place). A prepare with nothing to tell or ask writes nothing to the
+journal. Prepares plan one at a time (`planning`, an fcntl lock next to the journal, held from reading the study to
+writing batch.sh), so that prepares at the same time never ask for more than batch_size trials together.
+
 Pruning: every run gets the `optuna_pruning` callback (src/searches/optuna_pruning.py), which reports the metric to
 the study each epoch and stops the run when the study's pruner rejects it (status `pruned`).
 
@@ -31,12 +37,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from src.errors import UserError, did_you_mean, integer, unknown
+from src.errors import UserError, did_you_mean, integer, one_line, unknown
 from src.run import layout, reading
 from src.run.metric_directions import is_metric
 from src.run.status import status_of
 from src.searches.experiment import REPLICATES, Point, experiment_runs_dir, prepare, run_name
-from src.searches.optuna_parts import PRUNER, PRUNERS, SAMPLERS, distribution, journal_storage, make_pruner, name_value
+from src.searches.optuna_parts import (
+    PRUNER,
+    PRUNERS,
+    SAMPLERS,
+    distribution,
+    journal_storage,
+    make_pruner,
+    name_value,
+    planning,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -61,6 +76,7 @@ class Told:
     pruned: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)  # why a finished run was told FAIL (no value to tell)
+    discarded: list[int] = field(default_factory=list)  # trials a killed prepare left without all their values
 
 
 @dataclass
@@ -104,6 +120,9 @@ class OptunaSearch:
         if not self.space:
             raise UserError("optuna_search needs a non-empty space.")
         self.distributions()
+        self.check_fixed()
+        self.make_pruner()  # its options: before the study's journal or any folder exists
+        self.make_sampler(0)
         self.check_metric(recorded)
         if directions is not None or self.direction is not None:
             self.study_direction(directions)
@@ -120,6 +139,27 @@ class OptunaSearch:
             raise UserError(
                 f"optuna_search metric {self.metric!r} is not recorded by the runs of this search; they record: "
                 f"{', '.join(recorded)}.{did_you_mean(self.metric, recorded)}"
+            )
+
+    def check_fixed(self) -> None:
+        """`fixed` may not bind what the space searches (every trial would get the fixed value) nor the pruning
+        callback's options (the search binds them); its training_loop.callbacks, if any, must be callback names:
+        the runs get those and the pruning callback."""
+        if clash := [key for key in self.fixed if key in self.space]:
+            raise UserError(
+                f"optuna_search binds {clash[0]} in both space and fixed: the fixed value would replace every "
+                "trial's; keep one of them."
+            )
+        if own := [key for key in self.fixed if key.startswith(f"{CALLBACK}.")]:
+            raise UserError(
+                f"optuna_search(fixed=...) binds {own[0]}, which the search binds itself for each run (its study, "
+                "trial and metric): remove it."
+            )
+        callbacks = self.fixed.get("training_loop.callbacks", [])
+        if not isinstance(callbacks, (list, tuple)) or not all(isinstance(c, str) for c in callbacks):
+            raise UserError(
+                f"optuna_search(fixed=...) binds training_loop.callbacks to {callbacks!r}: give a list of callback "
+                "names (the search adds optuna_pruning to them)."
             )
 
     def distributions(self) -> dict[str, Any]:
@@ -202,9 +242,16 @@ class OptunaSearch:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
         if names and study_name not in names:
             raise UserError(f"{path} holds the study {names[0]!r} of another experiment, not {study_name!r}.")
-        study = optuna.create_study(
-            storage=storage, study_name=study_name, direction=direction, load_if_exists=True, pruner=self.make_pruner()
-        )
+        if names:  # loading writes nothing (create_study(load_if_exists=True) would append a record every time)
+            study = optuna.load_study(storage=storage, study_name=study_name, pruner=self.make_pruner())
+        else:
+            study = optuna.create_study(  # load_if_exists: created meanwhile by a process not under `planning`
+                storage=storage,
+                study_name=study_name,
+                direction=direction,
+                pruner=self.make_pruner(),
+                load_if_exists=True,
+            )
         stored = study.user_attrs.get("settings")
         if stored is None:
             study.set_user_attr("settings", self.settings())
@@ -227,9 +274,11 @@ class OptunaSearch:
 
         options = {"seed": self.seed + offset, **self.sampler_options}
         try:
-            return getattr(optuna.samplers, SAMPLERS[self.sampler])(**options)
-        except TypeError as e:
-            raise UserError(f"Bad sampler_options for {self.sampler!r}: {e}.") from e
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # ExperimentalWarning of some samplers' options
+                return getattr(optuna.samplers, SAMPLERS[self.sampler])(**options)
+        except (TypeError, ValueError) as e:  # an unknown keyword; a value Optuna refuses
+            raise UserError(f"Bad sampler_options for {self.sampler!r}: {one_line(e)}.") from e
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return make_pruner(self.pruner, self.pruner_options)
@@ -240,15 +289,44 @@ class OptunaSearch:
         return f"{trial.number:03d}_{run_name(values, list(values))}"
 
     def point_of(self, trial: optuna.trial.FrozenTrial, storage: Path, study_name: str, callbacks: list[str]) -> Point:
+        """A trial's bindings: its values, `fixed`, and the pruning callback added to the callbacks (fixed's
+        training_loop.callbacks if given, else the template's, `callbacks`)."""
+        chosen = list(self.fixed.get("training_loop.callbacks", callbacks))
         return {
             **{k: trial.params[k] for k in self.space},
             **self.fixed,
-            "training_loop.callbacks": [*[c for c in callbacks if c != CALLBACK], CALLBACK],
+            "training_loop.callbacks": [*[c for c in chosen if c != CALLBACK], CALLBACK],
             f"{CALLBACK}.storage": str(storage),
             f"{CALLBACK}.study": study_name,
             f"{CALLBACK}.trial": trial.number,
             f"{CALLBACK}.monitor": self.metric,
         }
+
+    def whole(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Whether the trial has a value for every entry of the space: a prepare killed inside study.ask leaves a
+        trial without (some of) them, which never gets a run folder (`discard_partial`)."""
+        return all(key in trial.params for key in self.space)
+
+    def discard_partial(self, study: optuna.Study) -> list[int]:
+        """Tell FAIL the open trials a killed prepare left without all their values (killed between the records of
+        study.ask), so that a new trial takes each one's place; the numbers of those trials."""
+        from optuna.trial import TrialState
+
+        partial = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if not self.whole(t)]
+        for trial in partial:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        return [t.number for t in partial]
+
+    def name_runs(self, study: optuna.Study, runs_dir: Path) -> None:
+        """Each open trial names its run folder (user attributes `run`, `run_dir`: the dashboard and
+        study.trials_dataframe() show them); written only where missing (a prepare killed before it wrote them)."""
+        from optuna.trial import TrialState
+
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.user_attrs.get("run") != self.run_of(trial):
+                study._storage.set_trial_user_attr(trial._trial_id, "run", self.run_of(trial))
+            if trial.user_attrs.get("run_dir") != str(runs_dir / self.run_of(trial)):
+                study._storage.set_trial_user_attr(trial._trial_id, "run_dir", str(runs_dir / self.run_of(trial)))
 
     def tell(self, study: optuna.Study, runs_dir: Path) -> Told:
         """Tell the study every run that ended since it was last told: finished, pruned or failed."""
@@ -256,6 +334,8 @@ class OptunaSearch:
 
         told = Told()
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not self.whole(trial):  # no run folder: discarded by the next prepare
+                continue
             run = self.run_of(trial)
             status = status_of(runs_dir / run)
             if status == "finished":
@@ -286,35 +366,43 @@ class OptunaSearch:
         experiment_dir = Path(experiment_dir).resolve()
         runs_dir = experiment_runs_dir(experiment_dir, name, results_dir)
         recorded = recorded_metrics(runs_dir)
-        self.check_metric(recorded)  # a misspelt metric the runs show: before building the module
+        self.check(recorded)  # all but the direction (a misspelt metric the runs show...): before building the module
         directions = self.directions(experiment_dir, runs_dir)
         self.check(recorded, directions)
         study_name = f"{experiment_dir.name}/{name}"
-        study = self.open_study(runs_dir, study_name, create=True, direction=self.study_direction(directions))
-        told = self.tell(study, runs_dir)
-        trials = study.get_trials(deepcopy=False)
-        open_ = [t for t in trials if t.state == TrialState.RUNNING]
-        counted = [t for t in trials if t.state != TrialState.FAIL]
-        n_new = max(0, min(self.batch_size - len(open_), self.n_trials - len(counted)))
-        study.sampler = self.make_sampler(len(trials))
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        with planning(runs_dir):  # another prepare plans before or after this one, never at the same time
+            study = self.open_study(runs_dir, study_name, create=True, direction=self.study_direction(directions))
+            told = self.tell(study, runs_dir)
+            told.discarded = self.discard_partial(study)
+            trials = study.get_trials(deepcopy=False)
+            open_ = [t for t in trials if t.state == TrialState.RUNNING]
+            counted = [t for t in trials if t.state != TrialState.FAIL]
+            n_new = max(0, min(self.batch_size - len(open_), self.n_trials - len(counted)))
+            asked = self.ask(study, n_new, offset=len(trials))
+            self.name_runs(study, runs_dir)
+            open_ = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
+            callbacks = template_callbacks(experiment_dir / "template_config.gin")
+            storage = storage_path(runs_dir)
+            points = [self.point_of(t, storage, study_name, callbacks) for t in open_]
+            done = prepare(
+                experiment_dir, name, points, swept=list(self.space), results_dir=results_dir,
+                names=[self.run_of(t) for t in open_],
+            )  # fmt: skip
+        asked_runs = [self.run_of(t) for t in open_ if t.number in asked]
+        left = self.n_trials - len(counted) - n_new
+        return OptunaPrepared(done.batch, storage, told, asked_runs, done.todo, left)
+
+    def ask(self, study: optuna.Study, n_new: int, offset: int) -> list[int]:
+        """Ask the study for `n_new` trials, with the sampler seeded by the search's seed plus `offset` (the trials
+        so far); their numbers. Writes nothing when `n_new` is 0."""
+        if n_new == 0:
+            return []
+        study.sampler = self.make_sampler(offset)
         distributions = self.distributions()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ExperimentalWarning of some samplers' options
-            asked = [study.ask(distributions) for _ in range(n_new)]
-        for trial in asked:  # the dashboard and study.trials_dataframe() show which run folder is whose
-            trial.set_user_attr("run", self.run_of(trial))  # its name, next to the study file
-            trial.set_user_attr("run_dir", str(runs_dir / self.run_of(trial)))
-        open_ = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING]
-        callbacks = template_callbacks(experiment_dir / "template_config.gin")
-        storage = storage_path(runs_dir)
-        points = [self.point_of(t, storage, study_name, callbacks) for t in open_]
-        done = prepare(
-            experiment_dir, name, points, swept=list(self.space), results_dir=results_dir,
-            names=[self.run_of(t) for t in open_],
-        )  # fmt: skip
-        asked_runs = [self.run_of(t) for t in open_ if t.number in {a.number for a in asked}]
-        left = self.n_trials - len(counted) - n_new
-        return OptunaPrepared(done.batch, storage, told, asked_runs, done.todo, left)
+            return [study.ask(distributions).number for _ in range(n_new)]
 
     def report(
         self,
@@ -338,7 +426,7 @@ class OptunaSearch:
         direction = self.study_direction(directions) if known else None
         study = self.open_study(runs_dir, study_name, create=False, direction=direction)
         self.tell(study, runs_dir)
-        trials = study.get_trials(deepcopy=False)
+        trials = [t for t in study.get_trials(deepcopy=False) if self.whole(t)]  # not those a killed prepare left
         callbacks = template_callbacks(experiment_dir / "template_config.gin")
         points = [self.point_of(t, storage_path(runs_dir), study_name, callbacks) for t in trials]
         names = [self.run_of(t) for t in trials]

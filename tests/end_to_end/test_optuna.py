@@ -355,3 +355,253 @@ def test_the_direction_the_module_declares_and_the_runs_record_and_what_the_stud
     assert f1.study_direction(f1.directions(experiment, run.parent)) == "maximize"
     with pytest.raises(UserError, match=r"direction='max'\) contradicts the direction of 'valid_mae' .* \('min'\)"):
         search(**settings, direction="max").prepare(experiment, "bayes")
+
+
+# --- issue 27: the study's journal after a full disk or a kill, concurrent prepares, restarted trials, bad options ---
+
+QUICK = dict(direction="max", pruner="none", pruner_options={})  # no module to build, nothing to prune
+
+
+def journal_of(experiment, name="bayes"):
+    return experiment.parent / "results" / experiment.name / name / STUDY_FILE
+
+
+def whole_records(journal):
+    """The journal's lines, each a JSON record ending in a newline (what Optuna can read and append to)."""
+    data = journal.read_bytes()
+    assert data.endswith(b"\n")
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def test_a_prepare_with_nothing_to_tell_or_ask_leaves_the_journal_untouched(experiment):
+    """The second prepare finds nothing ended and batch_size trials open: the journal keeps its bytes and mtime (it
+    used to append a create-study record every time, so that a full disk damaged it on any prepare)."""
+    search(**QUICK).prepare(experiment, "bayes")
+    journal = journal_of(experiment)
+    before, stat = journal.read_bytes(), journal.stat()
+    again = search(**QUICK).prepare(experiment, "bayes")
+    assert again.asked == [] and len(again.todo) == 3
+    assert journal.read_bytes() == before and journal.stat().st_mtime_ns == stat.st_mtime_ns
+
+
+@pytest.mark.parametrize("torn", [b'{"op_code":6,"worker_id":"a-b","trial_id":0,"sta', b"\x00" * 40 + b"\n"])
+def test_a_torn_last_record_is_cut_off_with_a_warning_before_the_next_write(experiment, capsys, torn):
+    """A write cut short (a kill, a full disk: no newline at the end, or a last line of NUL bytes) is cut off and
+    kept aside, with a warning naming the journal, before the next record is appended; the study is as it was, and
+    every later prepare and report works (the next record used to continue the torn line: JSONDecodeError for
+    ever)."""
+    settings = dict(QUICK, n_trials=4, batch_size=2)
+    first = search(**settings).prepare(experiment, "bayes")
+    journal = journal_of(experiment)
+    whole = journal.read_bytes()
+    with journal.open("ab") as f:
+        f.write(torn)
+    runs = [job.run_dir for job in read_batch(first.batch)]
+    for run, value in zip(runs, (0.7, 0.8), strict=True):
+        fake_end(run, "finished", (0.5, value))
+    capsys.readouterr()
+    second = search(**settings).prepare(experiment, "bayes")
+    err = capsys.readouterr().err
+    assert f"warning: {journal} ended in a torn record ({len(torn)} bytes" in err and err.count("\n") == 1
+    assert Path(f"{journal}.torn").read_bytes() == torn.rstrip(b"\n") + b"\n"
+    assert journal.read_bytes().startswith(whole) and whole_records(journal)
+    assert second.told.complete == [r.name for r in runs] and len(second.asked) == 2
+    states = [t.state for t in load_study(experiment).get_trials()]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING] * 2
+    third = search(**settings).prepare(experiment, "bayes")  # reads and writes on as usual, no second warning
+    assert third.todo == second.todo and capsys.readouterr().err == ""
+    assert len(search(**settings).report(experiment, "bayes")) == 4
+
+
+def test_a_full_disk_while_prepare_appends_is_one_line_and_the_journal_stays_whole(experiment, capsys, monkeypatch):
+    """ENOSPC half-way through a record: one line naming the journal, the half record cut at once; once space is
+    freed the same prepare tells and asks as if nothing had happened."""
+    import errno
+
+    import optuna.storages.journal._file as journal_file
+
+    settings = dict(QUICK, n_trials=4, batch_size=2)
+    first = search(**settings).prepare(experiment, "bayes")
+    runs = [job.run_dir for job in read_batch(first.batch)]
+    fake_end(runs[0], "finished", (0.5, 0.7))
+    journal = journal_of(experiment)
+    whole = journal.read_bytes()
+
+    class Full:
+        """An append whose write stops half-way: no space left."""
+
+        def __init__(self, path):
+            self.f = open(path, "ab")  # noqa: SIM115
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            self.f.write(data[: len(data) // 2])
+            self.f.flush()
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    full = lambda path, mode="r": Full(path) if "a" in mode else open(path, mode)  # noqa: E731, SIM115
+    monkeypatch.setattr(journal_file, "open", full, raising=False)
+    code = experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: No space left on device while writing {journal}: free some space, then run")
+    assert journal.read_bytes() == whole  # the half record is gone
+    monkeypatch.delattr(journal_file, "open")
+    again = search(**settings).prepare(experiment, "bayes")
+    assert again.told.complete == [runs[0].name] and again.todo == [runs[1].name, *again.asked]
+    assert len(again.asked) == 1 and whole_records(journal)
+
+
+def test_a_journal_damaged_before_its_end_is_one_line_naming_the_file_and_the_line(experiment, capsys):
+    """What the old append left (a record continuing a torn line), or any line that is no record: one line naming
+    the journal and the line, and how to get a working study back; nothing is written."""
+    search(**QUICK).prepare(experiment, "bayes")
+    journal = journal_of(experiment)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[3] = b'{"op_code":5,"worker_id":"a-b","tri' + lines[3]
+    journal.write_bytes(b"".join(lines))
+    damaged = journal.read_bytes()
+    code = experiment_main(experiment, {"bayes": search(**QUICK)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: The Optuna study {journal}, line 4, is damaged (not JSON: ")
+    assert "restore it from a backup, or keep only the lines before it (`head -n 3`)" in err
+    assert journal.read_bytes() == damaged
+    with pytest.raises(UserError, match=r"line 4, is damaged"):
+        search(**QUICK).report(experiment, "bayes")
+
+
+def test_a_prepare_killed_inside_ask_is_recovered_by_the_next(experiment, monkeypatch, capsys):
+    """Killed between the create-trial record and the parameters' records: the trial has no supervised.lr. The
+    next prepare tells it FAIL and asks a new trial in its place (no run folder for it); report leaves it out.
+    (Every later prepare and report used to fail with KeyError: 'supervised.lr'.)"""
+    from optuna.storages import JournalStorage
+
+    settings = dict(QUICK, n_trials=3, batch_size=2)
+    set_param = JournalStorage.set_trial_param
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(JournalStorage, "set_trial_param", killed)
+    with pytest.raises(KeyboardInterrupt):
+        search(**settings).prepare(experiment, "bayes")
+    monkeypatch.setattr(JournalStorage, "set_trial_param", set_param)
+    (partial,) = load_study(experiment).get_trials()
+    assert partial.state == TrialState.RUNNING and partial.params == {}
+    with pytest.raises(UserError, match="has no trials yet"):  # report, before any prepare recovered it
+        search(**settings).report(experiment, "bayes")
+    capsys.readouterr()
+    assert experiment_main(experiment, {"bayes": search(**settings)}, argv=["prepare", "--name", "bayes"]) == 0
+    assert "discarded trial 0: a prepare was killed while asking for it" in capsys.readouterr().out
+    trials = load_study(experiment).get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+    jobs = read_batch(experiment / "bayes" / "batch.sh")
+    assert [j.run_dir.name[:3] for j in jobs] == ["001", "002"]
+    assert sorted(p.name[:3] for p in (experiment / "bayes" / "configs").iterdir()) == ["001", "002"]
+    for job, value in zip(jobs, (0.6, 0.7), strict=True):
+        fake_end(job.run_dir, "finished", (0.5, value))
+    table = search(**settings).report(experiment, "bayes")
+    assert sorted(Path(run).name for run in table["run"]) == [j.run_dir.name for j in jobs]
+
+
+def test_concurrent_prepares_on_slow_storage_never_ask_more_than_batch_size(experiment, monkeypatch):
+    """Two prepares at once, every read of the journal slowed down (a shared file system): each plans under the
+    search's lock, so the second sees the trials of the first; together they ask batch_size trials, not twice as
+    many, and both write the same batch."""
+    import threading
+    import time
+
+    from optuna.storages.journal import JournalFileBackend
+
+    settings = dict(QUICK, n_trials=20, batch_size=3)
+    search(**settings).check()
+    read = JournalFileBackend.read_logs
+
+    def slow(self, log_number_from):
+        time.sleep(0.02)
+        yield from read(self, log_number_from)
+
+    monkeypatch.setattr(JournalFileBackend, "read_logs", slow)
+    start, results, errors = threading.Barrier(2), [], []
+
+    def one():
+        start.wait()
+        try:
+            results.append(search(**settings).prepare(experiment, "bayes"))
+        except Exception as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=one) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    trials = load_study(experiment).get_trials()
+    assert len(trials) == 3 and sorted(len(r.asked) for r in results) == [0, 3]
+    assert results[0].todo == results[1].todo == [t.user_attrs["run"] for t in trials]
+
+
+@pytest.mark.parametrize("old, now, pruned", [(0.1, 0.8, False), (0.9, 0.1, True)])
+def test_a_trial_restarted_from_scratch_is_judged_on_its_current_epoch(experiment, old, now, pruned):
+    """A trial whose run reported epochs 1-3 (value `old` each) and then lost its folder trains again from epoch 1:
+    the pruner judges this run's epoch 1 (value `now`, against the median 0.5 of the completed trials at step 1),
+    not the old attempt's epoch 3, and epoch 1's stored value is the current one."""
+    from src.searches.optuna_parts import PRUNER
+    from src.searches.optuna_pruning import OptunaPruning
+
+    journal = journal_of(experiment)
+    journal.parent.mkdir(parents=True)
+    study = optuna.create_study(storage=journal_storage(journal), study_name="exp/bayes", direction="maximize")
+    study.set_user_attr(PRUNER, {"name": "median", "options": {"n_startup_trials": 1}})
+    for _ in range(3):
+        steps = {1: 0.5, 2: 0.6, 3: 0.7}
+        study.add_trial(optuna.trial.create_trial(value=0.7, intermediate_values=steps))
+    restarted = study.ask()
+    for step in (1, 2, 3):
+        restarted.report(old, step)
+    callback = OptunaPruning(experiment, str(journal), "exp/bayes", restarted.number, "valid_acc")
+    trainer = SimpleNamespace(callback_metrics={"valid_acc": now}, current_epoch=0, max_epochs=3, is_global_zero=True)
+    assert callback.report(trainer) is pruned
+    assert load_study(experiment).trials[restarted.number].intermediate_values == {1: now, 2: old, 3: old}
+    if pruned:
+        assert "pruned at epoch 1 of 3: valid_acc = 0.1" in callback.pruned
+
+
+def test_fixed_callbacks_are_kept_and_get_the_pruning_callback(experiment):
+    """fixed={'training_loop.callbacks': [...]}: the runs get those callbacks and optuna_pruning (the fixed list used
+    to be dropped silently for the template's)."""
+    done = search(**QUICK, fixed={"training_loop.callbacks": ["progress_log", "ema"]}).prepare(experiment, "bayes")
+    for job in read_batch(done.batch):
+        config = Path(job.args[1]).read_text()
+        assert "training_loop.callbacks = ['progress_log', 'ema', 'optuna_pruning']" in config
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"space": {"cnn.width": ("int", 1, 548813503928)}}, "proposes integers beyond 2147483647 (2**31 - 1)"),
+        ({"space": {"cnn.width": ("int", -4, 8)}}, "proposes -4: cnn.width is a size, at least 1."),
+        ({"space": {"cnn.width": [0, 8]}}, "proposes 0: cnn.width is a size, at least 1."),
+        ({"space": {"cnn.width": ("int", 16, 8)}}, "('int', 16, 8) is empty: lo must be below hi"),
+        ({"space": {"training_loop.val_check_interval": ("uniform", 0.5, 1.5)}}, "val_check_interval = 1.5 is not"),
+        ({"pruner_options": {"n_startup_trial": 3}}, "Bad pruner_options for 'median': "),
+        ({"pruner_options": {"n_startup_trials": -1}}, "Bad pruner_options for 'median': "),
+        ({"sampler_options": {"n_startup_trial": 3}}, "Bad sampler_options for 'tpe': "),
+        ({"fixed": {"supervised.lr": 0.1}}, "binds supervised.lr in both space and fixed"),
+        ({"fixed": {"optuna_pruning.monitor": "valid_loss"}}, "binds optuna_pruning.monitor, which the search binds"),
+    ],
+)
+def test_bad_options_are_one_line_before_anything_is_written(experiment, capsys, changes, message):
+    """Refused by the first prepare, before the study's journal or any folder exists (a bad pruner option used to
+    be refused after the journal was written; the others passed and failed the runs, or proposed absurd values)."""
+    code = experiment_main(experiment, {"bayes": search(**changes)}, argv=["prepare", "--name", "bayes"])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.count("\n") == 1, err
+    assert not (experiment / "bayes").exists() and not (experiment.parent / "results").exists()
