@@ -181,7 +181,7 @@ def plan(run: str | Path, into: str | Path | None = None, repo: str | Path | Non
         raise UserError(f"{run / layout.META} records no git commit: the code that trained the run is unknown.")
     if git(repo, "cat-file", "-e", f"{commit}^{{commit}}").returncode != 0:
         raise UserError(f"Commit {commit} (from {run / layout.META}) is not in the repository {repo}: fetch it first.")
-    caveats = []
+    caveats: list[str] = []
     patch = recorded_patch(run, meta, caveats)
     configs, order = input_configs(run, meta)
     stored_bindings = text(run / layout.BINDINGS) if (run / layout.BINDINGS).exists() else ""

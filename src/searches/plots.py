@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from src.figures import select_backend
 from src.errors import UserError
+from src.figures import select_backend
 from src.results import load_H
 from src.run import layout
 from src.searches.experiment import gin_value
@@ -411,10 +411,13 @@ def optuna_figures(study: optuna.Study, out: Path, metric: str, complete: int, i
             target = f"{metric} (best epoch of each trial)"
             history = cast("Figure", optuna_plots.plot_optimization_history(study, target_name=target).figure)
             written += save(history, out / "optuna_history", inline)
-        if complete >= 2:
+        values = {t.value for t in study.trials if t.value is not None}
+        if complete >= 2 and len(values) >= 2:
             evaluator = FanovaImportanceEvaluator(seed=0)  # a random forest: seeded, the same plot every time
             figure = cast("Figure", optuna_plots.plot_param_importances(study, evaluator=evaluator).figure)
             written += save(figure, out / "optuna_importances", inline)
+        elif complete >= 2:  # fANOVA has no variance to split (it would raise)
+            print("parameter importances: every completed trial has the same value, so no parameter matters yet")
         else:
             print("parameter importances: need at least 2 completed trials")
     return written

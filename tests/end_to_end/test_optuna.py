@@ -605,3 +605,16 @@ def test_bad_options_are_one_line_before_anything_is_written(experiment, capsys,
     err = capsys.readouterr().err
     assert code == 2 and message in err and err.count("\n") == 1, err
     assert not (experiment / "bayes").exists() and not (experiment.parent / "results").exists()
+
+
+def test_report_of_trials_that_all_scored_the_same_skips_the_importances(experiment, capsys):
+    """fANOVA cannot split a variance of zero: report says why there is no importance plot instead of failing."""
+    done = search(batch_size=2, n_trials=2).prepare(experiment, "bayes")
+    for job in read_batch(done.batch):
+        fake_end(job.run_dir, "finished", (0.5, 0.7))
+    search(batch_size=2, n_trials=2).prepare(experiment, "bayes")
+    table = search(batch_size=2, n_trials=2).report(experiment, "bayes")
+    assert len(table) == 2
+    assert "every completed trial has the same value, so no parameter matters yet" in capsys.readouterr().out
+    assert (experiment / "bayes" / "optuna_history.png").is_file()
+    assert not (experiment / "bayes" / "optuna_importances.png").exists()
