@@ -1,106 +1,11 @@
-"""Untrusted run folders and dangerous inputs (issue 13): reading a received run folder never runs code, a save
-folder never overwrites the repository nor hides runs, no value can break out of a generated script's line, and
-error lines are masked."""
-
-import os
-import shutil
-from pathlib import Path
+"""Untrusted inputs without training (issue 13): which gin statements a received config may hold, which links a run
+folder may hold, no value can break out of a generated script's line, and error lines are masked. The received
+run folders themselves (trained) are tests/end_to_end/test_received_folders.py's."""
 
 import pytest
 
 from src.errors import UserError
-from src.run import layout
-from src.run import lock as run_lock
 from tests.helpers import ROOT
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A finished one-epoch run on toy digits (shared: the tests below copy it)."""
-    import gin
-
-    from src import config
-    from src.training_loop import training_loop
-    from tests.helpers import FAST
-
-    run = tmp_path_factory.mktemp("trained") / "run"
-    files = [str(ROOT / "configs/cnn.gin")]
-    bindings = [*FAST, "training_loop.n_epochs = 1"]
-    config.parse(files, bindings)
-    training_loop(str(run), config_files=files, bindings=bindings)
-    gin.clear_config()
-    return run
-
-
-def received(trained, tmp_path, payload: str) -> tuple[Path, Path]:
-    """A copy of the trained run whose config.gin starts with `payload`; (run, marker file the payload creates)."""
-    run = tmp_path / "received"
-    shutil.copytree(trained, run)
-    marker = tmp_path / "PWNED"
-    config = run / layout.CONFIG
-    config.write_text(payload.format(marker=marker) + "\n" + config.read_text())
-    return run, marker
-
-
-DYNAMIC = """\
-from __gin__ import dynamic_registration
-import os
-os.system.command = 'touch {marker}'
-supervised.lr = @os.system()"""
-
-
-def test_the_template_own_config_loads(trained):
-    from src.config.bindings import check_run_config, known_configurable
-    from src.results import load_model
-
-    check_run_config((trained / layout.CONFIG).read_text(), trained / layout.CONFIG, known_configurable)
-    assert not load_model(trained).training
-
-
-def test_loading_a_received_run_never_runs_its_code(trained, tmp_path, monkeypatch, capsys):
-    from src.cli.training import evaluate_main
-    from src.results import load_data, load_model
-
-    run, marker = received(trained, tmp_path, DYNAMIC)
-    for load in (load_model, load_data):
-        with pytest.raises(UserError, match=r"config\.gin, line 1: refused to read an import") as error:
-            load(run)
-        assert "\n" not in str(error.value)
-    assert evaluate_main([str(run)]) == 2
-    assert "config.gin, line 1: refused" in capsys.readouterr().err
-    assert not marker.exists()
-
-    # second route: a module next to the runs, importable because its folder is on sys.path (the repository root
-    # is, and results/ lies inside it)
-    package = tmp_path / "shared_runs"
-    package.mkdir()
-    (package / "__init__.py").write_text("")
-    (package / "helper.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w').close()\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    shutil.rmtree(run)
-    run, marker = received(trained, tmp_path, "import shared_runs.helper")
-    with pytest.raises(UserError, match=r"line 1: refused to read an import \('import shared_runs.helper'\)"):
-        load_model(run)
-    assert not marker.exists()
-
-
-@pytest.mark.parametrize(
-    "payload, refused",
-    [
-        ("supervised.lr = @os.system()", "a reference to @os.system"),
-        ("digits.batch_size = @mlflow()", r"a reference to @mlflow \(gin would call it while reading\)"),
-        ("supervised.optimizer = @cnn", "a reference to @cnn"),
-        ("os.system.command = 'ls'", "a binding of 'os.system'"),
-        ("include '/tmp/elsewhere.gin'", "an include"),
-        ("supervised.lr = foo(1)", "unreadable gin config"),
-    ],
-)
-def test_a_received_config_holds_only_registered_bindings_of_literals(trained, tmp_path, payload, refused):
-    from src.results import load_model
-
-    run, _ = received(trained, tmp_path, payload)
-    with pytest.raises(UserError, match=rf"{layout.CONFIG}, line 1: .*{refused}"):
-        load_model(run)
 
 
 def test_macros_scopes_and_literals_of_registered_configurables_are_read():
@@ -129,24 +34,6 @@ def test_links_that_stay_inside_a_subfolder_of_the_run_are_fine(tmp_path):
     (run / "stdout.txt").symlink_to("LOCK")  # inside, but a top-level file the run opens by name
     with pytest.raises(UserError, match="stdout.txt is a link at its top level"):
         check_plain(run)
-
-
-def test_a_lock_or_heartbeat_that_is_no_plain_file_marks_its_run_damaged_and_the_others_load(trained, tmp_path):
-    from src.results import load_runs
-
-    for name in ("fifo", "folder", "ok"):
-        shutil.copytree(trained, tmp_path / name)
-        (tmp_path / name / layout.FINISHED).unlink()
-        (tmp_path / name / layout.HEARTBEAT).write_text("5\n")
-    (tmp_path / "fifo" / run_lock.LOCK).unlink(missing_ok=True)
-    os.mkfifo(tmp_path / "fifo" / run_lock.LOCK)  # opening it to read would block for ever
-    (tmp_path / "folder" / layout.HEARTBEAT).unlink()
-    (tmp_path / "folder" / layout.HEARTBEAT).mkdir()
-    runs = load_runs(tmp_path).set_index("run")
-    assert runs.loc[str(tmp_path / "fifo"), "status"] == "damaged"
-    assert "LOCK" in runs.loc[str(tmp_path / "fifo"), "damaged"]
-    assert runs.loc[str(tmp_path / "folder"), "status"] == "dead"  # its heartbeat tells nothing: not running
-    assert runs.loc[str(tmp_path / "ok"), "status"] == "dead"  # a free lock: the process is gone
 
 
 @pytest.mark.parametrize("bad", ["x\ntouch PWNED", "x\rtouch PWNED", "x\u2028y"])
