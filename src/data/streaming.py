@@ -32,7 +32,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.data.download import data_dir
-from src.data.files import RERUN, cifar10_arrays, digits_arrays, loader_failure, worker_start
+from src.data.files import cifar10_arrays, digits_arrays, raise_loader_failure, worker_start
 from src.data.prepared import (
     SPLITS,
     Arrays,
@@ -234,13 +234,7 @@ class StreamDataModule(pl.LightningDataModule):
         return self.transform(x, train=self.trainer is not None and self.trainer.training), y
 
     def on_exception(self, exception: BaseException) -> None:
-        failure = loader_failure(exception, self.location, RERUN)
-        if failure is not None:
-            for loader in self._loaders:  # Lightning's teardown is skipped when this hook raises
-                iterator = getattr(loader, "_iterator", None)
-                if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-                    iterator._shutdown_workers()
-            raise failure from exception
+        raise_loader_failure(exception, self._loaders, self.location)
 
     def training_epoch(self) -> int | None:
         return self.trainer.current_epoch if self.trainer is not None else None

@@ -168,3 +168,38 @@ def test_device_resident_moves_the_data_to_the_training_device():
     assert {split.x.device.type for split in dm.splits.values()} == {"meta"}
     x, y = next(iter(dm.train_dataloader()))  # indexed where the data lives: nothing to copy per step
     assert x.device.type == "meta" and x.shape == (64, 1, 8, 8)
+
+
+def test_a_worker_killed_while_handing_over_a_batch_is_one_line():
+    """A worker killed between sending a batch and the training process taking it: the training process fails on
+    the broken connection (not on DataLoader's own check, which has not seen the death yet). That is the same one
+    line as any other dead worker, and the workers are shut down; the same error with every worker alive is not
+    the data's, and propagates as it is."""
+    import multiprocessing
+    import os
+    import signal
+    import types
+
+    from src.data.files import raise_loader_failure
+
+    worker = multiprocessing.get_context("fork").Process(target=lambda: os.kill(os.getpid(), signal.SIGKILL))
+    worker.start()
+    shut = []
+    iterator = types.SimpleNamespace(_workers=[worker], _shutdown_workers=lambda: shut.append(True))
+    loader = types.SimpleNamespace(_iterator=iterator)
+    with pytest.raises(UserError) as error:
+        raise_loader_failure(ConnectionResetError(104, "Connection reset by peer"), [loader], "/data/x")
+    assert str(error.value).startswith(
+        f"a data loader worker reading /data/x died (DataLoader worker (pid(s) {worker.pid})"
+    )
+    assert "run the same command again to resume" in str(error.value) and shut == [True]
+
+    alive = multiprocessing.get_context("fork").Process(target=signal.pause)
+    alive.start()
+    try:
+        loader = types.SimpleNamespace(_iterator=types.SimpleNamespace(_workers=[alive]))
+        raise_loader_failure(ConnectionResetError(104, "Connection reset by peer"), [loader], "/data/x")  # no raise
+        raise_loader_failure(ValueError("a bug in the model"), [loader], "/data/x")
+    finally:
+        alive.kill()
+        alive.join()
