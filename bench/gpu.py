@@ -39,7 +39,7 @@ sys.path.insert(0, str(BENCH.parent))
 
 from common import PY, env, fake_cifar  # noqa: E402
 
-CONFIG = [str(BENCH.parent / "configs/cnn_full.gin")]  # ResNet-20 on CIFAR-10, SGD, augmentation, lr_schedule
+CONFIG = [str(BENCH.parent / "configs/cnn_full.gin")]  # ResNet-20 on CIFAR-10, SGD, augmentation, the 'steps' schedule
 SHORT = ["training_loop.n_epochs=3", "training_loop.limit_val_batches=5", "training_loop.limit_test_batches=5"]
 BF16 = ["training_loop.precision='bf16-mixed'", "training_loop.channels_last=True"]
 WORKLOADS = {  # name -> bindings after configs/cnn_full.gin (the shipped config: its callbacks, logger, data)
@@ -354,7 +354,7 @@ def profile_section(data: list[str], start: int, stop: int) -> None:
     register_window_callback()
     say(f"## Where a step's time goes (ResNet-20, batch 128, fp32; steps {start}-{stop} of one epoch)", "")
     bindings = [*WORKLOADS["ResNet-20, batch 128, fp32 (launch-bound)"], *data, "training_loop.n_epochs=1"]
-    with_window = [*bindings, "training_loop.callbacks=['progress_log', 'lr_schedule', 'gpu_window']"]
+    with_window = [*bindings, "training_loop.callbacks=['progress_log', 'gpu_window']"]
     say("| way | what | ms per step | GPU busy | syncs / step | copies / step | kernel launches / step |")
     say("|---|---|---|---|---|---|---|")
     for way in WAYS:
