@@ -25,7 +25,7 @@ from src.errors import UserError, integer
 from src.loggers import common
 from src.registry import in_words, matches, still_required
 from src.run import checkpoints, environment, layout, metric_directions, session, status
-from src.training import lightning_trainer, speed
+from src.training import allocator, lightning_trainer, speed
 from src.training.config_guard import guard_config
 from src.training.fit_and_test import fit_and_test
 
@@ -93,6 +93,7 @@ def training_loop(
                     return plan.finished
                 attempt.committed = True
                 keep_threads(save_dir, num_threads)
+                allocator.keep_freed_memory()
                 with lightning_trainer.quiet_lightning(), speed.matmul_precision(matmul_precision):
                     unused = warn_unused(built.operative)
                     if rank_zero:
