@@ -153,6 +153,11 @@ class StreamDataModule(pl.LightningDataModule):
     n_outputs: int
     prepare_name: str
     use_distributed_sampler = False  # litdata gives each process and worker its own chunks
+    # How many items litdata deserialises at a time: 1, the one asked for. Its "auto" (windows of up to 256 small
+    # items) decoded windows that its workers then used little of: on CIFAR-10 with 2 workers 12x the items, the
+    # first batches of each epoch ~10x slower, 0.54x the batches a second (bench/README.md, "Data beyond memory").
+    # The value does not change which items come in which order.
+    batch_decode: int | str = 1
 
     def __init__(
         self,
@@ -251,6 +256,7 @@ class StreamDataModule(pl.LightningDataModule):
             cache_dir=self.cache_dir,
             max_cache_size=self.max_cache_size,
             storage_options=self.storage_options,
+            batch_decode=self.batch_decode,
         )
         # A generator of its own: see FilesDataModule._loader.
         loader = epoch_following_loader()(
