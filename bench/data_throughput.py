@@ -6,7 +6,8 @@ streaming (cifar10_stream: litdata) data modules against the in-memory one (cifa
    images, batch 128, 2 epochs of 25 batches, 5 validation and 5 test batches; bench/common.py's CIFAR workload),
    in-memory vs files vs stream with 2 workers, alternating, fresh processes. Per run: the training throughput of the
    epochs after the first (`examples_per_s` of history.csv; worker start-up counts, as it does in every epoch).
-   Target: files and stream >= 0.9 of in-memory (the loader is not the bottleneck).
+   Target: files and stream >= 0.9 of in-memory (the loader is not the bottleneck). For contrast, files read in the
+   training process (num_workers=0): what the reading costs without workers competing for the cores.
 2. Memory: peak memory of a training that reads every example once (1 epoch over the whole training set, a tiny
    CNN, batch 256, 2 workers) at two sizes 10x apart (5,000 and 50,000 CIFAR-sized training images: 15 and 154 MB
    of uint8). Measured as the peak over time of the process tree's PSS (main process and workers: shared pages
@@ -52,23 +53,24 @@ from common import (  # noqa: E402
 
 WORKERS = 2
 MODULES = {"in-memory": "cifar10", "files": "cifar10_files", "stream": "cifar10_stream"}
+IN_PROCESS = "files, num_workers=0 (read in the training process: for contrast)"
 
 
-def bindings(name: str, extra: tuple[str, ...] = ()) -> str:
+def bindings(name: str, extra: tuple[str, ...] = (), workers: int = WORKERS) -> str:
     data = [f"training_loop.data='{name}'", "training_loop.loggers=[]"]
     if name != "cifar10":
-        data.append(f"{name}.num_workers={WORKERS}")
+        data.append(f"{name}.num_workers={workers}")
         if SMOKE:  # the smoke-sized fake CIFAR-10's validation split (SMOKE_BINDINGS sets cifar10's)
             data.append(f"{name}.n_valid=500")
     return "#".join([*smoke_sized((*CIFAR_BINDINGS, *extra)), *data])
 
 
-def examples_per_s(data_dir: str, name: str) -> float:
+def examples_per_s(data_dir: str, name: str, workers: int = WORKERS) -> float:
     """Training throughput of one fresh run: the median of epochs 2.. of history.csv's examples_per_s."""
     tmp = tempfile.mkdtemp(prefix="bench_data_")
     try:
         done = subprocess.run(
-            [PY, "bin/train.py", f"{tmp}/run", "configs/cnn.gin", "-b", bindings(name)],
+            [PY, "bin/train.py", f"{tmp}/run", "configs/cnn.gin", "-b", bindings(name, workers=workers)],
             cwd=ROOT,
             env=env(DATA_DIR=data_dir),
             capture_output=True,
@@ -230,6 +232,7 @@ def throughput_section(n: int) -> None:
         Cifar10Files(n_valid=n_valid).prepare()
         Cifar10Stream(n_valid=n_valid).prepare()
         fns = {label: (lambda name=name: examples_per_s(data_dir, name)) for label, name in MODULES.items()}
+        fns[IN_PROCESS] = lambda: examples_per_s(data_dir, "cifar10_files", workers=0)
         results = alternate_many(fns, n, warmup=False)  # (each run is a fresh process: nothing to warm)
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -239,11 +242,11 @@ def throughput_section(n: int) -> None:
             os.environ["DATA_DIR"] = old
     base = med(results["in-memory"])
     header("data", "examples/s (training, epochs 2..)", "/ in-memory", "target")
-    for label in MODULES:
+    for label in [*MODULES, IN_PROCESS]:
         ratio = med(results[label]) / base
-        target = "" if label == "in-memory" else ">= 0.9"
-        row(label + ("" if label == "in-memory" else f", {WORKERS} workers"), fmt(results[label], "", 0),
-            f"{ratio:.3f}", target)  # fmt: skip
+        target = "" if label in ("in-memory", IN_PROCESS) else ">= 0.9"
+        named = label if label in ("in-memory", IN_PROCESS) else f"{label}, {WORKERS} workers"
+        row(named, fmt(results[label], "", 0), f"{ratio:.3f}", target)
 
 
 def main() -> None:
