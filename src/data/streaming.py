@@ -155,7 +155,7 @@ class StreamDataModule(pl.LightningDataModule):
     use_distributed_sampler = False  # litdata gives each process and worker its own chunks
     # How many items litdata deserialises at a time: 1, the one asked for. Its "auto" (windows of up to 256 small
     # items) decoded windows that its workers then used little of: on CIFAR-10 with 2 workers 12x the items, the
-    # first batches of each epoch ~10x slower, 0.54x the batches a second (bench/README.md, "Data beyond memory").
+    # first batches of each epoch ~10x slower, about half the batches a second (bench/README.md, "Data beyond memory").
     # The value does not change which items come in which order.
     batch_decode: int | str = 1
 
