@@ -154,7 +154,11 @@ def dead_workers(loaders: list[Any]) -> list[int]:
     pids = []
     for loader in loaders:
         for worker in getattr(getattr(loader, "_iterator", None), "_workers", []):
-            worker.join(timeout=2)
+            try:
+                worker.join(timeout=2)
+            except RuntimeError as e:  # torch's SIGCHLD handler, seeing the death while we wait
+                if not WORKER_DIED.search(str(e)):
+                    raise
             if worker.exitcode not in (None, 0):
                 pids.append(worker.pid)
     return pids

@@ -117,7 +117,9 @@ def epoch_following_loader() -> type:
       count would restart at 1;
     - a loaded state resumes the next iteration only: litdata clears its `restore` flag when an iteration runs to
       its end, which Lightning never asks for (it stops after `len` batches), so the epoch after a resumed one would
-      try to resume again (and fail: "num_samples_yielded ... greater than the dataset length")."""
+      try to resume again (and fail: "num_samples_yielded ... greater than the dataset length");
+    - its current iterator is kept, as torch keeps a persistent loader's: a worker killed while handing over a batch
+      is then found dead (the same one line as any dead worker), and Lightning's teardown shuts the workers down."""
     from litdata import StreamingDataLoader
 
     class EpochFollowingLoader(StreamingDataLoader):
@@ -128,6 +130,10 @@ def epoch_following_loader() -> type:
         def load_state_dict(self, obj: dict[str, Any]) -> None:
             super().load_state_dict(obj)
             self._loaded = True
+
+        def _get_iterator(self) -> Any:
+            self._iterator = super()._get_iterator()
+            return self._iterator
 
         def __iter__(self) -> Any:  # a generator: this runs at the first batch, after Lightning's epoch set-up
             if self.restore and not self._loaded:

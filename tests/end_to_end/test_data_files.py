@@ -303,3 +303,29 @@ def test_a_streamed_epoch_deserialises_each_example_once(tmp_path):
         assert decoded.value == sum(len(y) for y in labels) == 1197  # the training split, each example once
         assert all(torch.equal(a, b) for a, b in zip(epoch("auto"), labels, strict=True))  # the same batches
         assert decoded.value > 5 * 1197  # litdata's default, for contrast
+
+
+def test_a_stream_worker_killed_while_handing_over_a_batch_is_one_line(data_dir):
+    """The training process can fail on the broken hand-over (ConnectionResetError) before DataLoader notices the
+    death: the stream module still finds its dead worker and says so in one line (CI saw this race once)."""
+    import multiprocessing
+
+    from src.data.streaming import DigitsStream
+
+    data = DigitsStream(toy=True, batch_size=8, num_workers=2)
+    data.prepare_data()
+    batches = iter(data.train_dataloader())
+    next(batches)
+    workers = multiprocessing.active_children()
+    assert len(workers) == 2
+    # torch's SIGCHLD handler would raise DataLoader's own error at a random point here: the race is the case where
+    # the broken connection comes first (that handler's error inside the check: tests/unit/test_data.py)
+    torch_handler = signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    try:
+        os.kill(workers[0].pid, signal.SIGKILL)
+        with pytest.raises(UserError) as error:
+            data.on_exception(ConnectionResetError(104, "Connection reset by peer"))
+    finally:
+        signal.signal(signal.SIGCHLD, torch_handler)
+    assert f"digits_stream_toy died (DataLoader worker (pid(s) {workers[0].pid}) exited" in one_line(error.value)
+    assert not any(worker.is_alive() for worker in workers)  # shut down with the failure

@@ -194,6 +194,13 @@ def test_a_worker_killed_while_handing_over_a_batch_is_one_line():
     )
     assert "run the same command again to resume" in str(error.value) and shut == [True]
 
+    def join_interrupted(timeout):  # torch's SIGCHLD handler raises DataLoader's own error inside the wait
+        raise RuntimeError(f"DataLoader worker (pid {worker.pid}) is killed by signal: Killed. ")
+
+    seen = types.SimpleNamespace(pid=worker.pid, exitcode=-9, join=join_interrupted)
+    with pytest.raises(UserError, match=rf"died \(DataLoader worker \(pid\(s\) {worker.pid}\) exited"):
+        raise_loader_failure(EOFError(), [types.SimpleNamespace(_iterator=types.SimpleNamespace(_workers=[seen]))], "x")
+
     alive = multiprocessing.get_context("fork").Process(target=signal.pause)
     alive.start()
     try:
