@@ -18,12 +18,11 @@ the free disk).
 
 from __future__ import annotations
 
-import functools
 import json
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable
+import weakref
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from src.data.prepared import (
     read_marker,
 )
 from src.data.registry import DATA
+from src.data.stream_loader import stream_classes
 from src.errors import UserError, integer
 
 # litdata's loaders know their exact length for the workers they have (Lightning cannot tell and warns).
@@ -105,46 +105,6 @@ def read_remote_marker(url: str, cache_dir: str | None, storage_options: dict | 
         except Exception as e:  # no such object, no credentials, no network: the client's own words
             raise problem(url, f"cannot be read ({type(e).__name__}: {e})", remedy) from None
     return check_marker(url, text, MARKER, FORMAT, VERSION, remedy)
-
-
-@functools.cache
-def epoch_following_loader() -> type:
-    """litdata's StreamingDataLoader as Lightning drives it (a class made on first use: importing litdata takes
-    ~0.15 s, which only runs that stream should pay):
-
-    - its epoch (its shuffle's) is the training's when an epoch starts: litdata counts its own (one per `iter`), and
-      a run resumed at an epoch's end gets no loader state from Lightning (only one stopped mid-epoch does), so its
-      count would restart at 1;
-    - a loaded state resumes the next iteration only: litdata clears its `restore` flag when an iteration runs to
-      its end, which Lightning never asks for (it stops after `len` batches), so the epoch after a resumed one would
-      try to resume again (and fail: "num_samples_yielded ... greater than the dataset length");
-    - its current iterator is kept, as torch keeps a persistent loader's: a worker killed while handing over a batch
-      is then found dead (the same one line as any dead worker), and Lightning's teardown shuts the workers down."""
-    from litdata import StreamingDataLoader
-
-    class EpochFollowingLoader(StreamingDataLoader):
-        epoch_of: Callable[[], int | None] = staticmethod(lambda: None)
-        _loaded = False  # a state was loaded that no iteration has used yet
-        restore: bool  # litdata's: the next iteration resumes from a loaded state
-
-        def load_state_dict(self, obj: dict[str, Any]) -> None:
-            super().load_state_dict(obj)
-            self._loaded = True
-
-        def _get_iterator(self) -> Any:
-            self._iterator = super()._get_iterator()
-            return self._iterator
-
-        def __iter__(self) -> Any:  # a generator: this runs at the first batch, after Lightning's epoch set-up
-            if self.restore and not self._loaded:
-                self.restore = False  # left over from a resumed iteration that Lightning did not run to its end
-            self._loaded = False
-            epoch = self.epoch_of()
-            if not self.restore and epoch is not None:  # (restoring: the epoch of the loaded state)
-                self.current_epoch = epoch  # litdata adds 1 as the iteration starts
-            yield from super().__iter__()
-
-    return EpochFollowingLoader
 
 
 class StreamDataModule(pl.LightningDataModule):
@@ -251,10 +211,9 @@ class StreamDataModule(pl.LightningDataModule):
         return self.trainer.current_epoch if self.trainer is not None else None
 
     def _loader(self, split: str, train: bool) -> Any:
-        from litdata import StreamingDataset
-
         self.marker  # noqa: B018
-        dataset = StreamingDataset(
+        dataset_class, loader_class = stream_classes()
+        dataset = dataset_class(
             f"{self.location}/{split}",
             shuffle=train,
             seed=self.seed,
@@ -265,14 +224,22 @@ class StreamDataModule(pl.LightningDataModule):
             batch_decode=self.batch_decode,
         )
         # A generator of its own: see FilesDataModule._loader.
-        loader = epoch_following_loader()(
+        loader = loader_class(
             dataset,
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             generator=torch.Generator(),
             multiprocessing_context=worker_start(self.num_workers),
         )
-        loader.epoch_of = self.training_epoch
+        module = weakref.ref(
+            self
+        )  # (no cycle: a module let go of shuts its loaders' workers down at once, not at a GC)
+
+        def epoch_of() -> int | None:
+            alive = module()
+            return alive.training_epoch() if alive is not None else None
+
+        loader.epoch_of = epoch_of
         self._loaders.append(loader)
         return loader
 

@@ -329,3 +329,77 @@ def test_a_stream_worker_killed_while_handing_over_a_batch_is_one_line(data_dir)
         signal.signal(signal.SIGCHLD, torch_handler)
     assert f"digits_stream_toy died (DataLoader worker (pid(s) {workers[0].pid}) exited" in one_line(error.value)
     assert not any(worker.is_alive() for worker in workers)  # shut down with the failure
+
+
+def test_stream_workers_live_across_epochs_and_serve_litdatas_own_batches(data_dir):
+    """The stream's workers are started once and told each epoch (litdata's own loader starts new ones every epoch:
+    a third of the stream's throughput on 2 cores): the same batches as litdata's loader, epoch after epoch, also
+    when Lightning stops an epoch before the workers reach its end, and after a state loaded mid-epoch, into a new
+    loader or into one whose workers are running."""
+    import itertools
+    import multiprocessing
+
+    from litdata import StreamingDataLoader, StreamingDataset
+
+    from src.data.streaming import DigitsStream
+
+    data = DigitsStream(toy=True, batch_size=8, num_workers=2)
+    data.prepare_data()
+    folder = f"{data.location}/train"
+
+    def take(batches, n: int | None = None) -> list[list[int]]:  # an epoch (a loader) or its next n batches
+        return [y.tolist() for _, y in itertools.islice(batches, n if n is not None else len(batches))]
+
+    litdatas = StreamingDataLoader(StreamingDataset(folder, shuffle=True, seed=0, batch_decode=1), batch_size=8,
+                                   num_workers=2, multiprocessing_context="fork")  # fmt: skip
+    expected = [take(litdatas) for _ in range(4)]
+    assert expected[0] != expected[1]  # (shuffled anew each epoch)
+
+    loader = data.train_dataloader()
+    assert take(loader) == expected[0]
+    workers = multiprocessing.active_children()
+    assert len(workers) == 2
+    epoch = iter(loader)
+    assert take(epoch, 10) == expected[1][:10]
+    state = loader.state_dict()
+    assert take(epoch, 3) == expected[1][10:13]  # and stopped there
+    assert take(loader) == expected[2]
+    assert multiprocessing.active_children() == workers  # the same two, all along
+
+    loader.load_state_dict(state)  # while its workers run: new ones, which resume the state
+    assert take(loader) == expected[1][10:]
+    assert take(loader) == expected[2]
+    resumed = DigitsStream(toy=True, batch_size=8, num_workers=2).train_dataloader()  # a new process's
+    resumed.load_state_dict(state)
+    assert take(resumed) == expected[1][10:]
+    assert take(resumed) == expected[2]
+    assert take(resumed) == expected[3]
+    running = multiprocessing.active_children()
+    assert len(running) == 4  # (the loader's second two, and the resumed one's)
+    del loader, epoch, resumed, data
+    assert not any(worker.is_alive() for worker in running)  # shut down when let go of (not at a garbage collection)
+
+
+def test_stream_workers_do_not_gather_threads_over_epochs_stopped_early(tmp_path, data_dir):
+    """A remote data set's reader has a download thread, which litdata stops at the end of an epoch: a persistent
+    worker whose epochs Lightning stops before their end (at `len` batches, or a limit) stops it as the next starts
+    (one more thread every such epoch otherwise)."""
+    import itertools
+    import multiprocessing
+
+    from src.data.streaming import DigitsStream
+
+    DigitsStream(toy=True).prepare_data()  # (the default folder, on first use)
+    data = DigitsStream(toy=True, batch_size=8, num_workers=2, cache_dir=str(tmp_path / "cache"),
+                        input_dir=f"local:{data_dir / 'digits_stream_toy'}")  # fmt: skip
+    data.prepare_data()
+    loader = data.train_dataloader()
+
+    def threads_after_an_epoch_stopped_early() -> list[int]:
+        assert len(list(itertools.islice(loader, 5))) == 5  # of 12
+        return [len(os.listdir(f"/proc/{worker.pid}/task")) for worker in multiprocessing.active_children()]
+
+    first = [threads_after_an_epoch_stopped_early() for _ in range(2)][-1]
+    later = [threads_after_an_epoch_stopped_early() for _ in range(8)][-1]
+    assert len(later) == 2
+    assert all(n <= m + 1 for n, m in zip(later, first, strict=True)), (first, later)
