@@ -69,11 +69,10 @@ def stream_classes() -> tuple[type, type]:
         epoch_of: Callable[[], int | None] = staticmethod(lambda: None)
         _loaded = False  # a state was loaded that no iteration has used yet
         restore: bool  # litdata's: the next iteration resumes from a loaded state
+        _iterator: Any  # torch's: the workers' iterator, None before the first iteration
 
         def __init__(self, dataset: Any, **kwargs: Any) -> None:
             super().__init__(dataset, persistent_workers=kwargs.get("num_workers", 0) > 0, **kwargs)
-
-        _iterator: Any  # torch's: the workers' iterator, None before the first iteration
 
         def load_state_dict(self, obj: dict[str, Any]) -> None:
             if self._iterator is not None and self.persistent_workers:

@@ -231,9 +231,8 @@ class StreamDataModule(pl.LightningDataModule):
             generator=torch.Generator(),
             multiprocessing_context=worker_start(self.num_workers),
         )
-        module = weakref.ref(
-            self
-        )  # (no cycle: a module let go of shuts its loaders' workers down at once, not at a GC)
+        # Weakly (no cycle): a module let go of shuts its loaders' workers down at once, not at a garbage collection.
+        module = weakref.ref(self)
 
         def epoch_of() -> int | None:
             alive = module()

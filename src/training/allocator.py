@@ -9,7 +9,7 @@ instead: blocks up to 32 MiB come from the heap, and up to 64 MiB of freed heap 
 
 A child forked from it (a DataLoader worker) goes back to glibc's starting values: a worker only reads, and would
 otherwise keep up to 64 MiB of freed heap each (2 workers of the file-backed module grew by ~80 MB over a 10x longer
-epoch, the whole training's memory by ~11 % instead of ~2 %).
+epoch, the whole training's peak memory by 11-13 % instead of 0-6 %).
 
 Left alone where the user chose an allocator (MALLOC_* variables, jemalloc or tcmalloc preloaded) and where there is
 no glibc (macOS; musl's mallopt does nothing).
