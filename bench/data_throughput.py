@@ -7,7 +7,9 @@ streaming (cifar10_stream: litdata) data modules against the in-memory one (cifa
    in-memory vs files vs stream with 2 workers, alternating, fresh processes. Per run: the training throughput of the
    epochs after the first (`examples_per_s` of history.csv; worker start-up counts, as it does in every epoch).
    Target: files and stream >= 0.9 of in-memory (the loader is not the bottleneck). For contrast, files read in the
-   training process (num_workers=0): what the reading costs without workers competing for the cores.
+   training process (num_workers=0): what the reading costs without workers competing for the cores. Then each loader
+   alone (2 workers, its next 100 training batches after the first, in this process): batches/s against the
+   training's steps/s, the headroom the loader leaves the training.
 2. Memory: peak memory of a training that reads every example once (1 epoch over the whole training set, a tiny
    CNN, batch 256, 2 workers) at two sizes 10x apart (5,000 and 50,000 CIFAR-sized training images: 15 and 154 MB
    of uint8). Measured as the peak over time of the process tree's PSS (main process and workers: shared pages
@@ -49,6 +51,7 @@ from common import (  # noqa: E402
     repeats,
     row,
     smoke_sized,
+    wait_idle,
 )
 
 WORKERS = 2
@@ -234,6 +237,7 @@ def throughput_section(n: int) -> None:
         fns = {label: (lambda name=name: examples_per_s(data_dir, name)) for label, name in MODULES.items()}
         fns[IN_PROCESS] = lambda: examples_per_s(data_dir, "cifar10_files", workers=0)
         results = alternate_many(fns, n, warmup=False)  # (each run is a fresh process: nothing to warm)
+        alone = {label: loader_alone(module) for label, module in (("files", Cifar10Files), ("stream", Cifar10Stream))}
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
         if old is None:
@@ -247,6 +251,31 @@ def throughput_section(n: int) -> None:
         target = "" if label in ("in-memory", IN_PROCESS) else ">= 0.9"
         named = label if label in ("in-memory", IN_PROCESS) else f"{label}, {WORKERS} workers"
         row(named, fmt(results[label], "", 0), f"{ratio:.3f}", target)
+    print()
+    header(f"loader alone ({WORKERS} workers)", "batches/s", "training steps/s (its module, as above)", "headroom")
+    for label, rates in alone.items():
+        steps = med(results[label]) / BATCH
+        row(label, f"{rates:.0f}", f"{steps:.1f}", f"{rates / steps:.0f}x")
+
+
+BATCH = 128  # cifar10's batch size, which configs/cnn.gin keeps
+
+
+def loader_alone(module: type, n_batches: int = 100) -> float:
+    """Batches/s of a data module's training loader alone (its workers started: timed from its first batch)."""
+    data = module(n_valid=500 if SMOKE else 5000, num_workers=WORKERS)
+    data.prepare_data()
+    loader = data.train_dataloader()
+    n = min(n_batches, len(loader) - 1)
+    wait_idle()
+    batches = iter(loader)
+    next(batches)
+    start = time.perf_counter()
+    for _ in range(n):
+        next(batches)
+    rate = n / (time.perf_counter() - start)
+    del batches, loader, data  # (its workers end with it)
+    return rate
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ import pytorch_lightning as pl
 import torch
 
 from src.data.download import data_dir
-from src.data.files import cifar10_arrays, digits_arrays, raise_loader_failure, worker_start
+from src.data.files import cifar10_arrays, digits_arrays
 from src.data.prepared import (
     SPLITS,
     Arrays,
@@ -45,6 +45,7 @@ from src.data.prepared import (
 )
 from src.data.registry import DATA
 from src.data.stream_loader import stream_classes
+from src.data.workers import raise_loader_failure, worker_start
 from src.errors import UserError, integer
 
 # litdata's loaders know their exact length for the workers they have (Lightning cannot tell and warns).

@@ -180,7 +180,7 @@ def test_a_worker_killed_while_handing_over_a_batch_is_one_line():
     import signal
     import types
 
-    from src.data.files import raise_loader_failure
+    from src.data.workers import raise_loader_failure
 
     worker = multiprocessing.get_context("fork").Process(target=lambda: os.kill(os.getpid(), signal.SIGKILL))
     worker.start()
